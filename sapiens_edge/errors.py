@@ -1,0 +1,75 @@
+"""Typed errors for user mistakes. Torch-free: the runtime raises these too.
+
+Every message says what went wrong *and* what to do about it; the CLI prints the
+message without a traceback and exits non-zero.
+"""
+
+from __future__ import annotations
+
+
+class SapiensEdgeError(Exception):
+    """Base class of every error caused by user input (files, names, images, options)."""
+
+
+class UnknownModelError(SapiensEdgeError, KeyError):
+    """A model name that is not in the zoo."""
+
+    def __str__(self) -> str:  # KeyError would repr() the message
+        return str(self.args[0]) if self.args else ""
+
+
+class WeightsError(SapiensEdgeError):
+    """Base class for problems with a checkpoint file."""
+
+
+class WeightsNotFoundError(WeightsError, FileNotFoundError):
+    """The weights path or hub reference does not exist (or is not cached when offline)."""
+
+
+class NotSafetensorsError(WeightsError):
+    """The file is not a safetensors file (wrong format)."""
+
+
+class PickleCheckpointError(NotSafetensorsError):
+    """A pickle-based PyTorch checkpoint (.pth/.pt/.bin); we never unpickle."""
+
+
+class CorruptCheckpointError(WeightsError):
+    """A safetensors file that is truncated or damaged."""
+
+
+class CheckpointMismatchError(WeightsError):
+    """A valid checkpoint that belongs to another model (size or task)."""
+
+
+class InputSizeError(SapiensEdgeError, ValueError):
+    """An input size the model cannot run at (e.g. pointmap at anything but 1024x768)."""
+
+
+class ImageError(SapiensEdgeError):
+    """An image file that cannot be read or decoded."""
+
+
+class OutputExistsError(SapiensEdgeError, FileExistsError):
+    """An output would overwrite existing files; pass --force / force=True to replace them."""
+
+
+class MissingDependencyError(SapiensEdgeError, ImportError):
+    """An optional dependency (extra) is not installed."""
+
+
+class RandomWeightsWarning(UserWarning):
+    """A model was built with random weights: its outputs mean nothing."""
+
+
+def require(module: str, extra: str, purpose: str):
+    """Import an optional dependency or raise a MissingDependencyError naming the extra."""
+    import importlib
+
+    try:
+        return importlib.import_module(module)
+    except ImportError as exc:
+        raise MissingDependencyError(
+            f"{purpose} needs the '{module}' package, which is not installed. "
+            f"Install it with: pip install 'sapiens-edge[{extra}]'"
+        ) from exc

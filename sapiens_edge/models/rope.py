@@ -1,0 +1,99 @@
+"""2-D rotary position embedding, computed in bfloat16 exactly as upstream does (spec 2.4).
+
+Even in an fp32 model the sin/cos tables are bf16 and q/k are rounded to bf16 and rotated
+with bf16 rounding after each op; reproducing that sequence is what makes outputs bit-exact.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import torch
+from torch import nn
+
+RopeTables = tuple[torch.Tensor, torch.Tensor]  # (sin, cos), each (Hp*Wp, d), bf16
+
+
+class RopeEmbedding(nn.Module):
+    def __init__(self, head_dim: int, base: float = 100.0, device: torch.device | str | None = None):
+        super().__init__()
+        if head_dim % 4:
+            raise ValueError(f"RoPE needs a head dim divisible by 4, got {head_dim}")
+        self.head_dim = head_dim
+        self.base = base
+        # Upstream builds the periods with bf16 arithmetic; the persistent buffer loaded from the
+        # checkpoint is what counts afterwards, so it is never recomputed after loading.
+        idx = torch.arange(head_dim // 4, dtype=torch.bfloat16, device=device)
+        self.register_buffer("periods", base ** (2 * idx / (head_dim // 2)), persistent=True)
+        # Per-grid constant tables, set only inside `rope_constants` (for export capture).
+        self._constants: dict[tuple[int, int], RopeTables] = {}
+
+    def _apply(self, fn, recurse=True):
+        # Keep the periods bf16 through .float()/.half(): casting them silently changes RoPE.
+        periods = self.periods
+        out = super()._apply(fn, recurse)
+        if self.periods.dtype != torch.bfloat16 and periods.dtype == torch.bfloat16:
+            self.periods = self.periods.to(torch.bfloat16)
+        return out
+
+    def forward(self, hp: int, wp: int) -> RopeTables:
+        if (hp, wp) in self._constants:
+            return self._constants[(hp, wp)]
+        return compute_tables(self.periods, hp, wp)
+
+
+def compute_tables(periods: torch.Tensor, hp: int, wp: int) -> RopeTables:
+    """sin/cos tables for an (hp, wp) patch grid, every op rounded in the periods' dtype."""
+    dd = {"device": periods.device, "dtype": periods.dtype}
+    coords_h = torch.arange(0.5, hp, **dd) / hp
+    coords_w = torch.arange(0.5, wp, **dd) / wp
+    coords = torch.stack(torch.meshgrid(coords_h, coords_w, indexing="ij"), dim=-1).flatten(0, 1)
+    coords = 2.0 * coords - 1.0  # (hp*wp, 2), y first
+    angles = 2 * math.pi * coords[:, :, None] / periods[None, None, :]  # (hp*wp, 2, d/4)
+    angles = angles.flatten(1, 2).tile(2)  # [y, x, y, x] blocks of d/4
+    return torch.sin(angles), torch.cos(angles)
+
+
+def rotate_half(x: torch.Tensor) -> torch.Tensor:
+    x1, x2 = x.chunk(2, dim=-1)
+    return torch.cat([-x2, x1], dim=-1)
+
+
+def apply_rope(q: torch.Tensor, k: torch.Tensor, tables: RopeTables) -> tuple[torch.Tensor, torch.Tensor]:
+    """Rotate q and k (B, heads, N, d); the leading N - Hp*Wp prefix tokens stay unrotated."""
+    sin, cos = tables
+    return _rotate(q, sin, cos), _rotate(k, sin, cos)
+
+
+def _rotate(x: torch.Tensor, sin: torch.Tensor, cos: torch.Tensor) -> torch.Tensor:
+    dtype = x.dtype
+    x = x.to(sin.dtype)  # the whole tensor, prefix included, round-trips through bf16
+    prefix = x.shape[-2] - sin.shape[-2]
+    rotated = (x[:, :, prefix:] * cos) + (rotate_half(x[:, :, prefix:]) * sin)
+    return torch.cat((x[:, :, :prefix], rotated), dim=-2).to(dtype)
+
+
+@contextmanager
+def rope_constants(model: nn.Module, input_hw: tuple[int, int]) -> Iterator[None]:
+    """Freeze every RoPE table of `model` for `input_hw` as constant tensors.
+
+    Inside the block, tracing (torch.export) sees precomputed tables instead of
+    arange/meshgrid/sin/cos, so each exported graph carries its own per-size constants.
+    """
+    ropes = [m for m in model.modules() if isinstance(m, RopeEmbedding)]
+    for m in ropes:
+        grid = _token_grid(model, input_hw)
+        with torch.no_grad():
+            m._constants[grid] = compute_tables(m.periods, *grid)
+    try:
+        yield
+    finally:
+        for m in ropes:
+            m._constants.clear()
+
+
+def _token_grid(model: nn.Module, input_hw: tuple[int, int]) -> tuple[int, int]:
+    backbone = getattr(model, "backbone", model)
+    return backbone.token_grid(input_hw)
