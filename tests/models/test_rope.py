@@ -1,0 +1,75 @@
+"""RoPE tables against the spec's reference values (2.4) and export-constant behaviour."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from sapiens_edge.models import RopeEmbedding, Sapiens2Backbone, rope_constants
+from sapiens_edge.models.rope import compute_tables
+from tests.conftest import TINY, randomize_
+
+PERIODS = {
+    64: [1.0, 1.3359375, 1.78125, 2.375, 3.15625, 4.21875, 5.625, 7.5, 10.0, 13.3125, 17.75, 23.75,
+         31.625, 42.25, 56.25, 75.0],
+    80: [1.0, 1.2578125, 1.5859375, 2.0, 2.515625, 3.15625, 4.0, 5.0, 6.3125, 7.90625, 10.0, 12.625,
+         15.9375, 19.75, 25.0, 31.625, 40.0, 50.5, 62.75, 79.0],
+    76: [1.0, 1.2734375, 1.625, 2.078125, 2.640625, 3.375, 4.28125, 5.46875, 6.96875, 8.875, 11.3125,
+         14.3125, 18.375, 23.25, 30.0, 37.75, 48.75, 61.5, 79.0],
+}
+SUMS = {64: (5.293, 129440.34), 80: (2.8984, 163237.94), 76: (5.0332, 154899.34)}
+
+
+@pytest.mark.parametrize("d", [64, 80, 76])
+def test_periods_and_table_sums(d):
+    rope = RopeEmbedding(d)
+    assert rope.periods.dtype == torch.bfloat16
+    assert rope.periods.tolist() == PERIODS[d]
+    sin, cos = compute_tables(rope.periods, 64, 48)
+    assert sin.shape == cos.shape == (64 * 48, d) and sin.dtype == torch.bfloat16
+    ssum, csum = SUMS[d]
+    assert sin.double().sum().item() == pytest.approx(ssum, abs=5e-4)
+    assert cos.double().sum().item() == pytest.approx(csum, abs=5e-3)
+
+
+def test_reference_first_values_d64():
+    sin, cos = compute_tables(RopeEmbedding(64).periods, 64, 48)
+    assert sin[0, :4].tolist() == [0.095703125, 0.99609375, 0.322265625, -0.5078125]
+    assert cos[0, :4].tolist() == [0.99609375, -0.08740234375, -0.9453125, -0.86328125]
+
+
+def test_y_angles_before_x_angles():
+    sin, _ = compute_tables(RopeEmbedding(64).periods, 4, 3)
+    # token 1 and token 0 share the row (same y): the y block (first d/4) is identical
+    assert torch.equal(sin[0, :16], sin[1, :16]) and not torch.equal(sin[0, 16:32], sin[1, 16:32])
+    assert torch.equal(sin[:, :32], sin[:, 32:])  # tiled twice
+
+
+def test_periods_stay_bf16_through_float_and_half():
+    model = Sapiens2Backbone(TINY).float()
+    assert model.rope_embed.periods.dtype == torch.bfloat16
+    assert model.half().rope_embed.periods.dtype == torch.bfloat16
+
+
+def test_rope_constants_give_bitwise_identical_outputs():
+    model = randomize_(Sapiens2Backbone(TINY).eval())
+    x = torch.randn(1, 3, 128, 96)
+    with torch.no_grad():
+        eager = model(x)
+        with rope_constants(model, (128, 96)):
+            assert (8, 6) in model.rope_embed._constants
+            frozen = model(x)
+    assert torch.equal(eager, frozen)
+    assert not model.rope_embed._constants  # cleared on exit
+
+
+def test_rope_constants_are_baked_into_an_exported_graph():
+    model = randomize_(Sapiens2Backbone(TINY).eval())
+    x = torch.randn(1, 3, 128, 96)
+    with rope_constants(model, (128, 96)):
+        ep = torch.export.export(model, (x,))
+    ops = {str(n.target).split(".")[1] for n in ep.graph.nodes if str(n.target).startswith("aten.")}
+    assert not ops & {"sin", "cos", "arange", "meshgrid", "stack", "tile"}, ops
+    assert len(ep.constants) == 2  # the sin and cos tables
+    with torch.no_grad():
+        torch.testing.assert_close(ep.module()(x), model(x), atol=0, rtol=0)
