@@ -6,9 +6,25 @@ parts are loaded on first use of the names below.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .errors import SapiensEdgeError
+
+
+def _add_checkout_subpackages() -> None:
+    """export/, quantize/, runtime/ and benchmarks/ sit at the repo root and are mapped in as
+    subpackages by setuptools package-dir. Installed trees have them inside the package; when
+    Python instead finds this source folder (cwd on sys.path, e.g. `python -m` or pytest run from
+    a checkout), add the checkout root so `sapiens_edge.runtime` resolves to the same files."""
+    here = Path(__file__).resolve().parent
+    root = here.parent
+    if not (here / "runtime").is_dir() and (root / "export" / "__init__.py").is_file() and (
+            root / "pyproject.toml").is_file():
+        __path__.append(str(root))
+
+
+_add_checkout_subpackages()
 
 __version__ = "0.1.0"
 
@@ -25,10 +41,12 @@ _LAZY = {
 __all__ = ["SapiensEdgeError", "__version__", *_LAZY]
 
 if TYPE_CHECKING:  # pragma: no cover
-    from .checkpoint import inspect_checkpoint
-    from .loading import load_model
-    from .predict import predict
-    from .zoo import ModelInfo, get_model_info, list_models
+    from .checkpoint import inspect_checkpoint as inspect_checkpoint
+    from .loading import load_model as load_model
+    from .predict import predict as predict
+    from .zoo import ModelInfo as ModelInfo
+    from .zoo import get_model_info as get_model_info
+    from .zoo import list_models as list_models
 
 
 def __getattr__(name: str) -> Any:

@@ -90,7 +90,7 @@ def _looks_like_pickle(p: Path, head: bytes) -> bool:
         return True
     if len(head) >= 2 and head[0] == 0x80 and 2 <= head[1] <= 5:  # raw pickle protocol 2-5
         return True
-    return p.suffix.lower() in _PICKLE_SUFFIXES and not head[8:9] == b"{"
+    return p.suffix.lower() in _PICKLE_SUFFIXES and head[8:9] != b"{"
 
 
 def read_header(path: str | Path) -> CheckpointHeader:

@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 from .checkpoint import identify, read_header
-from .errors import CheckpointMismatchError, RandomWeightsWarning
+from .errors import CheckpointMismatchError, CorruptCheckpointError, RandomWeightsWarning
 from .hub import resolve_weights
 from .models.build import build_model, random_init_
 from .zoo import ModelInfo, get_model_info
@@ -36,7 +36,9 @@ def load_model(name: str, weights: str | Path | None = None, *, seed: int = 0) -
         load_weights_(model, info, resolve_weights(weights, info))
     model.eval()
     model.requires_grad_(False)
-    model.sapiens_info = info  # so later stages (export, validate) know what they hold
+    # Provenance for later stages (predict JSON, export manifests, validation reports).
+    model.sapiens_info = info
+    model.sapiens_weights = None if weights is None else str(weights)
     return model
 
 
@@ -46,8 +48,6 @@ def load_weights_(model: nn.Module, info: ModelInfo, path: Path) -> None:
     Each tensor is read (memory-mapped by safetensors), converted to the parameter's dtype and
     assigned in place of the meta tensor, so peak memory stays near one copy of the weights.
     """
-    from safetensors import safe_open
-
     header = read_header(path)
     found = identify(header)
     if found.model != info.name:
@@ -58,13 +58,37 @@ def load_weights_(model: nn.Module, info: ModelInfo, path: Path) -> None:
     if unsupported:
         raise CheckpointMismatchError(
             f"{path} stores tensors as {unsupported}; sapiens-edge loads fp32, bf16 or fp16 files.")
-    loaded: dict[str, torch.Tensor] = {}
-    with safe_open(str(path), framework="pt", device="cpu") as f:
-        for key, target in expected.items():
-            dtype = torch.bfloat16 if key.endswith("rope_embed.periods") else torch.float32
-            t = f.get_tensor(key)
-            loaded[key] = t if t.dtype == dtype else t.to(dtype)
+    loaded = _read_tensors(path, expected)
     model.load_state_dict(loaded, strict=True, assign=True)
+
+
+def _read_tensors(path: Path, expected: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Read each tensor straight from the file into its final fp32 (periods: bf16) tensor.
+
+    Plain reads instead of a memory map: mapped file pages would count in the process's memory
+    next to the fp32 copies (≈1.5-2x the weights); this way peak memory is one fp32 copy of the
+    weights plus one stored tensor in flight. safetensors already validated the header.
+    """
+    import json
+    import struct
+
+    out: dict[str, torch.Tensor] = {}
+    with open(path, "rb", buffering=0) as f:
+        (n,) = struct.unpack("<Q", f.read(8))
+        entries = json.loads(f.read(n))
+        base = 8 + n
+        for key in expected:
+            entry = entries[key]
+            stored = _DTYPES[entry["dtype"]]
+            want = torch.bfloat16 if key.endswith("rope_embed.periods") else torch.float32
+            start, end = entry["data_offsets"]
+            buf = torch.empty(entry["shape"], dtype=stored)
+            f.seek(base + start)
+            view = memoryview(buf.view(-1).view(torch.uint8).numpy()) if buf.numel() else memoryview(b"")
+            if f.readinto(view) != end - start:
+                raise CorruptCheckpointError(f"{path}: tensor {key} is cut short; download the file again.")
+            out[key] = buf if stored == want else buf.to(want)
+    return out
 
 
 def _check_shapes(path: Path, info: ModelInfo, expected: dict[str, torch.Tensor],

@@ -90,7 +90,7 @@ def test_missing_key_is_reported(seg01, tmp_path):
     from safetensors import safe_open
 
     with safe_open(str(files["backbone"]), "pt") as f:
-        sd = {k: f.get_tensor(k) for k in f.keys() if k != "blocks.3.ffn.w3.bias"}
+        sd = {k: f.get_tensor(k) for k in f.keys() if k != "blocks.3.ffn.w3.bias"}  # noqa: SIM118
     path = tmp_path / "partial.safetensors"
     save_file(sd, str(path))
     with pytest.raises(CheckpointMismatchError, match=r"1 missing .*blocks\.3\.ffn\.w3\.bias"):

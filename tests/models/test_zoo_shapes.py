@@ -98,6 +98,6 @@ def test_list_models_and_official_checkpoints():
 
 
 def test_unknown_model_suggests_close_names():
-    with pytest.raises(UnknownModelError, match="Did you mean 'sapiens2-0.4b-seg'"):
+    with pytest.raises(UnknownModelError, match=r"Did you mean 'sapiens2-0\.4b-seg'"):
         get_model_info("sapiens2-0.4b-sge")
     assert get_model_info("0.4b-seg").name == "sapiens2-0.4b-seg"

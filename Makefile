@@ -1,0 +1,30 @@
+# Set-up is part of every target: a fresh clone needs only `make demo` or `make test`.
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: demo test lint install clean
+
+$(STAMP): pyproject.toml
+	$(PY) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	# torch 2.13.0 CPU build; a plain `torch` requirement could pull a multi-GB CUDA wheel.
+	$(BIN)/python -m pip install -q "torch==2.13.0"
+	$(BIN)/python -m pip install -q -e ".[dev]" --config-settings editable_mode=strict
+	touch $(STAMP)
+
+install: $(STAMP)
+
+# Main job: the reference pipeline end to end on the bundled photo (0.1b, random weights).
+demo: $(STAMP)
+	$(BIN)/python -m sapiens_edge.demo --output demo-output --force
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+
+test: $(STAMP) lint
+	$(BIN)/python -m pytest -q
+
+clean:
+	rm -rf $(VENV) build demo-output .pytest_cache .ruff_cache

@@ -1,0 +1,1 @@
+"""Post-training quantization with calibration (`sapiens_edge.quantize`). Not implemented yet."""

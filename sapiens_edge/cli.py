@@ -1,0 +1,138 @@
+"""`sapiens-edge` command line: a thin layer over the Python API.
+
+User mistakes (SapiensEdgeError) print one clear message and exit 2, without a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import warnings
+from collections.abc import Sequence
+
+from .errors import RandomWeightsWarning, SapiensEdgeError
+
+
+def _cmd_models(args: argparse.Namespace) -> int:
+    from .zoo import list_models
+
+    models = list_models(task=args.task, official_only=args.official)
+    if args.json:
+        print(json.dumps([{"name": m.name, "task": m.task, "size": m.size, "params": m.params,
+                           "input_hw": list(m.input_hw),
+                           "official": m.official.ref if m.official else None} for m in models], indent=2))
+        return 0
+    rows = [(m.name, m.task, f"{m.params / 1e6:,.1f} M", "x".join(map(str, m.input_hw)),
+             f"hf://{m.official.repo_id}" if m.official else "none (own weights or random init)")
+            for m in models]
+    _table(("model", "task", "params", "input HxW", "official checkpoint"), rows)
+    print("\nMeta released no 0.1b task heads: 0.4b is the smallest official task model.")
+    return 0
+
+
+def _cmd_inspect(args: argparse.Namespace) -> int:
+    from .checkpoint import inspect_checkpoint
+
+    info = inspect_checkpoint(args.file)
+    if args.json:
+        print(json.dumps(info.to_json(), indent=2))
+        return 0 if info.model else 1
+    _table(("field", "value"), [
+        ("file", str(info.path)), ("model", info.model or "unrecognised"), ("task", info.task or "?"),
+        ("size", info.size or "?"), ("layout", info.layout), ("dtype", info.dtype),
+        ("parameters", f"{info.params:,}"), ("tensors", str(info.num_tensors)),
+        ("file size", f"{info.file_size / 2**20:,.1f} MiB"),
+    ])
+    for p in info.problems:
+        print(f"problem: {p}")
+    return 0 if info.model else 1
+
+
+def _parse_box(text: str) -> list[float]:
+    try:
+        box = [float(v) for v in text.split(",")]
+    except ValueError:
+        box = []
+    if len(box) != 4 or box[2] <= box[0] or box[3] <= box[1]:
+        raise argparse.ArgumentTypeError(f"--box wants x1,y1,x2,y2 with x2>x1 and y2>y1, got {text!r}")
+    return box
+
+
+def _cmd_predict(args: argparse.Namespace) -> int:
+    from .errors import require
+
+    require("torch", "torch", "`sapiens-edge predict` (the PyTorch reference)")
+    import torch
+
+    from .predict import predict
+
+    if args.weights is None and not args.random_weights:
+        raise SapiensEdgeError(
+            "predict needs --weights FILE.safetensors (or hf://facebook/sapiens2-<task>-<size>); "
+            "pass --random-weights to run a randomly initialised model on purpose.")
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    records = predict(args.model, args.images, args.output, weights=args.weights, boxes=args.box,
+                      flip_test=False if args.no_flip else None, force=args.force)
+    print(f"wrote {len(records)} result(s) to {args.output}")
+    return 0
+
+
+def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> None:
+    widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
+    line = "  ".join(f"{{:<{w}}}" for w in widths)
+    for r in [header, ["-" * w for w in widths], *rows]:
+        print(line.format(*r).rstrip())
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="sapiens-edge", description="Sapiens2 on phones and edge boards.")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    m = sub.add_parser("models", help="list the model zoo and official checkpoints")
+    m.add_argument("--task", choices=["backbone", "pose", "seg", "normal", "pointmap"])
+    m.add_argument("--official", action="store_true", help="only models with an official checkpoint")
+    m.add_argument("--json", action="store_true")
+    m.set_defaults(func=_cmd_models)
+
+    i = sub.add_parser("inspect", help="name the model a .safetensors checkpoint holds")
+    i.add_argument("file")
+    i.add_argument("--json", action="store_true")
+    i.set_defaults(func=_cmd_inspect)
+
+    r = sub.add_parser("predict", help="run the PyTorch reference model on images")
+    r.add_argument("model", help="zoo name, e.g. sapiens2-0.4b-seg")
+    r.add_argument("images", nargs="+", help="image files")
+    r.add_argument("--weights", help="local .safetensors or hf://ORG/REPO[/FILE]")
+    r.add_argument("--random-weights", action="store_true", help="run with seeded random weights")
+    r.add_argument("--output", "-o", required=True, help="folder for JSON, overlays and arrays")
+    r.add_argument("--box", type=_parse_box, action="append",
+                   help="pose: person box x1,y1,x2,y2 (repeatable; default: the whole image)")
+    r.add_argument("--no-flip", action="store_true", help="pose: disable the flip test")
+    r.add_argument("--threads", type=int, help="torch intra-op threads")
+    r.add_argument("--force", action="store_true", help="replace existing output files")
+    r.set_defaults(func=_cmd_predict)
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    with warnings.catch_warnings():
+        warnings.simplefilter("always", RandomWeightsWarning)
+        warnings.formatwarning = lambda msg, cat, *a, **k: f"warning: {msg}\n"
+        try:
+            return args.func(args)
+        except SapiensEdgeError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
+        except KeyboardInterrupt:
+            print("interrupted", file=sys.stderr)
+            return 130
+        except BrokenPipeError:  # e.g. `sapiens-edge models | head`
+            sys.stderr.close()
+            return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

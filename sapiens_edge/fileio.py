@@ -1,0 +1,57 @@
+"""Atomic file writes (temporary file in the same folder, then os.replace). Torch-free."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import tempfile
+from collections.abc import Iterable
+from pathlib import Path
+
+import numpy as np
+
+from .errors import OutputExistsError
+
+
+def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def atomic_write_json(path: str | Path, obj) -> Path:
+    return atomic_write_bytes(path, (json.dumps(obj, indent=2) + "\n").encode("utf-8"))
+
+
+def atomic_save_npy(path: str | Path, array: np.ndarray) -> Path:
+    buf = io.BytesIO()
+    np.save(buf, np.ascontiguousarray(array), allow_pickle=False)
+    return atomic_write_bytes(path, buf.getvalue())
+
+
+def atomic_save_image(path: str | Path, image) -> Path:
+    """Save a PIL image (format from the suffix) atomically."""
+    buf = io.BytesIO()
+    image.save(buf, format="PNG" if Path(path).suffix.lower() == ".png" else None)
+    return atomic_write_bytes(path, buf.getvalue())
+
+
+def refuse_overwrite(paths: Iterable[Path], force: bool) -> None:
+    """Raise before any work starts if outputs exist and force is off."""
+    existing = [p for p in paths if p.exists()]
+    if existing and not force:
+        shown = ", ".join(str(p) for p in existing[:3]) + (" ..." if len(existing) > 3 else "")
+        raise OutputExistsError(
+            f"{len(existing)} output file(s) already exist ({shown}). Choose another --output "
+            f"folder or pass --force (force=True) to replace them.")

@@ -1,0 +1,103 @@
+"""Reference pipeline: the PyTorch model end to end on images (`sapiens-edge predict`).
+
+Every exported artifact is later compared against what this writes: same pre/post-processing
+(sapiens_edge.runtime), PyTorch fp32 in the middle.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from . import runtime
+from .fileio import atomic_save_image, atomic_save_npy, atomic_write_json, refuse_overwrite
+from .loading import load_model
+from .zoo import ModelInfo
+
+Box = Sequence[float]
+
+
+@dataclass
+class PredictionRecord:
+    image: Path
+    json_path: Path
+    overlay_path: Path
+    array_paths: dict[str, Path] = field(default_factory=dict)
+    seconds: float = 0.0
+
+
+def torch_model_fn(model: nn.Module) -> Callable[[np.ndarray], list[np.ndarray]]:
+    """Wrap a torch model as the runtime's model_fn: float32 NCHW numpy in, numpy outputs out."""
+
+    def run(x: np.ndarray) -> list[np.ndarray]:
+        with torch.inference_mode():
+            out = model(torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32)))
+        outs = out if isinstance(out, tuple | list) else (out,)
+        return [o.float().numpy() for o in outs]
+
+    return run
+
+
+def predict(model: str | nn.Module, images: Sequence[str | Path], output: str | Path, *,
+            weights: str | Path | None = None, boxes: Sequence[Box] | None = None,
+            flip_test: bool | None = None, force: bool = False,
+            progress: Callable[[str], None] | None = None) -> list[PredictionRecord]:
+    """Run a task model on images and write, per image, `<stem>.json`, `<stem>_overlay.png` and
+    the dense results as `<stem>_<name>.npy` into `output`."""
+    progress = progress or (lambda msg: print(msg, file=sys.stderr, flush=True))
+    net = load_model(model, weights) if isinstance(model, str) else model
+    info: ModelInfo = net.sapiens_info
+    if info.task == "backbone":
+        from .errors import SapiensEdgeError
+
+        raise SapiensEdgeError(
+            f"{info.name} is a bare backbone (feature maps only); predict needs a task model such as "
+            f"sapiens2-{info.size}-seg.")
+    out_dir = Path(output)
+    paths = [Path(p) for p in images]
+    stems = _unique_stems(paths)
+    refuse_overwrite([out_dir / f"{s}{suffix}" for s in stems for suffix in (".json", "_overlay.png")], force)
+    model_fn = torch_model_fn(net)
+    records = []
+    for i, (path, stem) in enumerate(zip(paths, stems, strict=True), 1):
+        image = runtime.load_image(path)
+        t0 = time.perf_counter()
+        result = runtime.run_task(model_fn, image, info.task, boxes=boxes, flip_test=flip_test,
+                                  input_hw=info.input_hw)
+        seconds = time.perf_counter() - t0
+        rec = PredictionRecord(path, out_dir / f"{stem}.json", out_dir / f"{stem}_overlay.png", seconds=seconds)
+        for name, arr in result.arrays().items():
+            rec.array_paths[name] = atomic_save_npy(out_dir / f"{stem}_{name}.npy", arr)
+        atomic_save_image(rec.overlay_path, result.overlay(image))
+        doc = {
+            "model": info.name,
+            "weights": getattr(net, "sapiens_weights", None),
+            "random_weights": getattr(net, "sapiens_weights", None) is None,
+            "image": str(path),
+            "backend": f"torch {torch.__version__} (reference, fp32, CPU)",
+            "seconds": round(seconds, 4),
+            "arrays": {k: p.name for k, p in rec.array_paths.items()},
+            "overlay": rec.overlay_path.name,
+            **result.to_json(),
+        }
+        atomic_write_json(rec.json_path, doc)
+        progress(f"[{i}/{len(paths)}] {path.name}: {info.task} in {seconds:.2f} s -> {rec.json_path}")
+        records.append(rec)
+    return records
+
+
+def _unique_stems(paths: Sequence[Path]) -> list[str]:
+    seen: dict[str, int] = {}
+    stems = []
+    for p in paths:
+        n = seen.get(p.stem, 0)
+        seen[p.stem] = n + 1
+        stems.append(p.stem if n == 0 else f"{p.stem}-{n}")
+    return stems
