@@ -7,6 +7,10 @@ from pathlib import Path
 
 import pytest
 import torch
+from safetensors.torch import save_file
+
+import sapiens_edge
+from sapiens_edge.errors import RandomWeightsWarning
 
 from sapiens_edge.zoo import BackboneArch, HeadConfig, ModelInfo
 
@@ -48,19 +52,21 @@ def randomize_(model: torch.nn.Module, seed: int = 0) -> torch.nn.Module:
     return model
 
 
-@pytest.fixture
-def tmp_weights(tmp_path):
-    """Write a model's state_dict as safetensors (optionally cast), return the path."""
-    from safetensors.torch import save_file
-
-    def write(model: torch.nn.Module, dtype: torch.dtype = torch.float32, name: str = "w.safetensors"):
-        sd = {k: (v.to(dtype) if v.dtype == torch.float32 else v).contiguous()
-              for k, v in model.state_dict().items()}
-        path = tmp_path / name
-        save_file(sd, str(path))
-        return path
-
-    return write
+@pytest.fixture(scope="session")
+def seg01(tmp_path_factory):
+    """A randomised full-size 0.1b seg model and its checkpoint files (fp32, bf16, bare backbone)."""
+    with pytest.warns(RandomWeightsWarning):
+        model = sapiens_edge.load_model("sapiens2-0.1b-seg", seed=1)
+    randomize_(model, seed=1)
+    d = tmp_path_factory.mktemp("ckpt")
+    sd = {k: v.contiguous() for k, v in model.state_dict().items()}
+    files = {"fp32": d / "seg_fp32.safetensors", "bf16": d / "seg_bf16.safetensors",
+             "backbone": d / "bb_bf16.safetensors"}
+    save_file(sd, str(files["fp32"]))
+    half = {k: v.to(torch.bfloat16) for k, v in sd.items()}
+    save_file(half, str(files["bf16"]))
+    save_file({k[9:]: v for k, v in half.items() if k.startswith("backbone.")}, str(files["backbone"]))
+    return model, files
 
 
 def replace(info: ModelInfo, **kw) -> ModelInfo:

@@ -20,24 +20,6 @@ from sapiens_edge.errors import (
     WeightsNotFoundError,
 )
 from sapiens_edge.hub import resolve_weights
-from tests.conftest import randomize_
-
-
-@pytest.fixture(scope="module")
-def seg01(tmp_path_factory):
-    """A randomised full-size 0.1b seg model and its checkpoint files (fp32, bf16, bare backbone)."""
-    with pytest.warns(RandomWeightsWarning):
-        model = sapiens_edge.load_model("sapiens2-0.1b-seg", seed=1)
-    randomize_(model, seed=1)
-    d = tmp_path_factory.mktemp("ckpt")
-    sd = {k: v.contiguous() for k, v in model.state_dict().items()}
-    files = {"fp32": d / "seg_fp32.safetensors", "bf16": d / "seg_bf16.safetensors",
-             "backbone": d / "bb_bf16.safetensors"}
-    save_file(sd, str(files["fp32"]))
-    half = {k: v.to(torch.bfloat16) for k, v in sd.items()}
-    save_file(half, str(files["bf16"]))
-    save_file({k[9:]: v for k, v in half.items() if k.startswith("backbone.")}, str(files["backbone"]))
-    return model, files
 
 
 def _same_weights(a: torch.nn.Module, b: torch.nn.Module, cast=None) -> None:

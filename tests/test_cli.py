@@ -1,0 +1,46 @@
+"""The CLI is thin: check its output, exit codes and that user errors print no traceback."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from sapiens_edge.cli import main
+
+
+def test_models_table_and_json(capsys):
+    assert main(["models", "--task", "seg"]) == 0
+    out = capsys.readouterr().out
+    assert "sapiens2-0.4b-seg" in out and "hf://facebook/sapiens2-seg-0.4b" in out
+    assert "0.4b is the smallest official task model" in out
+    assert main(["models", "--json", "--official"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert {r["name"] for r in rows} >= {"sapiens2-5b-pointmap", "sapiens2-1b-4k"}
+    assert not any(r["name"].startswith("sapiens2-0.1b-") for r in rows)
+
+
+def test_inspect(seg01, capsys):
+    _, files = seg01
+    assert main(["inspect", str(files["bf16"])]) == 0
+    out = capsys.readouterr().out
+    assert "sapiens2-0.1b-seg" in out and "123,047,645" in out and "BF16" in out
+    assert main(["inspect", "--json", str(files["backbone"])]) == 0
+    assert json.loads(capsys.readouterr().out)["model"] == "sapiens2-0.1b"
+
+
+@pytest.mark.parametrize("argv,needle", [
+    (["inspect", "/nonexistent/w.safetensors"], "not found"),
+    (["predict", "sapiens2-0.4b-sge", "x.jpg", "-o", "out", "--random-weights"], "Did you mean"),
+    (["predict", "sapiens2-0.1b-seg", "x.jpg", "-o", "out"], "needs --weights"),
+])
+def test_user_errors_exit_2_without_traceback(argv, needle, capsys):
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and needle in err and "Traceback" not in err
+
+
+def test_bad_box_is_rejected_by_the_parser(capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(["predict", "sapiens2-0.1b-pose", "x.jpg", "-o", "o", "--box", "10,10,5,5"])
+    assert exc.value.code == 2 and "x2>x1" in capsys.readouterr().err

@@ -1,0 +1,77 @@
+"""Reference pipeline end to end: tiny models for every task, one real 0.1b run through the CLI."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from sapiens_edge.cli import main
+from sapiens_edge.errors import OutputExistsError
+from sapiens_edge.models import Sapiens2TaskModel
+from sapiens_edge.predict import predict
+from tests.conftest import ASTRONAUT, randomize_, tiny_info
+
+
+def _tiny(task: str) -> torch.nn.Module:
+    info = tiny_info(task)
+    model = randomize_(Sapiens2TaskModel(info), seed=11).eval()
+    model.sapiens_info, model.sapiens_weights = info, None
+    return model
+
+
+@pytest.mark.parametrize("task,arrays", [
+    ("pose", set()), ("seg", {"labels"}), ("normal", {"normal"}), ("pointmap", {"pointmap"}),
+])
+def test_predict_writes_json_overlay_and_arrays(task, arrays, tmp_path):
+    rec = predict(_tiny(task), [ASTRONAUT], tmp_path, progress=lambda _: None)[0]
+    doc = json.loads(rec.json_path.read_text())
+    assert doc["task"] == task and doc["random_weights"] is True and doc["model"] == f"tiny-{task}"
+    overlay = Image.open(rec.overlay_path)
+    assert overlay.size == Image.open(ASTRONAUT).size
+    assert arrays <= set(rec.array_paths)
+    for path in rec.array_paths.values():
+        arr = np.load(path, allow_pickle=False)
+        assert arr.shape[:2] == (512, 512)
+    if task == "pose":
+        kp = np.asarray(doc["persons"][0]["keypoints"])
+        assert kp.shape == (308, 2) and np.isfinite(kp).all()
+        assert (kp >= -1).all() and (kp <= 512).all()
+    if task == "seg":
+        labels = np.load(rec.array_paths["labels"])
+        assert labels.dtype == np.uint8 and labels.max() < 29
+    if task == "normal":
+        n = np.load(rec.array_paths["normal"])
+        assert np.allclose(np.linalg.norm(n, axis=-1), 1.0, atol=0.05)
+
+
+def test_pose_boxes_give_one_person_each(tmp_path):
+    rec = predict(_tiny("pose"), [ASTRONAUT], tmp_path, boxes=[[100, 20, 400, 500], [0, 0, 200, 200]],
+                  progress=lambda _: None)[0]
+    persons = json.loads(rec.json_path.read_text())["persons"]
+    assert len(persons) == 2
+    kp = np.asarray(persons[1]["keypoints"])
+    inside = (kp[:, 0] >= -60) & (kp[:, 0] <= 260) & (kp[:, 1] >= -60) & (kp[:, 1] <= 260)
+    assert inside.mean() > 0.95  # decoded into the second box's region (box + 1.25 padding)
+
+
+def test_existing_outputs_need_force(tmp_path):
+    model = _tiny("seg")
+    predict(model, [ASTRONAUT], tmp_path, progress=lambda _: None)
+    with pytest.raises(OutputExistsError, match="--force"):
+        predict(model, [ASTRONAUT], tmp_path, progress=lambda _: None)
+    predict(model, [ASTRONAUT], tmp_path, force=True, progress=lambda _: None)
+
+
+def test_cli_predict_full_size_01b_seg(tmp_path, capsys):
+    """A real 0.1b seg at 1024x768 (random weights) through the CLI."""
+    out = tmp_path / "out"
+    assert main(["predict", "sapiens2-0.1b-seg", str(ASTRONAUT), "-o", str(out), "--random-weights"]) == 0
+    captured = capsys.readouterr()
+    assert "random initialisation" in captured.err
+    doc = json.loads((out / "astronaut.json").read_text())
+    assert doc["model"] == "sapiens2-0.1b-seg" and doc["random_weights"] is True
+    assert (out / "astronaut_overlay.png").exists()
