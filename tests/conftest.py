@@ -1,60 +1,20 @@
-"""Shared fixtures: tiny architectures and randomised weights (tests never download anything)."""
+"""Session fixtures. Torch is imported inside them so that tests/runtime runs without torch."""
 
 from __future__ import annotations
 
-import dataclasses
-from pathlib import Path
-
 import pytest
-import torch
-from safetensors.torch import save_file
-
-import sapiens_edge
-from sapiens_edge.errors import RandomWeightsWarning
-
-from sapiens_edge.zoo import BackboneArch, HeadConfig, ModelInfo
-
-REPO = Path(__file__).resolve().parents[1]
-ASTRONAUT = REPO / "sapiens_edge" / "assets" / "astronaut.jpg"
-
-# Tiny stand-ins with the real layout rules: 18 blocks -> blocks 8 and 9 are GQA.
-TINY = BackboneArch("tiny", embed_dim=64, depth=18, num_heads=4, default_input_hw=(128, 96))
-TINY_4K = BackboneArch("tiny-4k", embed_dim=64, depth=2, num_heads=4, tokenizer_layers=2,
-                       default_input_hw=(256, 192))
-TINY_HEADS = {
-    "pose": HeadConfig("pose", deconv=(32, 16), conv=(16, 16, 8), out_channels=308),
-    "seg": HeadConfig("seg", deconv=(32, 16, 16, 8), conv=(8, 8), out_channels=29),
-    "normal": HeadConfig("normal", upsample=(32, 16, 8, 8), conv=(8, 8, 4), out_channels=3),
-    # 256x192 input -> 16x12 grid -> three stride-2 1x1 convs -> 2x2 -> flatten 8*4
-    "pointmap": HeadConfig("pointmap", upsample=(32, 16, 8, 8), conv=(8, 8, 4), scale_conv=(32, 16, 8),
-                           scale_mlp=(32, 16, 8, 1), out_channels=3),
-}
-
-
-def tiny_info(task: str, arch: BackboneArch = TINY) -> ModelInfo:
-    """A tiny task model; pointmap runs at 256x192 (its scale branch fixes the input size)."""
-    head = TINY_HEADS.get(task)
-    if task == "pointmap":
-        arch = dataclasses.replace(arch, default_input_hw=(256, 192))
-    return ModelInfo(name=f"tiny-{task}", size="tiny", task=task, arch=arch, head=head, official=None, params=0)
-
-
-@torch.no_grad()
-def randomize_(model: torch.nn.Module, seed: int = 0) -> torch.nn.Module:
-    """Noise in every parameter (LayerScale and norms included) so that every branch matters."""
-    gen = torch.Generator().manual_seed(seed)
-    for name, p in model.named_parameters():
-        scale = 0.5 if p.ndim == 1 else 1.0 / max(p[0].numel(), 1) ** 0.5
-        if name.endswith(("ln1.weight", "ln2.weight", "norm.weight")):
-            p.copy_(1.0 + 0.2 * torch.randn(p.shape, generator=gen))
-        else:
-            p.copy_(scale * torch.randn(p.shape, generator=gen))
-    return model
 
 
 @pytest.fixture(scope="session")
 def seg01(tmp_path_factory):
     """A randomised full-size 0.1b seg model and its checkpoint files (fp32, bf16, bare backbone)."""
+    import torch
+    from safetensors.torch import save_file
+
+    import sapiens_edge
+    from sapiens_edge.errors import RandomWeightsWarning
+    from tests.helpers import randomize_
+
     with pytest.warns(RandomWeightsWarning):
         model = sapiens_edge.load_model("sapiens2-0.1b-seg", seed=1)
     randomize_(model, seed=1)
@@ -69,5 +29,3 @@ def seg01(tmp_path_factory):
     return model, files
 
 
-def replace(info: ModelInfo, **kw) -> ModelInfo:
-    return dataclasses.replace(info, **kw)

@@ -10,10 +10,10 @@ import torch
 from PIL import Image
 
 from sapiens_edge.cli import main
-from sapiens_edge.errors import OutputExistsError
+from sapiens_edge.errors import OutputExistsError, RandomWeightsWarning
 from sapiens_edge.models import Sapiens2TaskModel
 from sapiens_edge.predict import predict
-from tests.conftest import ASTRONAUT, randomize_, tiny_info
+from tests.helpers import ASTRONAUT, randomize_, tiny_info
 
 
 def _tiny(task: str) -> torch.nn.Module:
@@ -24,7 +24,8 @@ def _tiny(task: str) -> torch.nn.Module:
 
 
 @pytest.mark.parametrize("task,arrays", [
-    ("pose", set()), ("seg", {"labels"}), ("normal", {"normal"}), ("pointmap", {"pointmap"}),
+    ("pose", {"keypoints", "scores", "boxes"}), ("seg", {"seg"}), ("normal", {"normal"}),
+    ("pointmap", {"pointmap"}),
 ])
 def test_predict_writes_json_overlay_and_arrays(task, arrays, tmp_path):
     rec = predict(_tiny(task), [ASTRONAUT], tmp_path, progress=lambda _: None)[0]
@@ -32,20 +33,26 @@ def test_predict_writes_json_overlay_and_arrays(task, arrays, tmp_path):
     assert doc["task"] == task and doc["random_weights"] is True and doc["model"] == f"tiny-{task}"
     overlay = Image.open(rec.overlay_path)
     assert overlay.size == Image.open(ASTRONAUT).size
-    assert arrays <= set(rec.array_paths)
-    for path in rec.array_paths.values():
-        arr = np.load(path, allow_pickle=False)
-        assert arr.shape[:2] == (512, 512)
+    assert arrays == set(rec.array_paths)
+    if task != "pose":  # dense results come back at the original image size
+        for path in rec.array_paths.values():
+            assert np.load(path, allow_pickle=False).shape[:2] == (512, 512)
     if task == "pose":
         kp = np.asarray(doc["persons"][0]["keypoints"])
         assert kp.shape == (308, 2) and np.isfinite(kp).all()
-        assert (kp >= -1).all() and (kp <= 512).all()
+        # the whole-image box [0, 0, 511, 511] x1.25, widened to 3:4 -> 640 x 853.3 around the centre.
+        # Random heatmaps are not Gaussian-shaped, so DARK (like upstream's) can throw single points
+        # far away; the bulk must stay in the box.
+        med = np.median(kp, axis=0)
+        assert abs(med[0] - 255.5) <= 320 and abs(med[1] - 255.5) <= 426.7
     if task == "seg":
-        labels = np.load(rec.array_paths["labels"])
+        labels = np.load(rec.array_paths["seg"])
         assert labels.dtype == np.uint8 and labels.max() < 29
     if task == "normal":
         n = np.load(rec.array_paths["normal"])
-        assert np.allclose(np.linalg.norm(n, axis=-1), 1.0, atol=0.05)
+        norms = np.linalg.norm(n, axis=-1)
+        # unit vectors, then bilinear resizing (not re-normalised): blends of unit vectors are <= 1
+        assert norms.max() <= 1 + 1e-5 and norms.min() > 0
 
 
 def test_pose_boxes_give_one_person_each(tmp_path):
@@ -53,9 +60,10 @@ def test_pose_boxes_give_one_person_each(tmp_path):
                   progress=lambda _: None)[0]
     persons = json.loads(rec.json_path.read_text())["persons"]
     assert len(persons) == 2
-    kp = np.asarray(persons[1]["keypoints"])
-    inside = (kp[:, 0] >= -60) & (kp[:, 0] <= 260) & (kp[:, 1] >= -60) & (kp[:, 1] <= 260)
-    assert inside.mean() > 0.95  # decoded into the second box's region (box + 1.25 padding)
+    med = np.median(np.asarray(persons[1]["keypoints"]), axis=0)
+    # second box [0, 0, 200, 200]: centre 100, padded and widened to 250 x 333 -> median inside it
+    assert abs(med[0] - 100) <= 125 and abs(med[1] - 100) <= 167
+    assert persons[0]["box"] == [100, 20, 400, 500] and persons[1]["box"] == [0, 0, 200, 200]
 
 
 def test_existing_outputs_need_force(tmp_path):
@@ -69,9 +77,9 @@ def test_existing_outputs_need_force(tmp_path):
 def test_cli_predict_full_size_01b_seg(tmp_path, capsys):
     """A real 0.1b seg at 1024x768 (random weights) through the CLI."""
     out = tmp_path / "out"
-    assert main(["predict", "sapiens2-0.1b-seg", str(ASTRONAUT), "-o", str(out), "--random-weights"]) == 0
-    captured = capsys.readouterr()
-    assert "random initialisation" in captured.err
+    with pytest.warns(RandomWeightsWarning, match="random initialisation"):
+        assert main(["predict", "sapiens2-0.1b-seg", str(ASTRONAUT), "-o", str(out), "--random-weights"]) == 0
+    assert "wrote 1 result(s)" in capsys.readouterr().out
     doc = json.loads((out / "astronaut.json").read_text())
     assert doc["model"] == "sapiens2-0.1b-seg" and doc["random_weights"] is True
     assert (out / "astronaut_overlay.png").exists()

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from sapiens_edge.models import Sapiens2Backbone, Sapiens2TaskModel, rope_constants
-from tests.conftest import TINY_4K, randomize_, tiny_info
+from tests.helpers import TINY_4K, randomize_, tiny_info
 
 
 @pytest.mark.parametrize("task", ["pose", "seg", "normal", "pointmap"])

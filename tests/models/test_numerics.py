@@ -7,7 +7,7 @@ import torch
 
 from sapiens_edge.models import Sapiens2Backbone, Sapiens2TaskModel
 from sapiens_edge.zoo import get_model_info
-from tests.conftest import TINY, TINY_4K, randomize_, tiny_info
+from tests.helpers import TINY, TINY_4K, randomize_, tiny_info
 from tests.models import reference as ref
 
 # fp32 everywhere; the reference uses explicit softmax attention instead of SDPA, so agreement is

@@ -7,7 +7,7 @@ import torch
 
 from sapiens_edge.models import RopeEmbedding, Sapiens2Backbone, rope_constants
 from sapiens_edge.models.rope import compute_tables
-from tests.conftest import TINY, randomize_
+from tests.helpers import TINY, randomize_
 
 PERIODS = {
     64: [1.0, 1.3359375, 1.78125, 2.375, 3.15625, 4.21875, 5.625, 7.5, 10.0, 13.3125, 17.75, 23.75,
