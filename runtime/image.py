@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import io
 import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from sapiens_edge.errors import ImageError
+from sapiens_edge.fileio import atomic_save_image
 
 ImageSource = str | os.PathLike | bytes | bytearray | memoryview | Image.Image | np.ndarray
 
@@ -108,18 +108,8 @@ def save_png_atomic(path: str | os.PathLike, image: np.ndarray | Image.Image) ->
 
     Arrays: uint8 (H, W) / (H, W, 3) / (H, W, 4), bool masks (saved as 0/255) or uint16 (H, W).
     """
-    target = Path(path)
     pil = image if isinstance(image, Image.Image) else _array_to_pil(np.asarray(image))
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            pil.save(fh, format="PNG")
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return target
+    return atomic_save_image(path, pil, format="PNG")
 
 
 def _array_to_pil(a: np.ndarray) -> Image.Image:

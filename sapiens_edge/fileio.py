@@ -40,10 +40,13 @@ def atomic_save_npy(path: str | Path, array: np.ndarray) -> Path:
     return atomic_write_bytes(path, buf.getvalue())
 
 
-def atomic_save_image(path: str | Path, image) -> Path:
-    """Save a PIL image (format from the suffix) atomically."""
+def atomic_save_image(path: str | Path, image, format: str | None = None) -> Path:
+    """Save a PIL image atomically; the format defaults to the one the suffix names (PNG if none)."""
+    from PIL import Image
+
+    fmt = format or Image.registered_extensions().get(Path(path).suffix.lower(), "PNG")
     buf = io.BytesIO()
-    image.save(buf, format="PNG" if Path(path).suffix.lower() == ".png" else None)
+    image.save(buf, format=fmt)
     return atomic_write_bytes(path, buf.getvalue())
 
 

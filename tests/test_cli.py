@@ -20,6 +20,7 @@ def test_models_table_and_json(capsys):
     assert not any(r["name"].startswith("sapiens2-0.1b-") for r in rows)
 
 
+@pytest.mark.slow
 def test_inspect(seg01, capsys):
     _, files = seg01
     assert main(["inspect", str(files["bf16"])]) == 0

@@ -30,6 +30,7 @@ def _same_weights(a: torch.nn.Module, b: torch.nn.Module, cast=None) -> None:
         assert torch.equal(sb[k], want), k
 
 
+@pytest.mark.slow
 def test_fp32_round_trip_is_exact(seg01):
     model, files = seg01
     loaded = sapiens_edge.load_model("sapiens2-0.1b-seg", files["fp32"])
@@ -41,6 +42,7 @@ def test_fp32_round_trip_is_exact(seg01):
         assert torch.equal(model(x), loaded(x))
 
 
+@pytest.mark.slow
 def test_bf16_file_loads_into_fp32_params(seg01):
     model, files = seg01
     loaded = sapiens_edge.load_model("sapiens2-0.1b-seg", str(files["bf16"]))
@@ -49,6 +51,7 @@ def test_bf16_file_loads_into_fp32_params(seg01):
     _same_weights(model, loaded, cast=torch.bfloat16)
 
 
+@pytest.mark.slow
 def test_fp16_and_bare_backbone_file(seg01, tmp_path):
     model, files = seg01
     bb = sapiens_edge.load_model("sapiens2-0.1b", files["backbone"])
@@ -59,6 +62,7 @@ def test_fp16_and_bare_backbone_file(seg01, tmp_path):
     assert sapiens_edge.load_model("sapiens2-0.1b", path).ln1.weight.dtype == torch.float32
 
 
+@pytest.mark.slow
 def test_wrong_task_and_size_name_the_right_model(seg01):
     _, files = seg01
     with pytest.raises(CheckpointMismatchError, match=r"holds sapiens2-0\.1b-seg .* not sapiens2-0\.1b-pose"):
@@ -67,6 +71,7 @@ def test_wrong_task_and_size_name_the_right_model(seg01):
         sapiens_edge.load_model("sapiens2-0.4b", files["backbone"])
 
 
+@pytest.mark.slow
 def test_missing_key_is_reported(seg01, tmp_path):
     _, files = seg01
     from safetensors import safe_open
@@ -79,6 +84,7 @@ def test_missing_key_is_reported(seg01, tmp_path):
         sapiens_edge.load_model("sapiens2-0.1b", path)
 
 
+@pytest.mark.slow
 def test_inspect_names_model_dtype_and_params(seg01):
     _, files = seg01
     info = sapiens_edge.inspect_checkpoint(files["bf16"])
@@ -176,6 +182,7 @@ def offline_hub(tmp_path, monkeypatch):
     return cache
 
 
+@pytest.mark.slow
 def test_hf_reference_from_offline_cache(seg01, offline_hub):
     model, files = seg01
     _fill_cache(offline_hub, "facebook/sapiens2-pretrain-0.1b", "sapiens2_0.1b_pretrain.safetensors",

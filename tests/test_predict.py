@@ -10,7 +10,7 @@ import torch
 from PIL import Image
 
 from sapiens_edge.cli import main
-from sapiens_edge.errors import OutputExistsError, RandomWeightsWarning
+from sapiens_edge.errors import ImageError, OutputExistsError, RandomWeightsWarning
 from sapiens_edge.models import Sapiens2TaskModel
 from sapiens_edge.predict import predict
 from tests.helpers import ASTRONAUT, randomize_, tiny_info
@@ -74,6 +74,14 @@ def test_existing_outputs_need_force(tmp_path):
     predict(model, [ASTRONAUT], tmp_path, force=True, progress=lambda _: None)
 
 
+def test_undecodable_image_is_a_clear_error(tmp_path, capsys):
+    bad = tmp_path / "broken.jpg"
+    bad.write_bytes(b"\xff\xd8\xff\xe0 not really a jpeg")
+    with pytest.raises(ImageError, match=r"broken\.jpg"):
+        predict(_tiny("seg"), [bad], tmp_path / "out", progress=lambda _: None)
+
+
+@pytest.mark.slow
 def test_cli_predict_full_size_01b_seg(tmp_path, capsys):
     """A real 0.1b seg at 1024x768 (random weights) through the CLI."""
     out = tmp_path / "out"

@@ -53,6 +53,7 @@ def test_task_heads_match_reference(task):
         _close(out[0], expected)
 
 
+@pytest.mark.slow
 def test_full_size_01b_small_input_matches_reference():
     """The real 0.1b trunk (12 blocks, C=768, d=64) and seg head at 64x48 input."""
     info = get_model_info("sapiens2-0.1b-seg")

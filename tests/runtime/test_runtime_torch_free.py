@@ -9,7 +9,7 @@ from pathlib import Path
 
 RUNTIME_DIR = Path(__file__).resolve().parents[2] / "runtime"
 ALLOWED_THIRD_PARTY = {"numpy", "PIL"}
-ALLOWED_OWN = {"sapiens_edge.errors", "sapiens_edge.metadata", "sapiens_edge"}
+ALLOWED_OWN = {"sapiens_edge.errors", "sapiens_edge.metadata", "sapiens_edge.fileio", "sapiens_edge"}
 
 _SNIPPET = """
 import sys
