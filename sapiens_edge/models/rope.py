@@ -68,6 +68,8 @@ def apply_rope(q: torch.Tensor, k: torch.Tensor, tables: RopeTables) -> tuple[to
 
 
 def _rotate(x: torch.Tensor, sin: torch.Tensor, cos: torch.Tensor) -> torch.Tensor:
+    if sin.dtype != torch.bfloat16:
+        return _rotate_emulated(x, sin, cos)
     dtype = x.dtype
     x = x.to(sin.dtype)  # the whole tensor, prefix included, round-trips through bf16
     prefix = x.shape[-2] - sin.shape[-2]
@@ -75,18 +77,39 @@ def _rotate(x: torch.Tensor, sin: torch.Tensor, cos: torch.Tensor) -> torch.Tens
     return torch.cat((x[:, :, :prefix], rotated), dim=-2).to(dtype)
 
 
+def _bf16_round(t: torch.Tensor) -> torch.Tensor:
+    return t.to(torch.bfloat16).to(t.dtype)
+
+
+def _rotate_emulated(x: torch.Tensor, sin: torch.Tensor, cos: torch.Tensor) -> torch.Tensor:
+    """The bf16 rotation in fp32 arithmetic with explicit bf16 rounding after each op (spec 8, 1b).
+
+    For runtimes without bf16 math (ONNX Runtime CPU, TFLite): products of bf16 values are exact
+    in fp32, so rounding each result to bf16 reproduces the eager bf16 ops.
+    """
+    dtype = x.dtype
+    x = _bf16_round(x.float())
+    prefix = x.shape[-2] - sin.shape[-2]
+    r = x[:, :, prefix:]
+    rotated = _bf16_round(_bf16_round(r * cos) + _bf16_round(rotate_half(r) * sin))
+    return torch.cat((x[:, :, :prefix], rotated), dim=-2).to(dtype)
+
+
 @contextmanager
-def rope_constants(model: nn.Module, input_hw: tuple[int, int]) -> Iterator[None]:
+def rope_constants(model: nn.Module, input_hw: tuple[int, int], *, emulate_bf16: bool = False) -> Iterator[None]:
     """Freeze every RoPE table of `model` for `input_hw` as constant tensors.
 
     Inside the block, tracing (torch.export) sees precomputed tables instead of
     arange/meshgrid/sin/cos, so each exported graph carries its own per-size constants.
+    `emulate_bf16=True` stores the (exact) bf16 values as fp32 and rotates in fp32 with explicit
+    bf16 rounding casts: same numbers, no bf16 arithmetic in the graph.
     """
     ropes = [m for m in model.modules() if isinstance(m, RopeEmbedding)]
     for m in ropes:
         grid = _token_grid(model, input_hw)
         with torch.no_grad():
-            m._constants[grid] = compute_tables(m.periods, *grid)
+            sin, cos = compute_tables(m.periods, *grid)
+            m._constants[grid] = (sin.float(), cos.float()) if emulate_bf16 else (sin, cos)
     try:
         yield
     finally:

@@ -73,3 +73,19 @@ def test_rope_constants_are_baked_into_an_exported_graph():
     assert len(ep.constants) == 2  # the sin and cos tables
     with torch.no_grad():
         torch.testing.assert_close(ep.module()(x), model(x), atol=0, rtol=0)
+
+
+def test_emulated_bf16_rope_is_bitwise_equal_to_native():
+    model = randomize_(Sapiens2Backbone(TINY).eval())
+    x = torch.randn(2, 3, 128, 96)
+    with torch.no_grad():
+        native = model(x)
+        with rope_constants(model, (128, 96), emulate_bf16=True):
+            assert model.rope_embed._constants[(8, 6)][0].dtype == torch.float32
+            emulated = model(x)
+            ep = torch.export.export(model, (x,))
+    assert torch.equal(native, emulated)
+    # only casts touch bf16 in the emulated graph: no bf16 arithmetic
+    bf16_math = [n for n in ep.graph.nodes if n.op == "call_function" and "mul" in str(n.target)
+                 and n.meta["val"].dtype == torch.bfloat16]
+    assert not bf16_math
