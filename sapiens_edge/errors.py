@@ -54,6 +54,29 @@ class OutputExistsError(SapiensEdgeError, FileExistsError):
     """An output would overwrite existing files; pass --force / force=True to replace them."""
 
 
+class ArtifactError(SapiensEdgeError):
+    """An exported artifact folder that cannot be used (missing/tampered files, bad manifest)."""
+
+
+class ManifestVersionError(ArtifactError):
+    """A manifest written by a newer sapiens-edge (schema version we do not know)."""
+
+
+class RecipeError(SapiensEdgeError, KeyError):
+    """Unknown recipe, or a recipe that does not support this model / size / machine."""
+
+    def __str__(self) -> str:
+        return str(self.args[0]) if self.args else ""
+
+
+class CalibrationError(SapiensEdgeError):
+    """Calibration images missing, empty or unreadable."""
+
+
+class InputShapeError(SapiensEdgeError, ValueError):
+    """An array of the wrong shape or dtype was given to an artifact."""
+
+
 class MissingDependencyError(SapiensEdgeError, ImportError):
     """An optional dependency (extra) is not installed."""
 

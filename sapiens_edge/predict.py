@@ -9,7 +9,6 @@ from __future__ import annotations
 import sys
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -17,20 +16,11 @@ import torch
 from torch import nn
 
 from . import runtime
-from .fileio import atomic_save_image, atomic_save_npy, atomic_write_json, refuse_overwrite
 from .loading import load_model
+from .results_io import PredictionRecord, check_outputs, unique_stems, write_result
 from .zoo import ModelInfo
 
 Box = Sequence[float]
-
-
-@dataclass
-class PredictionRecord:
-    image: Path
-    json_path: Path
-    overlay_path: Path
-    array_paths: dict[str, Path] = field(default_factory=dict)
-    seconds: float = 0.0
 
 
 def torch_model_fn(model: nn.Module) -> Callable[[np.ndarray], list[np.ndarray]]:
@@ -62,9 +52,12 @@ def predict(model: str | nn.Module, images: Sequence[str | Path], output: str | 
             f"sapiens2-{info.size}-seg.")
     out_dir = Path(output)
     paths = [Path(p) for p in images]
-    stems = _unique_stems(paths)
-    refuse_overwrite([out_dir / f"{s}{suffix}" for s in stems for suffix in (".json", "_overlay.png")], force)
+    stems = unique_stems(paths)
+    check_outputs(out_dir, stems, force)
     model_fn = torch_model_fn(net)
+    header = {"model": info.name, "weights": getattr(net, "sapiens_weights", None),
+              "random_weights": getattr(net, "sapiens_weights", None) is None,
+              "backend": f"torch {torch.__version__} (reference, fp32, CPU)"}
     records = []
     for i, (path, stem) in enumerate(zip(paths, stems, strict=True), 1):
         image = runtime.load_image(path)
@@ -72,32 +65,7 @@ def predict(model: str | nn.Module, images: Sequence[str | Path], output: str | 
         result = runtime.run_task(model_fn, image, info.task, boxes=boxes, flip_test=flip_test,
                                   input_hw=info.input_hw)
         seconds = time.perf_counter() - t0
-        rec = PredictionRecord(path, out_dir / f"{stem}.json", out_dir / f"{stem}_overlay.png", seconds=seconds)
-        for name, arr in result.arrays().items():
-            rec.array_paths[name] = atomic_save_npy(out_dir / f"{stem}_{name}.npy", arr)
-        atomic_save_image(rec.overlay_path, result.overlay(image))
-        doc = {
-            "model": info.name,
-            "weights": getattr(net, "sapiens_weights", None),
-            "random_weights": getattr(net, "sapiens_weights", None) is None,
-            "image": str(path),
-            "backend": f"torch {torch.__version__} (reference, fp32, CPU)",
-            "seconds": round(seconds, 4),
-            "arrays": {k: p.name for k, p in rec.array_paths.items()},
-            "overlay": rec.overlay_path.name,
-            **result.to_json(),
-        }
-        atomic_write_json(rec.json_path, doc)
+        rec = write_result(out_dir, stem, path, image, result, header, seconds)
         progress(f"[{i}/{len(paths)}] {path.name}: {info.task} in {seconds:.2f} s -> {rec.json_path}")
         records.append(rec)
     return records
-
-
-def _unique_stems(paths: Sequence[Path]) -> list[str]:
-    seen: dict[str, int] = {}
-    stems = []
-    for p in paths:
-        n = seen.get(p.stem, 0)
-        seen[p.stem] = n + 1
-        stems.append(p.stem if n == 0 else f"{p.stem}-{n}")
-    return stems

@@ -1,0 +1,100 @@
+"""Export recipes as data: a table keyed by stable names (`onnx-int8`, ...), each with its target,
+precision, calibration needs and the validation thresholds the quantized-accuracy gate applies.
+
+Torch-free, so `sapiens-edge recipes` and the validator can read it anywhere.
+"""
+
+from __future__ import annotations
+
+import difflib
+import importlib.util
+from dataclasses import dataclass, field
+from typing import Any
+
+from sapiens_edge.errors import RecipeError
+from sapiens_edge.zoo import ModelInfo
+
+# Task-metric limits. Keys: <metric>_<min|max>. Metrics are defined in sapiens_edge.validation.
+TIGHT = {
+    "tensor": {"cosine_min": 0.99999, "rel_l2_max": 1e-3},
+    "pose": {"keypoint_err_px_max": 0.05, "pck_min": 0.999},
+    "seg": {"pixel_agreement_min": 0.999, "miou_min": 0.99},
+    "normal": {"angle_mean_deg_max": 0.1, "angle_median_deg_max": 0.05},
+    "pointmap": {"depth_rel_err_max": 1e-3},
+}
+FP16 = {
+    "tensor": {"cosine_min": 0.9995, "rel_l2_max": 3e-2},
+    "pose": {"keypoint_err_px_max": 0.25, "pck_min": 0.99},
+    "seg": {"pixel_agreement_min": 0.99, "miou_min": 0.95},
+    "normal": {"angle_mean_deg_max": 1.0, "angle_median_deg_max": 0.5},
+    "pointmap": {"depth_rel_err_max": 1e-2},
+}
+INT8 = {  # issue #4: seg pixel agreement >= 98 %, pose mean keypoint error <= 1 heatmap px
+    "tensor": {"cosine_min": 0.98},
+    "pose": {"keypoint_err_px_max": 1.0, "pck_min": 0.95},
+    "seg": {"pixel_agreement_min": 0.98, "miou_min": 0.85},
+    "normal": {"angle_mean_deg_max": 5.0, "angle_median_deg_max": 3.0},
+    "pointmap": {"depth_rel_err_max": 0.05},
+}
+
+
+@dataclass(frozen=True)
+class Recipe:
+    name: str
+    target: str  # module under sapiens_edge.export that lowers it
+    precision: str
+    description: str
+    needs_calibration: bool = False
+    requires: tuple[str, ...] = ()  # python modules that must be importable
+    extra: str = ""  # pip extra that provides them
+    thresholds: dict[str, dict[str, float]] = field(default_factory=dict)
+    options: dict[str, Any] = field(default_factory=dict)
+    min_size: str | None = None  # largest sizes may be excluded per target
+    max_params: int | None = None
+
+    def thresholds_for(self, task: str) -> dict[str, float]:
+        return {**self.thresholds.get("tensor", {}), **self.thresholds.get(task, {})}
+
+
+_ONNX = ("onnx", "onnxruntime", "onnxscript")
+RECIPES: dict[str, Recipe] = {r.name: r for r in [
+    Recipe("onnx-fp32", "onnx", "fp32", "ONNX, fp32 weights and compute; ONNX Runtime CPU/GPU",
+           requires=_ONNX, extra="onnx", thresholds=TIGHT),
+    Recipe("onnx-fp16", "onnx", "fp16", "ONNX, fp16 weights and compute with fp32 I/O and fp32 norms "
+           "and softmax; for GPU / Jetson", requires=_ONNX, extra="onnx", thresholds=FP16),
+    Recipe("onnx-int8", "onnx", "int8", "ONNX static QDQ int8: per-channel symmetric weights, calibrated "
+           "activations (ONNX Runtime quantizer)", needs_calibration=True, requires=_ONNX, extra="onnx",
+           thresholds=INT8, options={"calibration_method": "minmax"}),
+    Recipe("onnx-int8-dynamic", "onnx", "int8-dynamic", "ONNX dynamic int8: int8 weights, activations "
+           "quantized at run time (no calibration)", requires=_ONNX, extra="onnx", thresholds=INT8),
+]}
+
+
+def get_recipe(name: str) -> Recipe:
+    if name in RECIPES:
+        return RECIPES[name]
+    close = difflib.get_close_matches(name, RECIPES, n=3, cutoff=0.5)
+    hint = f" Did you mean {', '.join(repr(c) for c in close)}?" if close else ""
+    raise RecipeError(f"Unknown recipe {name!r}.{hint} Valid recipes: {', '.join(RECIPES)} "
+                      f"(`sapiens-edge recipes` shows which run here).")
+
+
+def availability(recipe: Recipe, info: ModelInfo | None = None,
+                 input_hw: tuple[int, int] | None = None) -> tuple[bool, str]:
+    """(available, reason): whether this machine and this model/size can use the recipe."""
+    missing = [m for m in recipe.requires if importlib.util.find_spec(m) is None]
+    if missing:
+        return False, f"needs {', '.join(missing)}: pip install 'sapiens-edge[{recipe.extra}]'"
+    if info is not None:
+        if recipe.max_params is not None and info.params > recipe.max_params:
+            return False, f"{info.name} ({info.params / 1e9:.1f} B params) is too large for {recipe.name}"
+        if info.fixed_input_size and input_hw is not None and tuple(input_hw) != info.input_hw:
+            h, w = info.input_hw
+            return False, f"{info.name} runs at {h}x{w} only (its scale branch is tied to that grid)"
+    return True, "available"
+
+
+def require_available(recipe: Recipe, info: ModelInfo, input_hw: tuple[int, int]) -> None:
+    ok, reason = availability(recipe, info, input_hw)
+    if not ok:
+        raise RecipeError(f"Recipe {recipe.name!r} cannot export {info.name}: {reason}.")

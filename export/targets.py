@@ -1,0 +1,59 @@
+"""The interface every export target implements, and the registry of targets (lazy imports)."""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+
+from sapiens_edge.manifest import TensorSpec
+
+from .recipes import Recipe
+
+# Names of the graph inputs/outputs, per task (the runtime returns outputs in this order).
+INPUT_NAME = "image"
+OUTPUT_NAMES = {
+    "backbone": ["features"],
+    "pose": ["heatmaps"],
+    "seg": ["logits"],
+    "normal": ["normal"],
+    "pointmap": ["pointmap", "scale"],
+}
+
+
+@dataclass
+class CalibrationData:
+    """Normalized float32 (1, 3, H, W) batches for PTQ, produced lazily (stream, don't hoard)."""
+
+    batches: Callable[[], Iterator[np.ndarray]]
+    count: int
+    source: str  # folder path or "built-in"
+    note: str = ""
+
+
+@dataclass
+class Lowered:
+    """What a target wrote into the work folder."""
+
+    model_file: str  # relative to the work folder
+    inputs: list[TensorSpec]
+    outputs: list[TensorSpec]
+    tool_versions: dict[str, str]
+    options: dict[str, Any] = field(default_factory=dict)  # what was done (opset, quantizer settings ...)
+
+
+class Target(Protocol):
+    def lower(self, model: Any, recipe: Recipe, input_hw: tuple[int, int], workdir: Path,
+              calibration: CalibrationData | None, progress: Callable[[str], None]) -> Lowered:
+        """Write the model file(s) for `recipe` into `workdir` (which is empty)."""
+
+
+TARGETS = {"onnx": "sapiens_edge.export.onnx"}
+
+
+def get_target(name: str) -> Target:
+    return importlib.import_module(TARGETS[name])  # each target module defines a module-level lower()

@@ -1,0 +1,105 @@
+"""The artifact manifest (`manifest.json`): what every exported folder says about itself.
+
+Torch-free: the runtime reads it on a Raspberry Pi. Schema changes bump SCHEMA_VERSION; readers
+refuse newer versions with a clear message instead of guessing.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .errors import ArtifactError, ManifestVersionError
+
+SCHEMA_VERSION = 1
+MANIFEST_NAME = "manifest.json"
+
+
+@dataclass
+class TensorSpec:
+    name: str
+    shape: list[int]
+    dtype: str  # numpy dtype name: float32, float16, uint8, ...
+    layout: str = "NCHW"  # NCHW / NHWC for images, "" for others
+
+
+@dataclass
+class Manifest:
+    model: str  # zoo name, e.g. sapiens2-0.1b-seg
+    task: str  # pose / seg / normal / pointmap / backbone
+    recipe: str  # e.g. onnx-int8
+    target: str  # onnx / executorch / coreml / tflite
+    precision: str  # fp32 / fp16 / int8 / int8-dynamic ...
+    input_hw: list[int]
+    files: dict[str, str]  # relative path -> sha256 of every file in the folder but the manifest
+    model_file: str  # the file a backend opens
+    inputs: list[TensorSpec]
+    outputs: list[TensorSpec]
+    normalization: dict[str, Any]  # {"mean_rgb": [...], "std_rgb": [...], "scale": "0-255"}
+    source_weights: dict[str, Any]  # {"path": ..., "sha256": ... or None, "random": bool}
+    tool_versions: dict[str, str]
+    task_metadata: dict[str, Any] = field(default_factory=dict)  # keypoint names, flip table, classes ...
+    export_options: dict[str, Any] = field(default_factory=dict)  # calibration, quantizer settings ...
+    created: str = ""
+    schema_version: int = SCHEMA_VERSION
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, doc: dict[str, Any], where: str = "manifest") -> Manifest:
+        version = doc.get("schema_version")
+        if not isinstance(version, int):
+            raise ArtifactError(f"{where} has no integer schema_version: not a sapiens-edge manifest.")
+        if version > SCHEMA_VERSION:
+            raise ManifestVersionError(
+                f"{where} uses manifest schema {version}, newer than this sapiens-edge understands "
+                f"({SCHEMA_VERSION}). Upgrade sapiens-edge (pip install -U sapiens-edge) or re-export.")
+        try:
+            data = dict(doc)
+            data["inputs"] = [TensorSpec(**t) for t in doc["inputs"]]
+            data["outputs"] = [TensorSpec(**t) for t in doc["outputs"]]
+            return cls(**data)
+        except (KeyError, TypeError) as exc:
+            raise ArtifactError(f"{where} is incomplete or malformed ({exc}); re-export the artifact.") from exc
+
+
+def sha256_file(path: str | Path, chunk: int = 1 << 22) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(chunk):
+            h.update(block)
+    return h.hexdigest()
+
+
+def read_manifest(artifact_dir: str | Path, *, verify: bool = True) -> Manifest:
+    """Read and (by default) verify an artifact folder: every listed file present, hashes equal."""
+    folder = Path(artifact_dir)
+    path = folder / MANIFEST_NAME
+    if not folder.is_dir():
+        raise ArtifactError(f"Artifact folder not found: {folder}. Export one with `sapiens-edge export`.")
+    if not path.is_file():
+        raise ArtifactError(f"{folder} has no {MANIFEST_NAME}: not a sapiens-edge artifact (or an "
+                            f"interrupted copy). Re-export it or copy the whole folder.")
+    try:
+        doc = json.loads(path.read_text("utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ArtifactError(f"{path} is not valid JSON ({exc}); the artifact is damaged, re-export it.") from exc
+    manifest = Manifest.from_json(doc, str(path))
+    if verify:
+        verify_files(folder, manifest)
+    return manifest
+
+
+def verify_files(folder: Path, manifest: Manifest) -> None:
+    missing = [name for name in manifest.files if not (folder / name).is_file()]
+    if missing:
+        raise ArtifactError(f"{folder} is missing {', '.join(missing)}; copy the whole artifact folder.")
+    bad = [name for name, digest in manifest.files.items() if sha256_file(folder / name) != digest]
+    if bad:
+        raise ArtifactError(
+            f"{folder}: {', '.join(bad)} changed since export (sha256 mismatch): the file is corrupt or was "
+            f"edited. Re-export or re-copy it (skip this check with verify=False / --no-verify).")
