@@ -1,5 +1,17 @@
-"""Export targets (`sapiens_edge.export`): ONNX, ExecuTorch, Core ML and TFLite/LiteRT artifacts.
+"""Export targets (`sapiens_edge.export`): artifact folders with a versioned manifest.
 
-Not implemented yet. Models are already export-friendly: wrap capture in
-`sapiens_edge.models.rope_constants(model, input_hw)` to bake the RoPE tables as constants.
+`export(model, recipe, output, ...)` captures the model once with torch.export and lowers it with
+the recipe's target module (ONNX today; ExecuTorch, Core ML and TFLite plug in the same way).
 """
+
+from .recipes import RECIPES, Recipe, availability, get_recipe
+
+__all__ = ["RECIPES", "Artifact", "Recipe", "availability", "export", "get_recipe"]
+
+
+def __getattr__(name: str):
+    if name in ("export", "Artifact"):  # torch-side; keep `import sapiens_edge.export` light
+        from . import core
+
+        return getattr(core, name)
+    raise AttributeError(name)

@@ -67,16 +67,94 @@ def _cmd_predict(args: argparse.Namespace) -> int:
 
     from .predict import predict
 
-    if args.weights is None and not args.random_weights:
-        raise SapiensEdgeError(
-            "predict needs --weights FILE.safetensors (or hf://facebook/sapiens2-<task>-<size>); "
-            "pass --random-weights to run a randomly initialised model on purpose.")
+    _need_weights(args, "predict")
     if args.threads:
         torch.set_num_threads(args.threads)
     records = predict(args.model, args.images, args.output, weights=args.weights, boxes=args.box,
                       flip_test=False if args.no_flip else None, force=args.force)
     print(f"wrote {len(records)} result(s) to {args.output}")
     return 0
+
+
+def _parse_hw(text: str) -> tuple[int, int]:
+    try:
+        h, w = (int(v) for v in text.lower().replace("×", "x").split("x"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--input-size wants HxW, e.g. 512x384, got {text!r}") from None
+    return h, w
+
+
+def _cmd_recipes(args: argparse.Namespace) -> int:
+    from .export.recipes import RECIPES, availability
+
+    info = None
+    if args.model:
+        from .zoo import get_model_info
+
+        info = get_model_info(args.model)
+    rows = []
+    for r in RECIPES.values():
+        ok, reason = availability(r, info, args.input_size)
+        rows.append((r.name, r.target, r.precision, "yes" if r.needs_calibration else "no",
+                     "yes" if ok else "no", "" if ok else reason))
+    if args.json:
+        keys = ("recipe", "target", "precision", "calibration", "available", "reason")
+        print(json.dumps([dict(zip(keys, r, strict=True)) for r in rows], indent=2))
+        return 0
+    _table(("recipe", "target", "precision", "calibration", "available", "reason"), rows)
+    return 0
+
+
+def _need_weights(args: argparse.Namespace, command: str) -> None:
+    if args.weights is None and not args.random_weights:
+        raise SapiensEdgeError(
+            f"{command} needs --weights FILE.safetensors (or hf://facebook/sapiens2-<task>-<size>); "
+            "pass --random-weights to use a seeded random initialisation on purpose.")
+
+
+def _cmd_export(args: argparse.Namespace) -> int:
+    from .errors import require
+
+    require("torch", "torch", "`sapiens-edge export`")
+    _need_weights(args, "export")
+    from .export.core import export
+
+    art = export(args.model, args.recipe, args.output, weights=args.weights, input_size=args.input_size,
+                 calibration=args.calibration, calibration_limit=args.calibration_limit, force=args.force)
+    size = sum((art.path / f).stat().st_size for f in art.manifest.files) / 2**20
+    print(f"{art.path}: {art.manifest.recipe} {art.manifest.model_file} ({size:,.1f} MiB) in {art.seconds:.1f} s")
+    return 0
+
+
+def _backend_options(args: argparse.Namespace) -> dict:
+    opts = {}
+    if args.provider:
+        opts["provider"] = args.provider
+    if args.threads:
+        opts["threads"] = args.threads
+    return opts
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    from .run import run_artifact
+
+    records = run_artifact(args.artifact, args.images, args.output, backend=args.backend,
+                           verify=not args.no_verify, boxes=args.box, flip_test=False if args.no_flip else None,
+                           force=args.force, **_backend_options(args))
+    print(f"wrote {len(records)} result(s) to {args.output}")
+    return 0
+
+
+def _cmd_validate(args: argparse.Namespace) -> int:
+    from .errors import require
+
+    require("torch", "torch", "`sapiens-edge validate` (it runs the PyTorch reference)")
+    from .validation import validate
+
+    report = validate(args.artifact, weights=args.weights, images=args.images, backend=args.backend,
+                      report=args.report, **_backend_options(args))
+    print(report.to_markdown())
+    return 0 if report.passed else 1
 
 
 def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> None:
@@ -113,6 +191,49 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--threads", type=int, help="torch intra-op threads")
     r.add_argument("--force", action="store_true", help="replace existing output files")
     r.set_defaults(func=_cmd_predict)
+
+    rc = sub.add_parser("recipes", help="list export recipes and whether each is available here")
+    rc.add_argument("--model", help="check availability for this zoo model")
+    rc.add_argument("--input-size", type=_parse_hw, help="HxW to check (default: the model's)")
+    rc.add_argument("--json", action="store_true")
+    rc.set_defaults(func=_cmd_recipes)
+
+    e = sub.add_parser("export", help="export a model to an artifact folder with a recipe")
+    e.add_argument("model", help="zoo name, e.g. sapiens2-0.4b-seg")
+    e.add_argument("--recipe", required=True, help="e.g. onnx-fp32, onnx-int8 (see `sapiens-edge recipes`)")
+    e.add_argument("--weights", help="local .safetensors or hf://ORG/REPO[/FILE]")
+    e.add_argument("--random-weights", action="store_true", help="export a seeded random model on purpose")
+    e.add_argument("--input-size", type=_parse_hw, help="HxW (default 1024x768; multiples of 16)")
+    e.add_argument("--calibration", help="folder of photos for int8 calibration (default: built-in set)")
+    e.add_argument("--calibration-limit", type=int, help="use at most this many calibration images")
+    e.add_argument("--output", "-o", required=True, help="artifact folder to create")
+    e.add_argument("--force", action="store_true", help="replace an existing artifact folder")
+    e.set_defaults(func=_cmd_export)
+
+    def backend_args(sp: argparse.ArgumentParser) -> None:
+        sp.add_argument("--backend", help="runtime backend (default: from the manifest, e.g. onnxruntime)")
+        sp.add_argument("--provider", choices=["cpu", "cuda", "tensorrt", "coreml"],
+                        help="ONNX Runtime execution provider (never guessed)")
+        sp.add_argument("--threads", type=int, help="intra-op threads")
+
+    u = sub.add_parser("run", help="run an exported artifact on images (torch-free)")
+    u.add_argument("artifact")
+    u.add_argument("images", nargs="+")
+    u.add_argument("--output", "-o", required=True)
+    backend_args(u)
+    u.add_argument("--no-verify", action="store_true", help="skip the sha256 check of the artifact files")
+    u.add_argument("--box", type=_parse_box, action="append", help="pose: person box x1,y1,x2,y2")
+    u.add_argument("--no-flip", action="store_true", help="pose: disable the flip test")
+    u.add_argument("--force", action="store_true")
+    u.set_defaults(func=_cmd_run)
+
+    v = sub.add_parser("validate", help="compare an artifact with the PyTorch reference (exit 1 on failure)")
+    v.add_argument("artifact")
+    v.add_argument("--weights", help="the weights the artifact was exported from (default: as recorded)")
+    v.add_argument("--images", help="folder of test images (default: the bundled photo)")
+    v.add_argument("--report", help="write the report here (.json, plus .md beside it)")
+    backend_args(v)
+    v.set_defaults(func=_cmd_validate)
     return p
 
 

@@ -23,6 +23,7 @@ def load_model(name: str, weights: str | Path | None = None, *, seed: int = 0) -
     `weights=None` gives a seeded random initialisation and warns (RandomWeightsWarning).
     """
     info = get_model_info(name)
+    path = None
     if weights is None:
         warnings.warn(
             f"{info.name}: no weights given, using a seeded random initialisation (seed={seed}); "
@@ -33,12 +34,15 @@ def load_model(name: str, weights: str | Path | None = None, *, seed: int = 0) -
         random_init_(model, seed)
     else:
         model = build_model(info, "meta")  # nothing allocated: params come from the file
-        load_weights_(model, info, resolve_weights(weights, info))
+        path = resolve_weights(weights, info)
+        load_weights_(model, info, path)
     model.eval()
     model.requires_grad_(False)
     # Provenance for later stages (predict JSON, export manifests, validation reports).
     model.sapiens_info = info
     model.sapiens_weights = None if weights is None else str(weights)
+    model.sapiens_weights_path = None if path is None else str(path)
+    model.sapiens_seed = seed if weights is None else None
     return model
 
 

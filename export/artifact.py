@@ -1,0 +1,101 @@
+"""Artifact folders: built in a temporary folder beside the target, hashed, then renamed into
+place, so an interrupted export leaves nothing partial and nothing is replaced without force."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+
+from sapiens_edge.errors import OutputExistsError
+from sapiens_edge.fileio import atomic_write_bytes, atomic_write_json
+from sapiens_edge.manifest import MANIFEST_NAME, Manifest, sha256_file
+
+
+def check_output(output: Path, force: bool) -> None:
+    if output.exists() and not force:
+        raise OutputExistsError(f"{output} already exists. Choose another --output or pass --force to replace it.")
+    if output.exists() and not (output / MANIFEST_NAME).is_file() and any(output.iterdir()):
+        raise OutputExistsError(
+            f"{output} exists and is not a sapiens-edge artifact; refusing to replace it even with --force.")
+
+
+def write_artifact(output: str | Path, build: Callable[[Path], Manifest], *, force: bool = False) -> Manifest:
+    """`build(workdir)` writes the model files into `workdir` and returns the manifest (files empty);
+    this fills in every file's sha256, writes manifest.json + README.md, and moves the folder in."""
+    output = Path(output)
+    check_output(output, force)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    work = Path(tempfile.mkdtemp(prefix=f".{output.name}.tmp-", dir=output.parent))
+    try:
+        manifest = build(work)
+        atomic_write_bytes(work / "README.md", render_readme(manifest, work, output.name).encode("utf-8"))
+        manifest.files = {str(p.relative_to(work)): sha256_file(p) for p in sorted(work.rglob("*"))
+                          if p.is_file() and p.name != MANIFEST_NAME}
+        atomic_write_json(work / MANIFEST_NAME, manifest.to_json())
+        _swap_into_place(work, output, force)
+    except BaseException:
+        shutil.rmtree(work, ignore_errors=True)
+        raise
+    return manifest
+
+
+def _swap_into_place(work: Path, output: Path, force: bool) -> None:
+    if not output.exists():
+        os.rename(work, output)
+        return
+    check_output(output, force)
+    old = Path(tempfile.mkdtemp(prefix=f".{output.name}.old-", dir=output.parent))
+    os.rename(output, old / output.name)
+    try:
+        os.rename(work, output)
+    except BaseException:
+        os.rename(old / output.name, output)  # put the previous artifact back
+        raise
+    finally:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def render_readme(m: Manifest, folder: Path, name: str) -> str:
+    def spec(t) -> str:
+        return f"`{t.name}` {t.dtype} {list(t.shape)} {t.layout}".rstrip()
+
+    sizes = "\n".join(f"| `{p.relative_to(folder)}` | {p.stat().st_size / 2**20:,.1f} MiB |"
+                      for p in sorted(folder.rglob("*")) if p.is_file())
+    weights = "random initialisation (meaningless outputs)" if m.source_weights.get("random") else (
+        f"`{m.source_weights.get('path')}` (sha256 {str(m.source_weights.get('sha256'))[:16]}...)")
+    h, w = m.input_hw
+    return f"""# {m.model} — {m.recipe}
+
+Sapiens2 **{m.task}** model exported by sapiens-edge ({m.target}, {m.precision}).
+Source weights: {weights}.
+
+## Input
+{chr(10).join('- ' + spec(t) for t in m.inputs)}: an RGB image resized/padded to {h}×{w} as the task's
+pre-processing does, then normalized per channel on the 0–255 scale:
+`(x - mean) / std`, mean = {m.normalization.get('mean_rgb')}, std = {m.normalization.get('std_rgb')}.
+
+## Outputs
+{chr(10).join('- ' + spec(t) for t in m.outputs)}
+
+## Run it
+```bash
+pip install 'sapiens-edge[onnx-runtime]'       # numpy + Pillow + the runtime; no torch
+sapiens-edge run {name} photo.jpg --output out/
+```
+```python
+from sapiens_edge import runtime
+predictor = runtime.load("{name}")        # verifies the sha256 of every file
+result = predictor.predict("photo.jpg")         # pre-processing, inference, post-processing
+result.overlay(runtime.load_image("photo.jpg")).save("overlay.png")
+```
+`manifest.json` holds everything else: shapes, normalization, task metadata (keypoint names,
+flip table, classes, palette), tool versions and the sha256 of each file.
+
+## Files
+| file | size |
+|---|---:|
+{sizes}
+"""

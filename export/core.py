@@ -1,0 +1,111 @@
+"""`export()`: zoo model + recipe -> artifact folder (model file(s), manifest.json, README.md).
+
+Capture and lowering belong to the target module (one module per target); this module does
+everything targets share: model loading, checks, calibration data, provenance, atomic writing.
+"""
+
+from __future__ import annotations
+
+import platform
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+
+from sapiens_edge import __version__, metadata
+from sapiens_edge.errors import SapiensEdgeError
+from sapiens_edge.manifest import Manifest, sha256_file
+from sapiens_edge.runtime.preprocess import check_input_hw
+
+from .artifact import check_output, write_artifact
+from .calibration import calibration_data
+from .recipes import Recipe, get_recipe, require_available
+from .targets import get_target
+
+
+@dataclass
+class Artifact:
+    path: Path
+    manifest: Manifest
+    seconds: float
+
+
+def export(model, recipe: str | Recipe, output: str | Path, *, weights: str | Path | None = None,
+           input_size: tuple[int, int] | None = None, calibration: str | Path | None = None,
+           calibration_limit: int | None = None, force: bool = False,
+           progress: Callable[[str], None] | None = None) -> Artifact:
+    """Export `model` (zoo name, or a module from `load_model`) with `recipe` into folder `output`."""
+    progress = progress or (lambda msg: print(msg, file=sys.stderr, flush=True))
+    t0 = time.perf_counter()
+    rec = recipe if isinstance(recipe, Recipe) else get_recipe(recipe)
+    output = Path(output)
+    check_output(output, force)  # fail before minutes of work
+    if isinstance(model, str):
+        from sapiens_edge.loading import load_model
+
+        model = load_model(model, weights)
+    info = getattr(model, "sapiens_info", None)
+    if info is None:
+        raise SapiensEdgeError("export() needs a zoo name or a model returned by sapiens_edge.load_model().")
+    input_hw = tuple(input_size) if input_size is not None else info.input_hw
+    check_input_hw(input_hw)
+    require_available(rec, info, input_hw)
+    calib = None
+    if rec.needs_calibration:
+        calib = calibration_data(info.task, input_hw, calibration, calibration_limit)
+        note = f" ({calib.note})" if calib.note else ""
+        progress(f"calibration: {calib.count} image(s) from {calib.source}{note}")
+    elif calibration is not None:
+        progress(f"note: {rec.name} needs no calibration; ignoring {calibration}")
+    source = _source_weights(model, progress)
+    target = get_target(rec.target)
+
+    def build(workdir: Path) -> Manifest:
+        progress(f"exporting {info.name} with {rec.name} at {input_hw[0]}x{input_hw[1]} ...")
+        lowered = target.lower(model, rec, input_hw, workdir, calib, progress)
+        return Manifest(
+            model=info.name, task=info.task, recipe=rec.name, target=rec.target, precision=rec.precision,
+            input_hw=list(input_hw), files={}, model_file=lowered.model_file, inputs=lowered.inputs,
+            outputs=lowered.outputs,
+            normalization={"mean_rgb": metadata.MEAN_RGB.tolist(), "std_rgb": metadata.STD_RGB.tolist(),
+                           "scale": "0-255", "channel_order": "RGB"},
+            source_weights=source,
+            tool_versions={"sapiens-edge": __version__, "python": platform.python_version(), **lowered.tool_versions},
+            task_metadata=task_metadata(info.task),
+            export_options={**lowered.options, **({"calibration": {"source": calib.source, "count": calib.count,
+                                                                 "note": calib.note}} if calib else {})},
+            created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        )
+
+    manifest = write_artifact(output, build, force=force)
+    seconds = time.perf_counter() - t0
+    progress(f"wrote {output} ({manifest.model_file}, {len(manifest.files)} files) in {seconds:.1f} s")
+    return Artifact(output, manifest, seconds)
+
+
+def _source_weights(model, progress: Callable[[str], None]) -> dict:
+    path = getattr(model, "sapiens_weights_path", None)
+    if path is None:
+        return {"path": None, "sha256": None, "random": True, "seed": getattr(model, "sapiens_seed", 0)}
+    progress(f"hashing source weights {path} ...")
+    return {"path": getattr(model, "sapiens_weights", path), "sha256": sha256_file(path), "random": False}
+
+
+def task_metadata(task: str) -> dict:
+    """What the task's post-processing needs, so an artifact folder is self-contained."""
+    pre = metadata.preprocessing()
+    if task == "pose":
+        k = metadata.raw()["keypoints308"]
+        return {"keypoint_names": k["names"], "flip_indices": k["flip_indices"], "skeleton": k["skeleton_links"],
+                "skeleton_colors": k["skeleton_link_colors_rgb"], "keypoint_colors": k["colors_rgb"],
+                "heatmap_stride": 4, "codec": "UDP + DARK", **{f"pose_{k2}": v for k2, v in pre["pose"].items()}}
+    if task == "seg":
+        s = metadata.raw()["seg29"]
+        return {"class_names": s["names"], "palette_rgb": s["palette_rgb"], "background_id": s["background_id"]}
+    if task == "pointmap":
+        return {"canonical_focal_length": pre["pointmap"]["canonical_focal_length"], "units": "metres (XYZ / scale)"}
+    if task == "normal":
+        return {"frame": "camera", "channels": ["x", "y", "z"]}
+    return {}
