@@ -42,11 +42,10 @@ def export(model, recipe: str | Recipe, output: str | Path, *, weights: str | Pa
     rec = recipe if isinstance(recipe, Recipe) else get_recipe(recipe)
     output = Path(output)
     check_output(output, force)  # fail before minutes of work
-    if isinstance(model, str):
-        from sapiens_edge.loading import load_model
+    # Everything that can fail on user input is checked before the (slow) model load.
+    from sapiens_edge.zoo import get_model_info
 
-        model = load_model(model, weights)
-    info = getattr(model, "sapiens_info", None)
+    info = get_model_info(model) if isinstance(model, str) else getattr(model, "sapiens_info", None)
     if info is None:
         raise SapiensEdgeError("export() needs a zoo name or a model returned by sapiens_edge.load_model().")
     input_hw = tuple(input_size) if input_size is not None else info.input_hw
@@ -59,6 +58,10 @@ def export(model, recipe: str | Recipe, output: str | Path, *, weights: str | Pa
         progress(f"calibration: {calib.count} image(s) from {calib.source}{note}")
     elif calibration is not None:
         progress(f"note: {rec.name} needs no calibration; ignoring {calibration}")
+    if isinstance(model, str):
+        from sapiens_edge.loading import load_model
+
+        model = load_model(model, weights)
     source = _source_weights(model, progress)
     target = get_target(rec.target)
 

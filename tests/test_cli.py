@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import warnings
 
 import pytest
 
@@ -45,3 +46,27 @@ def test_bad_box_is_rejected_by_the_parser(capsys):
     with pytest.raises(SystemExit) as exc:
         main(["predict", "sapiens2-0.1b-pose", "x.jpg", "-o", "o", "--box", "10,10,5,5"])
     assert exc.value.code == 2 and "x2>x1" in capsys.readouterr().err
+
+
+def test_recipes_table_with_reasons(capsys):
+    assert main(["recipes", "--model", "sapiens2-0.4b-pointmap", "--input-size", "512x384", "--json"]) == 0
+    rows = {r["recipe"]: r for r in json.loads(capsys.readouterr().out)}
+    assert rows["onnx-fp32"]["available"] == "no" and "1024x768 only" in rows["onnx-fp32"]["reason"]
+    assert main(["recipes"]) == 0
+    assert "onnx-int8-dynamic" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("argv,needle", [
+    (["export", "sapiens2-0.1b-seg", "--recipe", "onnx-int9", "--random-weights", "-o", "x"], "Valid recipes"),
+    (["export", "sapiens2-0.1b-seg", "--recipe", "onnx-fp32", "-o", "x"], "needs --weights"),
+    (["export", "sapiens2-0.1b-seg", "--recipe", "onnx-int8", "--random-weights", "-o", "x",
+      "--calibration", "/nonexistent/photos"], "Calibration folder not found"),
+])
+def test_export_user_errors(argv, needle, capsys, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and needle in err and "Traceback" not in err
+    assert not (tmp_path / "x").exists()
