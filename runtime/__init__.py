@@ -22,6 +22,7 @@ _MODULES = {
     "visualize": ("draw_pose", "overlay_seg", "normal_to_rgb", "depth_to_rgb"),
     "results": ("TaskResult", "PoseResult", "SegResult", "NormalResult", "PointmapResult"),
     "tasks": ("Prepared", "TaskProcessor", "PROCESSORS", "get_processor", "run_task"),
+    "predictor": ("load", "Predictor"),
 }
 _LAZY = {name: module for module, names in _MODULES.items() for name in names}
 
@@ -37,6 +38,7 @@ __all__ = [  # noqa: RUF022 - grouped by module, mirrors _MODULES
     "draw_pose", "overlay_seg", "normal_to_rgb", "depth_to_rgb",
     "TaskResult", "PoseResult", "SegResult", "NormalResult", "PointmapResult",
     "Prepared", "TaskProcessor", "PROCESSORS", "get_processor", "run_task",
+    "load", "Predictor",
 ]
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -44,6 +46,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from .normal import postprocess_normal
     from .pointmap import focal_length, postprocess_pointmap
     from .pose import decode_udp_dark, flip_back, heatmap_to_image, merge_flip
+    from .predictor import Predictor, load
     from .preprocess import (
         PoseBatch,
         box_to_center_scale,

@@ -1,0 +1,204 @@
+"""Validation report: typed outcomes (Optimum-style), JSON + Markdown, atomic writes. Torch-free.
+
+Outcomes:
+
+* **fatal**: the artifact cannot be compared with the reference at all (output count, shape or
+  dtype differ, or an output disagrees with the artifact's own manifest). ``fatal`` holds the
+  reason, no metric is checked, ``passed`` is False.
+* **tolerance misses**: every threshold of the recipe (or an override) becomes a ``MetricResult``
+  with its value, limit and verdict; the report passes only if all of them pass.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from sapiens_edge.fileio import atomic_write_bytes, atomic_write_json
+
+from .metrics import UNITS
+
+REPORT_SCHEMA = "sapiens-edge/validation-report"
+REPORT_SCHEMA_VERSION = 1
+
+
+def passes(value: float, limit: float, kind: str) -> bool:
+    """``value >= limit`` for kind 'min', ``value <= limit`` for 'max'; NaN never passes."""
+    if kind not in ("min", "max"):
+        raise ValueError(f"kind must be 'min' or 'max', not {kind!r}")
+    v = float(value)
+    if math.isnan(v):
+        return False
+    return v >= limit if kind == "min" else v <= limit
+
+
+@dataclass
+class MetricResult:
+    """One threshold check. ``value`` is the mean over the images, ``worst`` the worst image."""
+
+    name: str  # metric name; tensor metrics carry the output: "cosine[logits]"
+    value: float
+    limit: float
+    kind: str  # 'min' (value must be >= limit) or 'max' (value must be <= limit)
+    passed: bool
+    worst: float | None = None
+
+    @classmethod
+    def check(cls, name: str, value: float, limit: float, kind: str, worst: float | None = None) -> MetricResult:
+        return cls(name, float(value), float(limit), kind, passes(value, limit, kind),
+                   None if worst is None else float(worst))
+
+    @property
+    def metric(self) -> str:
+        """The bare metric name ("cosine" for "cosine[logits]")."""
+        return self.name.split("[", 1)[0]
+
+    def describe(self) -> str:
+        op = ">=" if self.kind == "min" else "<="
+        return f"{self.name} = {fmt(self.value)} (needs {op} {fmt(self.limit)})"
+
+
+@dataclass
+class ValidationReport:
+    artifact: str
+    model: str
+    recipe: str
+    task: str
+    backend: str
+    images: list[str]
+    tensor_metrics: dict[str, dict[str, dict[str, float]]]  # output -> metric -> {"mean", "worst"}
+    task_metrics: dict[str, dict[str, float]]  # metric -> {"mean", "worst"}
+    checks: list[MetricResult]
+    fatal: str | None
+    passed: bool
+    seconds: float
+    thresholds: dict[str, float] = field(default_factory=dict)  # the limits applied (<metric>_<min|max>)
+    weights: dict[str, Any] = field(default_factory=dict)  # reference weights: path, sha256, random
+    backend_info: dict[str, Any] = field(default_factory=dict)  # Predictor.describe()
+    per_image: list[dict[str, Any]] = field(default_factory=list)  # image, tensor, task, seconds
+    notes: list[str] = field(default_factory=list)  # warnings worth keeping with the result
+    created: str = ""
+
+    @staticmethod
+    def decide(checks: list[MetricResult], fatal: str | None) -> bool:
+        return fatal is None and all(c.passed for c in checks)
+
+    @property
+    def failed_checks(self) -> list[MetricResult]:
+        return [c for c in self.checks if not c.passed]
+
+    def summary(self) -> str:
+        where = f"{self.model} / {self.recipe} on {len(self.images)} image(s)"
+        if self.fatal is not None:
+            return f"FATAL ({where}): {self.fatal}"
+        failed = self.failed_checks
+        if failed:
+            return (f"FAILED ({where}): {len(failed)} of {len(self.checks)} checks out of limits: "
+                    + "; ".join(c.describe() for c in failed))
+        return f"PASSED ({where}): all {len(self.checks)} checks within limits"
+
+    # ------------------------------------------------------------------ serialisation
+    def to_json(self) -> dict[str, Any]:
+        doc = {"schema": REPORT_SCHEMA, "schema_version": REPORT_SCHEMA_VERSION, **asdict(self),
+               "summary": self.summary()}
+        return _jsonable(doc)
+
+    def to_markdown(self) -> str:
+        status = "FATAL" if self.fatal is not None else ("PASSED" if self.passed else "FAILED")
+        lines = [f"# Validation: {self.model} ({self.recipe}) — {status}", "", f"**{self.summary()}**", "",
+                 "| | |", "|---|---|",
+                 f"| artifact | `{self.artifact}` |", f"| task | {self.task} |", f"| backend | {self.backend} |",
+                 f"| reference | {_weights_line(self.weights)} |",
+                 f"| images | {len(self.images)}: {_short_list(self.images)} |",
+                 f"| time | {self.seconds:.1f} s |", ""]
+        if self.fatal is not None:
+            lines += ["## Fatal", "", self.fatal, ""]
+        if self.checks:
+            lines += ["## Checks", "", "Value: mean over images; worst: the worst image.", "",
+                      "| check | value | worst | limit | result |", "|---|---:|---:|---:|---|"]
+            for c in self.checks:
+                op = ">=" if c.kind == "min" else "<="
+                lines.append(f"| {c.name} | {fmt(c.value)} | {fmt(c.worst)} | {op} {fmt(c.limit)} | "
+                             f"{'pass' if c.passed else '**FAIL**'} |")
+            lines.append("")
+        if self.tensor_metrics:
+            lines += ["## Tensor metrics (raw outputs)", "", "| output | metric | mean | worst | units |",
+                      "|---|---|---:|---:|---|"]
+            for out, ms in self.tensor_metrics.items():
+                for name, v in ms.items():
+                    lines.append(f"| {out} | {name} | {fmt(v.get('mean'))} | {fmt(v.get('worst'))} | "
+                                 f"{UNITS.get(name, '')} |")
+            lines.append("")
+        if self.task_metrics:
+            lines += [f"## Task metrics ({self.task})", "", "| metric | mean | worst | units |", "|---|---:|---:|---|"]
+            for name, v in self.task_metrics.items():
+                lines.append(f"| {name} | {fmt(v.get('mean'))} | {fmt(v.get('worst'))} | {UNITS.get(name, '')} |")
+            lines.append("")
+        if self.notes:
+            lines += ["## Notes", "", *[f"- {n}" for n in self.notes], ""]
+        return "\n".join(lines)
+
+    def write(self, path: str | Path) -> tuple[Path, Path]:
+        """Write ``<stem>.json`` and ``<stem>.md`` atomically (``foo.json`` -> also ``foo.md``;
+        ``foo.md`` -> also ``foo.json``; any other name gets the JSON and ``.md`` beside it)."""
+        json_path, md_path = report_paths(path)
+        atomic_write_json(json_path, self.to_json())
+        atomic_write_bytes(md_path, self.to_markdown().encode("utf-8"))
+        return json_path, md_path
+
+
+def report_paths(path: str | Path) -> tuple[Path, Path]:
+    p = Path(path)
+    if p.suffix.lower() == ".md":
+        return p.with_suffix(".json"), p
+    if p.suffix == "":
+        p = p.with_suffix(".json")
+    return p, p.with_suffix(".md")
+
+
+def fmt(v: Any) -> str:
+    if v is None:
+        return "—"
+    if isinstance(v, str):
+        return v
+    v = float(v)
+    if math.isnan(v):
+        return "n/a"
+    if math.isinf(v):
+        return "inf" if v > 0 else "-inf"
+    return f"{v:.6g}"
+
+
+def _jsonable(obj: Any) -> Any:
+    """Plain JSON: numpy scalars -> Python, non-finite floats -> "inf" / "-inf" / "nan" strings."""
+    if isinstance(obj, dict):
+        return {str(k): _jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [_jsonable(v) for v in obj]
+    if isinstance(obj, bool) or obj is None or isinstance(obj, str):
+        return obj
+    if isinstance(obj, int):
+        return obj
+    try:
+        v = float(obj)
+    except (TypeError, ValueError):
+        return str(obj)
+    if math.isfinite(v):
+        return int(v) if type(obj).__name__.startswith(("int", "uint")) else v
+    return "nan" if math.isnan(v) else ("inf" if v > 0 else "-inf")
+
+
+def _weights_line(w: dict[str, Any]) -> str:
+    if not w:
+        return "—"
+    if w.get("random"):
+        return f"PyTorch fp32, random initialisation (seed {w.get('seed')})"
+    sha = w.get("sha256")
+    return f"PyTorch fp32, `{w.get('path')}`" + (f" (sha256 {str(sha)[:16]}…)" if sha else "")
+
+
+def _short_list(items: list[str], n: int = 5) -> str:
+    shown = ", ".join(f"`{Path(i).name}`" for i in items[:n])
+    return shown + (f" … (+{len(items) - n})" if len(items) > n else "")

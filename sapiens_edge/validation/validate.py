@@ -1,0 +1,352 @@
+"""`validate()`: the quantized-accuracy gate. Runs an exported artifact and the PyTorch reference
+on the same pre-processed inputs, compares raw outputs (tensor metrics) and task results (task
+metrics), and checks them against the recipe's thresholds.
+
+Importing this module does not import torch; `validate()` does (it runs the reference).
+"""
+
+from __future__ import annotations
+
+import re
+import sys
+import time
+import warnings
+from collections.abc import Callable, Sequence
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from sapiens_edge import runtime
+from sapiens_edge.errors import ImageError, RecipeError, SapiensEdgeError, WeightsNotFoundError
+from sapiens_edge.manifest import sha256_file
+
+from . import metrics as M
+from .report import MetricResult, ValidationReport
+
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff")
+_KEY = re.compile(r"^(?P<metric>.+)_(?P<kind>min|max)$")
+
+
+def load_model(name: str, weights: str | Path | None = None, *, seed: int = 0):
+    """The torch reference (``sapiens_edge.loading.load_model``), imported lazily so that this
+    module stays importable without torch. Tests monkeypatch this name."""
+    from sapiens_edge.loading import load_model as _load
+
+    return _load(name, weights, seed=seed)
+
+
+def _load_predictor(artifact_dir: str | Path, backend: str | None, **options: Any):
+    return runtime.load(artifact_dir, backend=backend, **options)
+
+
+def validate(artifact_dir: str | Path, *, weights: str | Path | None = None,
+             images: str | Path | Sequence[Any] | None = None, backend: str | None = None,
+             report: str | Path | None = None, thresholds: dict[str, float | None] | None = None,
+             progress: Callable[[str], None] | None = None, flip_test: bool = False,
+             **backend_options: Any) -> ValidationReport:
+    """Compare the artifact in ``artifact_dir`` with the PyTorch reference and return the report.
+
+    * ``weights``: the checkpoint the artifact was exported from. ``None``: the one recorded in
+      the manifest (a random-init export is reproduced with its recorded seed and warns).
+    * ``images``: a folder (searched recursively for jpg/jpeg/png/webp/bmp/tif), an image file,
+      a list of files/arrays, or ``None`` for the bundled astronaut photo.
+    * ``thresholds``: overrides merged over the recipe's (``{"cosine_min": 0.999}``; a value of
+      ``None`` drops that check). Keys are ``<metric>_<min|max>``.
+    * ``report``: write ``<name>.json`` and ``<name>.md`` there (atomically).
+    * ``flip_test``: pose only; off by default (compares single passes, which is stricter and
+      half the work).
+    * ``backend`` / ``**backend_options``: passed to ``runtime.load``.
+
+    The report is FATAL when the artifact's outputs differ from the reference in count, shape or
+    dtype (nothing is compared then); otherwise every threshold is a pass/fail check on the mean
+    over the images (the worst image is shown beside it).
+    """
+    t0 = time.perf_counter()
+    say = progress or (lambda msg: print(msg, file=sys.stderr, flush=True))
+    sources = image_sources(images)  # bad image input fails before any model is loaded
+
+    predictor = _load_predictor(artifact_dir, backend, **backend_options)
+    manifest = predictor.manifest
+    task = manifest.task
+    limits = resolve_thresholds(manifest.recipe, task, thresholds)
+    input_hw = (int(manifest.input_hw[0]), int(manifest.input_hw[1]))
+    describe = predictor.describe() if hasattr(predictor, "describe") else {}
+    backend_name = str(describe.get("backend") or backend or "default")
+    notes: list[str] = []
+
+    ref_model, weights_info = _reference(manifest, weights, notes)
+    from sapiens_edge.predict import torch_model_fn  # torch from here on
+
+    ref_fn = torch_model_fn(ref_model)
+    proc = runtime.get_processor(task if task in M.TASK_METRICS else "seg")  # backbone: seg pre-processing
+    use_flip = bool(flip_test) and task == "pose"
+    out_names = [o.name for o in manifest.outputs] if manifest.outputs else []
+    say(f"validating {artifact_dir} ({manifest.model}, {manifest.recipe}, backend {backend_name}) against the "
+        f"PyTorch reference on {len(sources)} image(s) at {input_hw[0]}x{input_hw[1]}")
+
+    names: list[str] = []
+    per_image: list[dict[str, Any]] = []
+    fatal: str | None = None
+    for i, (name, src) in enumerate(sources, 1):
+        names.append(name)
+        image = runtime.load_image(src)
+        prepared = proc.prepare(image, input_hw=input_hw)
+        x = np.ascontiguousarray(prepared.inputs, dtype=np.float32)
+        ts = time.perf_counter()
+        ref_out = list(ref_fn(x))
+        t_ref = time.perf_counter() - ts
+        ts = time.perf_counter()
+        cand_out = [np.asarray(o) for o in predictor.run(x)]
+        t_cand = time.perf_counter() - ts
+        fatal = structure_mismatch(ref_out, cand_out, manifest)
+        ref_flip = cand_flip = None
+        if fatal is None and use_flip:
+            xf = np.ascontiguousarray(x[..., ::-1])
+            ref_flip, cand_flip = list(ref_fn(xf)), [np.asarray(o) for o in predictor.run(xf)]
+            fatal = structure_mismatch(ref_flip, cand_flip, manifest, "flipped input: ")
+        if fatal is not None:
+            say(f"[{i}/{len(sources)}] {Path(name).name}: FATAL: {fatal}")
+            break
+        if not out_names or len(out_names) != len(ref_out):
+            out_names = [f"output{k}" for k in range(len(ref_out))]
+        tensor = {out: M.tensor_metrics(r, c) for out, r, c in zip(out_names, ref_out, cand_out, strict=True)}
+        task_m = task_metrics(task, proc, prepared, ref_out, cand_out, ref_flip, cand_flip)
+        per_image.append({"image": name, "tensor": tensor, "task": task_m,
+                          "seconds_reference": round(t_ref, 4), "seconds_artifact": round(t_cand, 4)})
+        say(f"[{i}/{len(sources)}] {Path(name).name}: " + ", ".join(_brief(tensor, task_m, limits))
+            + f" (reference {t_ref:.2f} s, artifact {t_cand:.2f} s)")
+
+    if fatal is not None:
+        per_image, tensor_agg, task_agg, checks = [], {}, {}, []
+    else:
+        tensor_agg = {out: {m: _aggregate(m, [p["tensor"][out][m] for p in per_image], strict=True)
+                            for m in M.TENSOR_METRICS} for out in out_names}
+        task_agg = {m: _aggregate(m, [p["task"][m] for p in per_image], strict=False)
+                    for m in M.TASK_METRICS.get(task, ())}
+        for m, agg in task_agg.items():
+            bad = [p["image"] for p in per_image if np.isnan(p["task"][m])]
+            if bad and m in {_KEY.match(k)["metric"] for k in limits}:
+                notes.append(f"{m} could not be computed on {len(bad)} image(s) ({_names(bad)})"
+                             + (": no reference keypoint scores above 0.3 (no confident person)."
+                                if task == "pose" else ": no valid pixels.")
+                             + (" It fails the check." if np.isnan(agg["mean"]) else " They are left out."))
+        checks = make_checks(limits, tensor_agg, task_agg)
+        if not checks:
+            notes.append("No thresholds apply: nothing was checked.")
+
+    result = ValidationReport(
+        artifact=str(artifact_dir), model=manifest.model, recipe=manifest.recipe, task=task,
+        backend=backend_name, images=names, tensor_metrics=tensor_agg, task_metrics=task_agg, checks=checks,
+        fatal=fatal, passed=ValidationReport.decide(checks, fatal), seconds=round(time.perf_counter() - t0, 3),
+        thresholds=limits, weights=weights_info, backend_info=dict(describe), per_image=per_image, notes=notes,
+        created=datetime.now(timezone.utc).isoformat(timespec="seconds"))
+    if report is not None:
+        json_path, md_path = result.write(report)
+        say(f"wrote {json_path} and {md_path}")
+    say(result.summary())
+    return result
+
+
+# ---------------------------------------------------------------------------- thresholds / checks
+
+def resolve_thresholds(recipe: str, task: str, overrides: dict[str, float | None] | None = None) -> dict[str, float]:
+    """The recipe's limits for ``task`` with ``overrides`` merged over them (None drops a key)."""
+    from sapiens_edge.export.recipes import get_recipe
+
+    try:
+        base = get_recipe(recipe).thresholds_for(task)
+    except RecipeError:
+        if not overrides:
+            raise
+        base = {}
+    merged = {**base, **(overrides or {})}
+    valid = set(M.TENSOR_METRICS) | set(M.TASK_METRICS.get(task, ()))
+    out: dict[str, float] = {}
+    for key, value in merged.items():
+        match = _KEY.match(key)
+        if match is None or match["metric"] not in valid:
+            raise SapiensEdgeError(
+                f"Unknown threshold {key!r} for a {task} artifact. Thresholds are <metric>_min or <metric>_max "
+                f"with metric one of: {', '.join(sorted(valid))}.")
+        if value is not None:
+            out[key] = float(value)
+    return out
+
+
+def make_checks(limits: dict[str, float], tensor_agg: dict[str, dict[str, dict[str, float]]],
+                task_agg: dict[str, dict[str, float]]) -> list[MetricResult]:
+    """One check per task threshold, and per output for tensor thresholds ("cosine[logits]")."""
+    checks = []
+    for key, limit in limits.items():
+        match = _KEY.match(key)
+        metric, kind = match["metric"], match["kind"]
+        if metric in M.TENSOR_METRICS:
+            for out, ms in tensor_agg.items():
+                checks.append(MetricResult.check(f"{metric}[{out}]", ms[metric]["mean"], limit, kind,
+                                                 ms[metric]["worst"]))
+        elif metric in task_agg:
+            agg = task_agg[metric]
+            checks.append(MetricResult.check(metric, agg["mean"], limit, kind, agg["worst"]))
+    return checks
+
+
+def _aggregate(metric: str, values: list[float], strict: bool) -> dict[str, float]:
+    """Mean and worst image. strict: any NaN makes both NaN (non-finite outputs must fail);
+    otherwise images where the metric was not computable are left out."""
+    a = np.asarray(values, dtype=np.float64)
+    if not strict:
+        a = a[~np.isnan(a)]
+    if a.size == 0 or np.isnan(a).any():
+        return {"mean": float("nan"), "worst": float("nan")}
+    with np.errstate(invalid="ignore", over="ignore"):
+        mean = float(np.mean(a))
+    worst = float(a.min() if metric in M.HIGHER_IS_BETTER else a.max())
+    return {"mean": mean, "worst": worst}
+
+
+# ---------------------------------------------------------------------------- per-image work
+
+def structure_mismatch(ref: Sequence[np.ndarray], cand: Sequence[np.ndarray], manifest: Any,
+                       prefix: str = "") -> str | None:
+    """Why the artifact's outputs cannot be compared with the reference's (None if they can):
+    count, shape or dtype differ, or an output disagrees with the artifact's own manifest."""
+    problems = []
+    specs = list(getattr(manifest, "outputs", []) or [])
+    if len(cand) != len(ref):
+        problems.append(f"the artifact returns {len(cand)} output(s), the reference {len(ref)}")
+    if specs and len(specs) != len(cand):
+        problems.append(f"the artifact returns {len(cand)} output(s) but its manifest declares {len(specs)}")
+    for k, (r, c) in enumerate(zip(ref, cand, strict=False)):
+        label = f"output {k}" + (f" ({specs[k].name})" if k < len(specs) else "")
+        if tuple(c.shape) != tuple(r.shape):
+            problems.append(f"{label}: shape {tuple(c.shape)} from the artifact vs {tuple(r.shape)} from the reference")
+        if c.dtype != r.dtype:
+            problems.append(f"{label}: dtype {c.dtype} from the artifact vs {r.dtype} from the reference")
+        if k < len(specs):
+            spec = specs[k]
+            want = list(spec.shape)
+            fixed = len(want) == c.ndim and all(not isinstance(d, int) or d <= 0 or d == s
+                                                for d, s in zip(want, c.shape, strict=True))
+            if not fixed:
+                problems.append(f"{label}: shape {tuple(c.shape)} but the manifest declares {want}")
+            if spec.dtype and str(c.dtype) != str(spec.dtype):
+                problems.append(f"{label}: dtype {c.dtype} but the manifest declares {spec.dtype}")
+    return (prefix + "; ".join(problems)) if problems else None
+
+
+def task_metrics(task: str, proc: Any, prepared: Any, ref_out: list[np.ndarray], cand_out: list[np.ndarray],
+                 ref_flip: list[np.ndarray] | None = None,
+                 cand_flip: list[np.ndarray] | None = None) -> dict[str, float]:
+    """Finish both output sets through the same task post-processing and compare the results."""
+    if task not in M.TASK_METRICS:
+        return {}
+    ref = proc.finish(ref_out, prepared, ref_flip)
+    cand = proc.finish(cand_out, prepared, cand_flip)
+    if task == "pose":
+        hm_h, hm_w = ref_out[0].shape[2:]
+        scales = np.asarray(prepared.context.scales, dtype=np.float64).reshape(-1, 2)  # (P, 2): s_w, s_h
+        units = np.stack([(hm_w - 1) / scales[:, 0], (hm_h - 1) / scales[:, 1]], axis=1)  # heatmap px per image px
+        return M.pose_metrics(ref.keypoints, cand.keypoints, ref.scores, units_per_px=units)
+    if task == "seg":
+        return M.seg_metrics(ref.labels, cand.labels)
+    if task == "normal":
+        return M.normal_metrics(ref.normals, cand.normals)
+    return M.pointmap_metrics(ref.pointmap, cand.pointmap, ref.scale, cand.scale)
+
+
+def _brief(tensor: dict[str, dict[str, float]], task_m: dict[str, float], limits: dict[str, float]) -> list[str]:
+    checked = {_KEY.match(k)["metric"] for k in limits}
+    parts = [f"{m}[{out}] {ms[m]:.6g}" for out, ms in tensor.items() for m in ("cosine", "rel_l2")]
+    parts += [f"{m} {v:.6g}" for m, v in task_m.items() if m in checked]
+    return parts
+
+
+def _names(items: list[str], n: int = 3) -> str:
+    return ", ".join(Path(i).name for i in items[:n]) + (" ..." if len(items) > n else "")
+
+
+# ---------------------------------------------------------------------------- inputs
+
+def _astronaut() -> Path:
+    from importlib import resources
+
+    return Path(str(resources.files("sapiens_edge").joinpath("assets/astronaut.jpg")))
+
+
+def image_sources(images: str | Path | Sequence[Any] | None) -> list[tuple[str, Any]]:
+    """(name, source) pairs: the bundled photo, a folder's images (sorted), one file, or a list of
+    files/arrays. Every file is checked to decode before any model work starts."""
+    if images is None:
+        return [(str(_astronaut()), _astronaut())]
+    if isinstance(images, str | Path):
+        path = Path(images)
+        if path.is_dir():
+            files = sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+            if not files:
+                raise ImageError(f"No images in {path} (looked for {', '.join(IMAGE_SUFFIXES)}). Put a few photos "
+                                 f"of people there, or leave --images out to use the bundled photo.")
+        elif path.exists():
+            files = [path]
+        else:
+            raise ImageError(f"Validation images not found: {path}. Pass a folder of photos or an image file.")
+        pairs: list[tuple[str, Any]] = [(str(p), p) for p in files]
+    else:
+        pairs = [(str(s), Path(s)) if isinstance(s, str | Path) else (f"image[{k}]", s)
+                 for k, s in enumerate(images)]
+        if not pairs:
+            raise ImageError("No validation images given (an empty list).")
+    from PIL import Image
+
+    for name, src in pairs:
+        if isinstance(src, Path):
+            try:
+                with Image.open(src) as im:
+                    im.verify()
+            except Exception as exc:  # PIL raises many types for broken files
+                raise ImageError(f"Validation image {name} cannot be read ({exc}); remove or fix it.") from exc
+    return pairs
+
+
+def _reference(manifest: Any, weights: str | Path | None, notes: list[str]):
+    """Load the torch reference and describe its weights; warn when they may not be the export's."""
+    src = dict(getattr(manifest, "source_weights", None) or {})
+    recorded_sha = src.get("sha256")
+    if weights is None and (src.get("random") or not src.get("path")):
+        seed = int(src.get("seed") or 0)
+        model = load_model(manifest.model, None, seed=seed)  # warns RandomWeightsWarning
+        notes.append(f"Reference and artifact use a seeded random initialisation (seed {seed}): the numbers "
+                     f"test the export's numerics only; validate exports of real weights before shipping.")
+        return model, {"path": None, "sha256": None, "random": True, "seed": seed, "artifact_sha256": recorded_sha,
+                       "matches_artifact": None}
+    if weights is None:
+        weights = src["path"]
+        notes.append(f"Reference weights: {weights}, as recorded in the artifact's manifest.")
+    try:
+        model = load_model(manifest.model, weights)
+    except WeightsNotFoundError as exc:
+        raise WeightsNotFoundError(f"{exc} The artifact was exported from {weights}; pass the same checkpoint "
+                                   f"with weights=... (--weights).") from exc
+    path = getattr(model, "sapiens_weights_path", None) or (weights if Path(str(weights)).is_file() else None)
+    sha = sha256_file(path) if path is not None and Path(path).is_file() else None
+    match = None
+    if src.get("random"):
+        _warn(notes, f"The artifact was exported from a random initialisation but the reference uses {weights}: "
+                     f"the comparison is meaningless.")
+    elif recorded_sha is None or sha is None:
+        _warn(notes, "Cannot confirm that the reference weights are the ones the artifact was exported from "
+                     "(no sha256 " + ("in the manifest" if recorded_sha is None else f"for {weights}") + ").")
+    else:
+        match = sha == recorded_sha
+        if not match:
+            _warn(notes, f"The reference weights {weights} (sha256 {sha[:16]}...) differ from the file the artifact "
+                         f"was exported from ({src.get('path')}, sha256 {recorded_sha[:16]}...). Fine for the same "
+                         f"weights in another dtype/file; otherwise expect failures.")
+    return model, {"path": str(weights), "sha256": sha, "random": False, "artifact_sha256": recorded_sha,
+                   "matches_artifact": match}
+
+
+def _warn(notes: list[str], msg: str) -> None:
+    notes.append(msg)
+    warnings.warn(msg, UserWarning, stacklevel=3)
