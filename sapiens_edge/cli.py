@@ -157,6 +157,18 @@ def _cmd_validate(args: argparse.Namespace) -> int:
     return 0 if report.passed else 1
 
 
+def _cmd_pipeline(args: argparse.Namespace) -> int:
+    from .errors import require
+
+    require("torch", "torch", "`sapiens-edge pipeline`")
+    from .pipeline import run_pipeline
+
+    result = run_pipeline(args.output, model=args.model, recipes=args.recipes.split(","), weights=args.weights,
+                          input_size=args.input_size, calibration=args.calibration, runs=args.runs,
+                          threads=args.threads, force=args.force)
+    return 0 if all(r["passed"] for r in result["recipes"]) else 1
+
+
 def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> None:
     widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
     line = "  ".join(f"{{:<{w}}}" for w in widths)
@@ -234,6 +246,17 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--report", help="write the report here (.json, plus .md beside it)")
     backend_args(v)
     v.set_defaults(func=_cmd_validate)
+    pl = sub.add_parser("pipeline", help="export -> validate -> run -> benchmark in one go (built-in defaults)")
+    pl.add_argument("--model", default="sapiens2-0.1b-seg")
+    pl.add_argument("--recipes", default="onnx-fp32,onnx-int8", help="comma-separated recipes")
+    pl.add_argument("--weights", help="checkpoint (default: write seeded stand-in weights and say so)")
+    pl.add_argument("--input-size", type=_parse_hw, help="HxW (default: the model's, 1024x768)")
+    pl.add_argument("--calibration", help="folder of photos for int8 calibration (default: built-in set)")
+    pl.add_argument("--runs", type=int, default=3, help="timed runs per configuration")
+    pl.add_argument("--threads", type=int, help="intra-op threads for torch and ONNX Runtime")
+    pl.add_argument("--output", "-o", required=True)
+    pl.add_argument("--force", action="store_true", help="replace existing outputs")
+    pl.set_defaults(func=_cmd_pipeline)
     return p
 
 

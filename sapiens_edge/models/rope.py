@@ -67,8 +67,17 @@ def apply_rope(q: torch.Tensor, k: torch.Tensor, tables: RopeTables) -> tuple[to
     return _rotate(q, sin, cos), _rotate(k, sin, cos)
 
 
+# Set by rope_constants(exact_bf16=False): rotate in plain fp32 (no bf16 rounding casts). For
+# reduced-precision exports, whose own error is orders of magnitude above bf16 rounding.
+_PLAIN_FP32 = False
+
+
 def _rotate(x: torch.Tensor, sin: torch.Tensor, cos: torch.Tensor) -> torch.Tensor:
     if sin.dtype != torch.bfloat16:
+        if _PLAIN_FP32:
+            prefix = x.shape[-2] - sin.shape[-2]
+            r = x[:, :, prefix:]
+            return torch.cat((x[:, :, :prefix], r * cos + rotate_half(r) * sin), dim=-2)
         return _rotate_emulated(x, sin, cos)
     dtype = x.dtype
     x = x.to(sin.dtype)  # the whole tensor, prefix included, round-trips through bf16
@@ -96,23 +105,29 @@ def _rotate_emulated(x: torch.Tensor, sin: torch.Tensor, cos: torch.Tensor) -> t
 
 
 @contextmanager
-def rope_constants(model: nn.Module, input_hw: tuple[int, int], *, emulate_bf16: bool = False) -> Iterator[None]:
+def rope_constants(model: nn.Module, input_hw: tuple[int, int], *, emulate_bf16: bool = False,
+                   exact_bf16: bool = True) -> Iterator[None]:
     """Freeze every RoPE table of `model` for `input_hw` as constant tensors.
 
     Inside the block, tracing (torch.export) sees precomputed tables instead of
     arange/meshgrid/sin/cos, so each exported graph carries its own per-size constants.
     `emulate_bf16=True` stores the (exact) bf16 values as fp32 and rotates in fp32 with explicit
-    bf16 rounding casts: same numbers, no bf16 arithmetic in the graph.
+    bf16 rounding casts: same numbers, no bf16 arithmetic in the graph. `exact_bf16=False` (with
+    `emulate_bf16`) drops those casts: the bf16-valued tables rotate in plain fp32, which differs
+    from the reference by bf16 rounding of q and k only.
     """
+    global _PLAIN_FP32
     ropes = [m for m in model.modules() if isinstance(m, RopeEmbedding)]
     for m in ropes:
         grid = _token_grid(model, input_hw)
         with torch.no_grad():
             sin, cos = compute_tables(m.periods, *grid)
             m._constants[grid] = (sin.float(), cos.float()) if emulate_bf16 else (sin, cos)
+    previous, _PLAIN_FP32 = _PLAIN_FP32, emulate_bf16 and not exact_bf16
     try:
         yield
     finally:
+        _PLAIN_FP32 = previous
         for m in ropes:
             m._constants.clear()
 

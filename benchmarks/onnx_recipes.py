@@ -1,0 +1,206 @@
+"""ONNX recipes side by side: export time and peak memory, file size, latency and task parity
+against PyTorch eager fp32 (and bf16), in one run, as ratios.
+
+    python -m sapiens_edge.benchmarks.onnx_recipes --models 0.1b-seg --recipes onnx-fp32,onnx-int8
+
+Weights: a seeded random model whose classifier is made confident (`models.synthetic`), written
+to a .safetensors file that the exports load like a user's checkpoint. Each export runs in its
+own process, so its peak RSS is its own. Latency: median of --runs after a warm-up, batch 1,
+--threads intra-op threads, the bundled photo as input.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import warnings
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+ASSET = Path(__file__).resolve().parents[1] / "sapiens_edge" / "assets" / "astronaut.jpg"
+
+
+def _photo(task: str, input_hw: tuple[int, int]) -> tuple[Any, np.ndarray]:
+    from sapiens_edge import runtime
+
+    proc = runtime.get_processor(task)
+    prepared = proc.prepare(runtime.load_image(_asset()), input_hw=input_hw)
+    return prepared, np.ascontiguousarray(prepared.inputs, np.float32)
+
+
+def _asset() -> Path:
+    from importlib import resources
+
+    return Path(str(resources.files("sapiens_edge").joinpath("assets/astronaut.jpg")))
+
+
+def write_confident_checkpoint(name: str, path: Path, input_hw: tuple[int, int], seed: int = 0) -> None:
+    import torch
+    from safetensors.torch import save_file
+
+    import sapiens_edge
+    from sapiens_edge.models.synthetic import make_confident_
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        model = sapiens_edge.load_model(name, seed=seed)
+    if model.sapiens_info.task in ("seg", "pose"):
+        _, x = _photo(model.sapiens_info.task, input_hw)
+        make_confident_(model, torch.from_numpy(x))
+    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(path))
+
+
+def timed(fn, runs: int) -> float:
+    fn()  # warm-up
+    times = []
+    for _ in range(runs):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times)
+
+
+def export_in_child(name: str, recipe: str, weights: Path, out: Path, input_hw: tuple[int, int],
+                    calibration_limit: int | None) -> dict:
+    """`sapiens-edge export` in a subprocess; returns its wall time and peak RSS (wait4 rusage)."""
+    cmd = [sys.executable, "-m", "sapiens_edge.cli", "export", name, "--weights", str(weights), "--recipe", recipe,
+           "--input-size", f"{input_hw[0]}x{input_hw[1]}", "--output", str(out), "--force"]
+    if calibration_limit:
+        cmd += ["--calibration-limit", str(calibration_limit)]
+    t0 = time.perf_counter()
+    proc = subprocess.Popen(cmd, stderr=subprocess.PIPE, text=True)
+    for line in proc.stderr:  # show the export's progress as it goes
+        if "Warning" not in line and not line.startswith(("W1", "  ", "[torch.onnx]")):
+            print(f"    {line.rstrip()}", file=sys.stderr, flush=True)
+    _, status, usage = os.wait4(proc.pid, 0)
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    if proc.returncode != 0:
+        raise RuntimeError(f"export {name} {recipe} failed (exit {proc.returncode})")
+    return {"export_s": time.perf_counter() - t0, "export_peak_rss_gib": usage.ru_maxrss / 2**20}
+
+
+def bench_model(name: str, recipes: list[str], input_hw: tuple[int, int], runs: int, threads: int, workdir: Path,
+                calibration_limit: int | None, torch_bf16: bool) -> list[dict]:
+    import torch
+
+    import sapiens_edge
+    from sapiens_edge import runtime
+    from sapiens_edge.validation import metrics as M
+    from sapiens_edge.validation.validate import task_metrics
+
+    torch.set_num_threads(threads)
+    weights = workdir / f"{name}.safetensors"
+    print(f"{name}: writing confident random weights ...", file=sys.stderr, flush=True)
+    write_confident_checkpoint(name, weights, input_hw)
+    model = sapiens_edge.load_model(name, weights)
+    task = model.sapiens_info.task
+    prepared, x = _photo(task, input_hw)
+    proc = runtime.get_processor(task)
+    xt = torch.from_numpy(x)
+
+    def torch_fn():
+        with torch.inference_mode():
+            out = model(xt)
+        return [o.numpy() for o in (out if isinstance(out, tuple) else (out,))]
+
+    ref = torch_fn()
+    rows = [{"model": name, "config": "torch eager fp32", "latency_s": timed(torch_fn, runs)}]
+    print(f"  torch eager fp32: {rows[0]['latency_s']:.2f} s", file=sys.stderr, flush=True)
+    if torch_bf16:
+        def bf16_fn():
+            with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16):
+                out = model(xt)
+            return [o.float().numpy() for o in (out if isinstance(out, tuple) else (out,))]
+
+        row = {"model": name, "config": "torch eager bf16 (autocast)", "latency_s": timed(bf16_fn, runs)}
+        row.update(_parity(M, task_metrics, task, proc, prepared, ref, bf16_fn()))
+        rows.append(row)
+        print(f"  torch eager bf16: {row['latency_s']:.2f} s", file=sys.stderr, flush=True)
+    fp32_size = None
+    for recipe in recipes:
+        out = workdir / f"{name}-{recipe}"
+        print(f"  export {recipe} ...", file=sys.stderr, flush=True)
+        row = {"model": name, "config": recipe,
+               **export_in_child(name, recipe, weights, out, input_hw, calibration_limit)}
+        size = sum(f.stat().st_size for f in out.glob("model.onnx*"))
+        fp32_size = size if recipe == "onnx-fp32" else fp32_size
+        row["file_mib"] = size / 2**20
+        with runtime.load(out, threads=threads) as p:
+            cand = p.run(x)
+            row["latency_s"] = timed(lambda p=p: p.run(x), runs)
+        row.update(_parity(M, task_metrics, task, proc, prepared, ref, cand))
+        rows.append(row)
+        print(f"  {recipe}: {row['latency_s']:.2f} s, {row['file_mib']:.0f} MiB", file=sys.stderr, flush=True)
+    base = rows[0]["latency_s"]
+    for r in rows:
+        r["speedup_vs_torch_fp32"] = base / r["latency_s"]
+        if fp32_size and "file_mib" in r:
+            r["size_vs_fp32"] = r["file_mib"] * 2**20 / fp32_size
+    return rows
+
+
+def _parity(M, task_metrics, task, proc, prepared, ref, cand) -> dict:
+    t = M.tensor_metrics(ref[0], cand[0])
+    row = {"cosine": t["cosine"], "snr_db": t["snr_db"]}
+    row.update(task_metrics(task, proc, prepared, ref, cand))
+    return row
+
+
+COLUMNS = [("config", "config", "{}"), ("latency_s", "latency s", "{:.2f}"),
+           ("speedup_vs_torch_fp32", "vs torch fp32", "{:.2f}x"), ("file_mib", "file MiB", "{:.0f}"),
+           ("size_vs_fp32", "size vs fp32", "{:.2f}"), ("export_s", "export s", "{:.0f}"),
+           ("export_peak_rss_gib", "export peak GiB", "{:.1f}"), ("cosine", "cosine", "{:.5f}"),
+           ("snr_db", "SNR dB", "{:.1f}"), ("pixel_agreement", "pixel agree", "{:.4f}"), ("miou", "mIoU", "{:.4f}"),
+           ("keypoint_err_px", "kp err (hm px)", "{:.3f}"), ("pck", "PCK@1px", "{:.3f}"),
+           ("angle_mean_deg", "angle mean deg", "{:.3f}"), ("depth_rel_err", "depth rel err", "{:.4f}")]
+
+
+def table(rows: list[dict]) -> str:
+    cols = [c for c in COLUMNS if any(c[0] in r for r in rows)]
+    lines = []
+    for model in dict.fromkeys(r["model"] for r in rows):
+        lines += [f"\n{model}\n", "| " + " | ".join(c[1] for c in cols) + " |",
+                  "|" + "|".join("---" if c[0] == "config" else "---:" for c in cols) + "|"]
+        for r in (r for r in rows if r["model"] == model):
+            cells = [c[2].format(r[c[0]]) if r.get(c[0]) is not None else "" for c in cols]
+            lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--models", default="0.1b-seg", help="comma-separated zoo names without 'sapiens2-'")
+    p.add_argument("--recipes", default="onnx-fp32,onnx-int8,onnx-int8-dynamic")
+    p.add_argument("--input-size", default="1024x768")
+    p.add_argument("--runs", type=int, default=3)
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--calibration-limit", type=int, help="calibration images for int8 (default: all 8 built-in)")
+    p.add_argument("--no-bf16", action="store_true", help="skip the torch bf16 row")
+    p.add_argument("--workdir", help="keep checkpoints and artifacts here (default: a temp folder)")
+    p.add_argument("--json", help="also write the rows here")
+    args = p.parse_args(argv)
+    h, w = (int(v) for v in args.input_size.lower().split("x"))
+    rows: list[dict] = []
+    with tempfile.TemporaryDirectory() as tmp:
+        workdir = Path(args.workdir) if args.workdir else Path(tmp)
+        workdir.mkdir(parents=True, exist_ok=True)
+        for m in filter(None, args.models.split(",")):
+            rows += bench_model(f"sapiens2-{m}", args.recipes.split(","), (h, w), args.runs, args.threads, workdir,
+                                args.calibration_limit, not args.no_bf16)
+    print(f"input {h}x{w}, batch 1, {args.threads} threads, median of {args.runs} runs; parity vs torch fp32")
+    print(table(rows))
+    if args.json:
+        Path(args.json).write_text(json.dumps(rows, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

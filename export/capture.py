@@ -1,0 +1,50 @@
+"""Capture a zoo model once with `torch.export` at a fixed input size; every target lowers the result.
+
+Under capture the RoPE tables are frozen as per-size constants and the bf16 rotation is emulated
+in fp32 (bit-exact, spec 2.4), so no target needs bf16 arithmetic. Optional rewrites swap modules
+for numerically equivalent ones that a target runs (or quantizes) better; they never change the
+model the caller holds.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable
+
+import torch
+from torch import nn
+
+from sapiens_edge.models.rope import rope_constants
+
+from .rewrites import REWRITES
+
+
+def example_input(input_hw: tuple[int, int]) -> torch.Tensor:
+    h, w = input_hw
+    return torch.zeros(1, 3, h, w, dtype=torch.float32)
+
+
+def prepare(model: nn.Module, rewrites: tuple[str, ...] = ()) -> nn.Module:
+    """The module that gets captured: eval, fp32, with `rewrites` applied to a copy (the caller's
+    model is left alone)."""
+    model = model.eval()
+    if not rewrites:
+        return model
+    model = copy.deepcopy(model)
+    for name in rewrites:
+        REWRITES[name](model)
+    return model
+
+
+def capture(model: nn.Module, input_hw: tuple[int, int], *, rewrites: tuple[str, ...] = (),
+            exact_rope: bool = True, progress: Callable[[str], None] = lambda _: None) -> torch.export.ExportedProgram:
+    """`torch.export` of `model` (after `rewrites`) for a (1, 3, H, W) float32 input.
+
+    `exact_rope`: reproduce the bf16 RoPE rotation bit for bit with fp32 ops and rounding casts
+    (fp32 recipes); False rotates in plain fp32 (reduced-precision recipes: the casts cost ~5 % of
+    the run time and their effect is far below fp16/int8 error)."""
+    module = prepare(model, rewrites)
+    progress(f"capturing with torch.export at {input_hw[0]}x{input_hw[1]}"
+             + (f" (rewrites: {', '.join(rewrites)})" if rewrites else ""))
+    with torch.no_grad(), rope_constants(module, input_hw, emulate_bf16=True, exact_bf16=exact_rope):
+        return torch.export.export(module, (example_input(input_hw),), strict=False)

@@ -1,0 +1,209 @@
+"""ONNX target: the captured program -> ONNX (opset 23), simplified and checked, then per precision.
+
+* fp32: `torch.onnx.export` of the `torch.export` program (the dynamo exporter: it maps SDPA to the
+  opset-23 `Attention` op and RMSNorm to `RMSNormalization`, which ONNX Runtime runs fused; the
+  legacy TorchScript exporter spells both out as MatMul/Softmax/ReduceMean chains), simplified with
+  onnxslim and checked with `onnx.checker`. Models over 2 GB keep their weights in `model.onnx.data`.
+* fp16: ONNX Runtime's float16 converter with fp32 inputs/outputs; InstanceNormalization stays fp32
+  (its statistics over 1024x768 maps overflow fp16), RMSNormalization keeps fp32 statistics
+  (`stash_type`), and the fused attention's softmax runs in fp32 (`softmax_precision`).
+* int8 / int8-dynamic: `sapiens_edge.quantize.onnx_ptq` (ONNX Runtime's quantizer).
+"""
+
+from __future__ import annotations
+
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from sapiens_edge.errors import SapiensEdgeError, require
+from sapiens_edge.manifest import TensorSpec
+
+from .capture import capture, example_input
+from .recipes import Recipe
+from .targets import INPUT_NAME, OUTPUT_NAMES, CalibrationData, Lowered
+
+OPSET = 23
+MODEL_FILE = "model.onnx"
+DATA_FILE = "model.onnx.data"
+PROTOBUF_LIMIT = 2**31 - 2**26  # stay clear of protobuf's 2 GiB message cap
+FP16_KEEP_FP32 = ("InstanceNormalization",)
+FLOAT, FLOAT16 = 1, 10  # onnx.TensorProto enum values
+
+
+def graph_output_specs(proto) -> list[TensorSpec]:
+    """The graph's outputs as manifest specs (the dynamo exporter writes static shapes)."""
+    specs = []
+    for o in proto.graph.output:
+        dims = [d.dim_value if d.HasField("dim_value") else -1 for d in o.type.tensor_type.shape.dim]
+        specs.append(TensorSpec(o.name, dims, "float32"))
+    return specs
+
+
+def to_onnx_fp32(model: Any, input_hw: tuple[int, int], task: str, *, rewrites: tuple[str, ...] = (),
+                 exact_rope: bool = True, progress: Callable[[str], None] = lambda _: None):
+    """Capture `model` and convert it to a simplified, checked fp32 ModelProto (opset 23)."""
+    import torch
+
+    onnx = require("onnx", "onnx", "ONNX export")
+    require("onnxscript", "onnx", "ONNX export (the dynamo exporter)")
+    program = capture(model, input_hw, rewrites=rewrites, exact_rope=exact_rope, progress=progress)
+    progress(f"converting to ONNX (opset {OPSET}, dynamo exporter) ...")
+    names = OUTPUT_NAMES[task]
+    onnx_program = torch.onnx.export(program, (example_input(input_hw),), dynamo=True, opset_version=OPSET,
+                                     input_names=[INPUT_NAME], output_names=names, optimize=True, verbose=False)
+    proto = onnx_program.model_proto
+    progress("simplifying the graph (onnxslim) ...")
+    proto = _slim(proto)
+    actual = [o.name for o in proto.graph.output]
+    if actual != names:
+        raise SapiensEdgeError(f"ONNX export produced outputs {actual}, expected {names}; please report this.")
+    del onnx_program
+    return onnx, proto
+
+
+def _slim(proto):
+    try:
+        import onnxslim
+    except ImportError:  # optional: ORT's own graph optimizations still apply at load time
+        return proto
+    return onnxslim.slim(proto)
+
+
+def save(proto, path: Path) -> None:
+    """Save with external data (one `.data` file beside it) when the weights pass protobuf's limit."""
+    import onnx
+
+    big = proto.ByteSize() > PROTOBUF_LIMIT if _small_enough_to_measure(proto) else True
+    if big:
+        onnx.save_model(proto, str(path), save_as_external_data=True, all_tensors_to_one_file=True,
+                        location=path.name + ".data", size_threshold=1024)
+    else:
+        onnx.save_model(proto, str(path))
+    onnx.checker.check_model(str(path))  # by path: works with external data too
+
+
+def _small_enough_to_measure(proto) -> bool:
+    total = sum(len(t.raw_data) for t in proto.graph.initializer)
+    return total < PROTOBUF_LIMIT
+
+
+def to_fp16(proto):
+    """fp16 weights and compute, fp32 I/O; see the module docstring for what stays fp32."""
+    from onnxruntime.transformers.float16 import DEFAULT_OP_BLOCK_LIST, convert_float_to_float16
+
+    for node in proto.graph.node:
+        if node.op_type == "Attention":
+            for attr in node.attribute:
+                if attr.name == "softmax_precision":
+                    attr.i = FLOAT
+                    break
+            else:
+                import onnx
+
+                node.attribute.append(onnx.helper.make_attribute("softmax_precision", FLOAT))
+    block = sorted(set(DEFAULT_OP_BLOCK_LIST) | set(FP16_KEEP_FP32))
+    proto = convert_float_to_float16(proto, keep_io_types=True, op_block_list=block, disable_shape_infer=True)
+    return topological_sort(proto)  # the converter appends its input casts at the end of the graph
+
+
+def topological_sort(proto):
+    """Reorder the main graph's nodes so that every input is produced before it is used (Kahn)."""
+    nodes = list(proto.graph.node)
+    ready = {i.name for i in proto.graph.input} | {t.name for t in proto.graph.initializer} | {""}
+    producers = {out: k for k, n in enumerate(nodes) for out in n.output}
+    waiting = {k: {i for i in n.input if i not in ready and i in producers} for k, n in enumerate(nodes)}
+    users: dict[int, list[int]] = {}
+    for k, deps in waiting.items():
+        for d in deps:
+            users.setdefault(producers[d], []).append(k)
+    queue = [k for k, deps in waiting.items() if not deps]
+    order = []
+    while queue:
+        k = queue.pop(0)
+        order.append(k)
+        for out in nodes[k].output:
+            for u in users.get(k, ()):
+                waiting[u].discard(out)
+        for u in users.pop(k, ()):
+            if not waiting[u] and u not in order and u not in queue:
+                queue.append(u)
+    if len(order) != len(nodes):
+        raise SapiensEdgeError("The fp16 graph has a cycle; please report this.")
+    del proto.graph.node[:]
+    proto.graph.node.extend(nodes[k] for k in order)
+    return proto
+
+
+# First and last layers stay fp32, as usual in PTQ: the patch embedding sees raw pixels and the
+# classifier's rounding lands directly on the logits/heatmaps; both are a tiny share of the compute.
+KEEP_FLOAT_WEIGHTS = ("patch_embed", "conv_seg", "conv_pose")
+
+
+def float_nodes(proto) -> list[str]:
+    """Names of the Conv/MatMul/Gemm nodes whose weights belong to KEEP_FLOAT_WEIGHTS layers."""
+    return [n.name for n in proto.graph.node if n.op_type in ("Conv", "MatMul", "Gemm")
+            and any(key in name for name in n.input[1:] for key in KEEP_FLOAT_WEIGHTS)]
+
+
+def lower(model: Any, recipe: Recipe, input_hw: tuple[int, int], workdir: Path,
+          calibration: CalibrationData | None, progress: Callable[[str], None]) -> Lowered:
+    """Write `model.onnx` (and `model.onnx.data` for big models) for `recipe` into `workdir`."""
+    info = model.sapiens_info
+    task = info.task
+    rewrites = tuple(recipe.options.get("rewrites", ()))
+    exact_rope = recipe.precision == "fp32"
+    onnx, proto = to_onnx_fp32(model, input_hw, task, rewrites=rewrites, exact_rope=exact_rope, progress=progress)
+    outputs = graph_output_specs(proto)  # fp32 I/O for every precision
+    out = workdir / MODEL_FILE
+    options: dict[str, Any] = {"opset": OPSET, "exporter": "torch.onnx.export(dynamo=True)",
+                               "rewrites": list(rewrites), "simplifier": "onnxslim",
+                               "rope": "bf16-exact (fp32 ops + rounding casts)" if exact_rope else "fp32"}
+    with tempfile.TemporaryDirectory(prefix="sapiens-onnx-", dir=workdir.parent) as tmp:
+        fp32_path = Path(tmp) / "fp32.onnx"
+        if recipe.precision == "fp32":
+            save(proto, out)
+        elif recipe.precision == "fp16":
+            progress("converting weights and compute to fp16 ...")
+            save(to_fp16(proto), out)
+            options["fp16"] = {"converter": "onnxruntime.transformers.float16", "io": "float32",
+                               "kept_fp32": list(FP16_KEEP_FP32), "attention_softmax": "float32",
+                               "rmsnorm_statistics": "float32"}
+        elif recipe.precision in ("int8", "int8-dynamic"):
+            from sapiens_edge.quantize import onnx_ptq
+
+            save(proto, fp32_path)
+            big = not _small_enough_to_measure(proto)
+            del proto
+            if recipe.precision == "int8":
+                if calibration is None:
+                    raise SapiensEdgeError(f"{recipe.name} needs calibration data.")
+                method = recipe.options.get("calibration_method", "minmax")
+                keep = float_nodes(onnx.load(str(fp32_path), load_external_data=False))
+                options["quantization"] = onnx_ptq.quantize_static(
+                    fp32_path, out, INPUT_NAME, calibration.batches, calibration.count, method=method,
+                    op_types=tuple(recipe.options.get("op_types", onnx_ptq.STATIC_OPS)), external_data=big,
+                    nodes_to_exclude=keep, progress=progress)
+                options["quantization"]["kept_float"] = keep
+            else:
+                progress("quantizing (dynamic int8) ...")
+                options["quantization"] = onnx_ptq.quantize_dynamic(fp32_path, out, external_data=big)
+            onnx.checker.check_model(str(out))
+        else:
+            raise SapiensEdgeError(f"The ONNX target has no precision {recipe.precision!r}.")
+    h, w = input_hw
+    import onnxruntime
+    import onnxscript
+    import torch
+
+    versions = {"torch": torch.__version__, "onnx": onnx.__version__, "onnxscript": onnxscript.__version__,
+                "onnxruntime": onnxruntime.__version__}
+    try:
+        import onnxslim
+
+        versions["onnxslim"] = onnxslim.__version__
+    except ImportError:
+        options["simplifier"] = None
+    return Lowered(MODEL_FILE, [TensorSpec(INPUT_NAME, [1, 3, h, w], "float32")], outputs,
+                   versions, options)

@@ -1,0 +1,77 @@
+"""Confident stand-in weights for tests and benchmarks (no official weights are reachable here).
+
+A randomly initialised seg or pose head mixes its 64 final feature channels with random signs:
+the 29 logits come out near-tied at almost every pixel, so any numerical noise flips labels
+(even torch bf16 flips ~2 %) and keypoints wander over flat heatmaps. Task metrics on such a
+model measure the ties, not the export. A trained head instead reads a few strong, spatially
+coherent directions of its features: labels come in regions and heatmaps have clear peaks.
+
+`make_confident_` gives a random model that property without training: it runs the model once
+on an image and takes the principal directions of the classifier's input features over all pixels.
+Seg: a few classes (6 by default) become the nearest-centre bins of the first principal score, so
+labels form regions whose boundaries follow the image; the other classes never win. Pose: keypoint
+k reads the direction at angle 2*pi*k/K in the plane of the first two, so each heatmap has one
+clear peak. Backbone and the rest of the head keep their random weights, so the export still has
+to get all of them right; the numbers only become decidable. Normal and pointmap outputs are
+continuous and need no change.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+_CLASSIFIERS = {"seg": "conv_seg", "pose": "conv_pose"}
+
+
+@torch.no_grad()
+def make_confident_(model: nn.Module, image: torch.Tensor, *, gain: float | None = None,
+                    active_classes: int = 6) -> nn.Module:
+    """Rewrite the final 1x1 classifier of a seg/pose model in place (see the module docstring).
+
+    `image`: a normalized (1, 3, H, W) input (a photo, so the features have image structure).
+    `gain`: logit scale; default 4 for seg and a value that puts the pose heatmap peaks near 1
+    (scores over the 0.3 drawing threshold). `active_classes`: seg classes that appear."""
+    task = model.sapiens_info.task if hasattr(model, "sapiens_info") else None
+    head = getattr(model, "decode_head", None)
+    name = _CLASSIFIERS.get(task or "", "")
+    conv = getattr(head, name, None) if head is not None else None
+    if not isinstance(conv, nn.Conv2d):
+        raise ValueError(f"make_confident_ handles seg and pose models (got task {task!r}).")
+    seen: dict[str, torch.Tensor] = {}
+    hook = conv.register_forward_hook(lambda _m, args, _out: seen.setdefault("x", args[0].detach()))
+    try:
+        model(image)
+    finally:
+        hook.remove()
+    feats = seen["x"][0].flatten(1).T.double()  # (pixels, C)
+    mean = feats.mean(0)
+    centred = feats - mean
+    _, _, v = torch.linalg.svd(centred[:: max(1, centred.shape[0] // 20000)], full_matrices=False)
+    u = v[:2]  # (2, C), orthonormal
+    spread = (centred @ u.T).std(0)
+    k = conv.out_channels
+    if task == "seg":
+        # logit_j = 2 t_j s - t_j^2 (tangents of s^2): argmax_j = the centre t_j nearest to s.
+        s1 = (centred @ u[0]) / spread[0]
+        active = min(k, active_classes)
+        centres = torch.quantile(s1[:: max(1, s1.numel() // 100000)],
+                                 (torch.arange(active, dtype=torch.float64) + 0.5) / active)
+        slope = torch.zeros(k, dtype=torch.float64)
+        offset = torch.full((k,), -float(centres.square().max()) - 50.0, dtype=torch.float64)  # never wins
+        slope[:active], offset[:active] = 2 * centres, -centres.square()
+        weight = slope[:, None] * (u[0] / spread[0])[None]
+        bias = offset - weight @ mean
+        scale = gain if gain is not None else 4.0
+    else:
+        angles = torch.arange(k, dtype=torch.float64) * (2 * math.pi / k)
+        dirs = torch.stack([angles.cos() / spread[0], angles.sin() / spread[1]], 1)  # whitened plane
+        weight = dirs @ u  # (K, C)
+        bias = -(weight @ mean)
+        scores = feats @ weight.T + bias  # (pixels, K)
+        scale = gain if gain is not None else 1.0 / float(scores.max(0).values.mean())
+    conv.weight.copy_((scale * weight).to(conv.weight.dtype).reshape(conv.weight.shape))
+    conv.bias.copy_((scale * bias).to(conv.bias.dtype))
+    return model

@@ -1,0 +1,159 @@
+"""The ONNX target on tiny models: fp32 parity (tight) for every task, fp16 and both int8 recipes
+through the validation gate with the recipe thresholds, graph contents, rewrites."""
+
+from __future__ import annotations
+
+import importlib
+from collections import Counter
+
+import numpy as np
+import pytest
+import torch
+
+onnx = pytest.importorskip("onnx")
+pytest.importorskip("onnxruntime")
+
+from sapiens_edge import runtime  # noqa: E402
+from sapiens_edge.export import core  # noqa: E402
+from sapiens_edge.export.rewrites import SubPixelConvTranspose, subpixel_deconv  # noqa: E402
+from sapiens_edge.models import Sapiens2TaskModel  # noqa: E402
+from sapiens_edge.models.synthetic import make_confident_  # noqa: E402
+from sapiens_edge.validation import metrics as M  # noqa: E402
+from tests.helpers import ASTRONAUT, randomize_, tiny_info  # noqa: E402
+
+# The module (the package re-exports the function under the same name).
+validate_module = importlib.import_module("sapiens_edge.validation.validate")
+QUIET = {"progress": lambda _: None}
+
+
+def photo_input(task: str, input_hw: tuple[int, int]) -> np.ndarray:
+    proc = runtime.get_processor(task)
+    return np.ascontiguousarray(proc.prepare(runtime.load_image(ASTRONAUT), input_hw=input_hw).inputs, np.float32)
+
+
+def tiny_model(task: str, seed: int = 0) -> torch.nn.Module:
+    info = tiny_info(task)
+    model = randomize_(Sapiens2TaskModel(info).eval(), seed=seed)
+    model.sapiens_info, model.sapiens_weights, model.sapiens_weights_path, model.sapiens_seed = info, None, None, seed
+    if task in ("seg", "pose"):
+        make_confident_(model, torch.from_numpy(photo_input(task, info.input_hw)))
+    return model
+
+
+def torch_outputs(model: torch.nn.Module, x: np.ndarray) -> list[np.ndarray]:
+    with torch.no_grad():
+        out = model(torch.from_numpy(x))
+    return [o.numpy() for o in (out if isinstance(out, tuple) else (out,))]
+
+
+@pytest.fixture(scope="module")
+def models() -> dict[str, torch.nn.Module]:
+    return {task: tiny_model(task) for task in ("pose", "seg", "normal", "pointmap")}
+
+
+@pytest.mark.parametrize("task", ["pose", "seg", "normal", "pointmap"])
+def test_fp32_matches_pytorch(models, task, tmp_path):
+    model = models[task]
+    art = core.export(model, "onnx-fp32", tmp_path / task, input_size=model.sapiens_info.input_hw, **QUIET)
+    graph = onnx.load(str(art.path / "model.onnx"))
+    ops = Counter(n.op_type for n in graph.graph.node)
+    # Fused ops ONNX Runtime runs natively (opset 23), not spelled-out chains.
+    assert ops["Attention"] == model.sapiens_info.arch.depth  # one fused attention per block
+    assert ops["RMSNormalization"] > 0 and ops["Softmax"] == 0
+    assert art.manifest.export_options["opset"] == 23
+    x = photo_input(task, model.sapiens_info.input_hw)
+    ref = torch_outputs(model, x)
+    with runtime.load(art.path) as p:
+        out = p.run(x)
+        assert [o.name for o in p.manifest.outputs] == core.get_target("onnx").OUTPUT_NAMES[task]
+    assert [o.shape for o in out] == [r.shape for r in ref]
+    assert [list(o.shape) for o in out] == [s.shape for s in art.manifest.outputs]
+    for o, r in zip(out, ref, strict=True):
+        # fp32 with another summation order: relative L2 well under the recipe's 1e-3.
+        assert M.rel_l2(r, o) < 1e-4, (task, M.rel_l2(r, o))
+        assert M.cosine(r, o) > 0.999999
+
+
+@pytest.fixture
+def tiny_reference(monkeypatch, models):
+    """validate() loads the reference by zoo name; tiny models are not in the zoo."""
+    monkeypatch.setattr(validate_module, "load_model", lambda name, weights=None, seed=0: models[name[5:]])
+
+
+@pytest.mark.parametrize("task", ["seg"])
+def test_fp16_passes_the_recipe_gate(models, tiny_reference, task, tmp_path):
+    model = models[task]
+    art = core.export(model, "onnx-fp16", tmp_path / "a", input_size=model.sapiens_info.input_hw, **QUIET)
+    report = validate_module.validate(art.path, progress=lambda _: None)
+    assert report.fatal is None and report.passed, report.summary()
+    names = {c.metric for c in report.checks}
+    assert "cosine" in names and names & {"pixel_agreement", "keypoint_err_px"}
+
+
+# Floors for the task metrics on these tiny models (every parameter random, LayerScale included:
+# far harsher than trained weights; pose heatmaps are only 32x24). The recipe's own task limits
+# (int8: 98 % / 1 px; fp16 pose: 0.25 px) are missed here, and the report says so; see the README
+# ("Measured here") for full-size figures.
+TINY_INT8_FLOORS = {"pixel_agreement": ("min", 0.85), "keypoint_err_px": ("max", 10.0)}
+
+
+@pytest.mark.parametrize(("task", "recipe"), [
+    ("seg", "onnx-int8"), ("seg", "onnx-int8-dynamic"), ("pose", "onnx-int8"), ("pose", "onnx-int8-dynamic"),
+    ("pose", "onnx-fp16"),
+])
+def test_reduced_precision_parity(models, tiny_reference, task, recipe, tmp_path):
+    model = models[task]
+    art = core.export(model, recipe, tmp_path / "a", input_size=model.sapiens_info.input_hw, **QUIET)
+    ops = Counter(n.op_type for n in onnx.load(str(art.path / "model.onnx")).graph.node)
+    marker = {"onnx-int8": "DequantizeLinear", "onnx-int8-dynamic": "DynamicQuantizeLinear", "onnx-fp16": "Cast"}
+    assert ops[marker[recipe]] > 0
+    report = validate_module.validate(art.path, progress=lambda _: None)
+    assert report.fatal is None
+    tensor_checks = [c for c in report.checks if c.metric in M.TENSOR_METRICS]
+    assert tensor_checks and all(c.passed for c in tensor_checks), report.summary()  # the recipe's cosine
+    for metric, (kind, limit) in TINY_INT8_FLOORS.items():
+        if metric in report.task_metrics:
+            value = report.task_metrics[metric]["mean"]
+            assert (value >= limit) if kind == "min" else (value <= limit), (metric, value)
+    task_checks = {c.metric for c in report.checks} - set(M.TENSOR_METRICS)
+    assert task_checks  # the task thresholds were applied (and reported), pass or fail
+
+
+def test_int8_is_smaller_and_records_calibration(models, tmp_path):
+    model = models["seg"]
+    hw = model.sapiens_info.input_hw
+    fp32 = core.export(model, "onnx-fp32", tmp_path / "fp32", input_size=hw, **QUIET)
+    int8 = core.export(model, "onnx-int8", tmp_path / "int8", input_size=hw, calibration_limit=3, **QUIET)
+    size = (int8.path / "model.onnx").stat().st_size / (fp32.path / "model.onnx").stat().st_size
+    assert size < 0.45  # tiny models carry fixed overhead (RoPE tables, QDQ scales); 0.1b measures ~0.27
+    opts = int8.manifest.export_options
+    assert opts["calibration"]["count"] == 3 and opts["calibration"]["source"] == "built-in"
+    assert opts["quantization"]["calibration_method"] == "minmax" and "Conv" in opts["quantization"]["op_types"]
+
+
+def test_tampered_quantized_model_is_caught_by_validation(models, tiny_reference, tmp_path, monkeypatch):
+    """The gate can fail: a wrong weight scale in the artifact fails the checks (not FATAL)."""
+    model = models["seg"]
+    art = core.export(model, "onnx-int8-dynamic", tmp_path / "a", input_size=model.sapiens_info.input_hw, **QUIET)
+    proto = onnx.load(str(art.path / "model.onnx"))
+    for init in proto.graph.initializer:
+        if init.name.startswith("decode_head.conv_seg") or "conv_seg" in init.name:
+            arr = onnx.numpy_helper.to_array(init)
+            init.CopyFrom(onnx.numpy_helper.from_array(np.flip(arr, 0).copy(), init.name))  # swap classes
+    onnx.save(proto, str(art.path / "model.onnx"))
+    report = validate_module.validate(art.path, progress=lambda _: None, verify=False)
+    assert report.fatal is None and not report.passed
+    assert any(c.metric == "pixel_agreement" and not c.passed for c in report.checks)
+
+
+def test_subpixel_rewrite_is_exact_up_to_rounding():
+    torch.manual_seed(0)
+    deconv = torch.nn.ConvTranspose2d(12, 5, 4, stride=2, padding=1, bias=False)
+    x = torch.randn(2, 12, 7, 6)
+    with torch.no_grad():
+        np.testing.assert_allclose(SubPixelConvTranspose(deconv)(x).numpy(), deconv(x).numpy(), atol=1e-5)
+    model = tiny_model("seg")
+    ref = torch_outputs(model, photo_input("seg", model.sapiens_info.input_hw))
+    assert subpixel_deconv(model) == 4  # the seg head's four deconv units
+    out = torch_outputs(model, photo_input("seg", model.sapiens_info.input_hw))
+    assert M.rel_l2(ref[0], out[0]) < 1e-5

@@ -1,0 +1,178 @@
+"""runtime.load / Predictor on small hand-built ONNX artifacts (no torch): raw outputs, task results,
+manifest checks, bad input, providers never chosen silently."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+pytest.importorskip("onnxruntime")
+onnx = pytest.importorskip("onnx")
+from onnx import TensorProto, helper, numpy_helper  # noqa: E402
+
+from sapiens_edge import metadata, runtime  # noqa: E402
+from sapiens_edge.errors import (  # noqa: E402
+    ArtifactError,
+    InputShapeError,
+    ManifestVersionError,
+    MissingDependencyError,
+    SapiensEdgeError,
+)
+from sapiens_edge.export.artifact import write_artifact  # noqa: E402
+from sapiens_edge.manifest import MANIFEST_NAME, Manifest, TensorSpec  # noqa: E402
+
+H, W, C = 32, 16, 29
+WEIGHT = np.random.default_rng(0).normal(size=(C, 3, 1, 1)).astype(np.float32)
+
+
+def conv_model(path: Path) -> None:
+    """image (1, 3, H, W) -> logits (1, 29, H, W): one 1x1 convolution."""
+    graph = helper.make_graph(
+        [helper.make_node("Conv", ["image", "w"], ["logits"])], "seg",
+        [helper.make_tensor_value_info("image", TensorProto.FLOAT, [1, 3, H, W])],
+        [helper.make_tensor_value_info("logits", TensorProto.FLOAT, [1, C, H, W])],
+        [numpy_helper.from_array(WEIGHT, "w")])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    onnx.save(model, str(path))
+
+
+def make_artifact(folder: Path, **overrides) -> Path:
+    def build(work: Path) -> Manifest:
+        conv_model(work / "model.onnx")
+        fields = dict(model="sapiens2-0.1b-seg", task="seg", recipe="onnx-fp32", target="onnx", precision="fp32",
+                      input_hw=[H, W], files={}, model_file="model.onnx",
+                      inputs=[TensorSpec("image", [1, 3, H, W], "float32")],
+                      outputs=[TensorSpec("logits", [1, C, H, W], "float32")],
+                      normalization={"mean_rgb": metadata.MEAN_RGB.tolist(), "std_rgb": metadata.STD_RGB.tolist()},
+                      source_weights={"path": None, "sha256": None, "random": True, "seed": 0},
+                      tool_versions={"test": "1"})
+        fields.update(overrides)
+        return Manifest(**fields)
+
+    write_artifact(folder, build)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def artifact(tmp_path_factory) -> Path:
+    return make_artifact(tmp_path_factory.mktemp("art") / "seg")
+
+
+def reference(x: np.ndarray) -> np.ndarray:
+    return np.einsum("oc,nchw->nohw", WEIGHT[:, :, 0, 0], x)
+
+
+def test_run_matches_numpy_reference(artifact):
+    x = np.random.default_rng(1).normal(size=(1, 3, H, W)).astype(np.float32)
+    with runtime.load(artifact, threads=1) as p:
+        (out,) = p.run(x)
+        assert out.shape == (1, C, H, W) and out.dtype == np.float32
+        np.testing.assert_allclose(out, reference(x), rtol=1e-5, atol=1e-5)
+        info = p.describe()
+        assert info["backend"] == "onnxruntime" and info["providers"][0] == "CPUExecutionProvider"
+        assert info["threads"] == 1
+
+
+def test_batch_larger_than_export_runs_item_by_item(artifact):
+    x = np.random.default_rng(2).normal(size=(3, 3, H, W)).astype(np.float32)
+    with runtime.load(artifact) as p:
+        (out,) = p.run(x)
+    np.testing.assert_allclose(out, reference(x), rtol=1e-5, atol=1e-5)
+
+
+def test_predict_gives_seg_result_at_image_size(artifact):
+    image = np.random.default_rng(3).integers(0, 255, (50, 40, 3), dtype=np.uint8)
+    with runtime.load(artifact) as p:
+        result = p.predict(image)
+        expected = runtime.run_task(lambda x: [reference(x)], image, "seg", input_hw=(H, W))
+    assert result.labels.shape == (50, 40)
+    np.testing.assert_array_equal(result.labels, expected.labels)
+
+
+@pytest.mark.parametrize(("x", "needle"), [
+    (np.zeros((1, 3, H + 1, W), np.float32), "height 33 instead of 32"),
+    (np.zeros((1, 4, H, W), np.float32), "channels 4 instead of 3"),
+    (np.zeros((3, H, W), np.float32), "3 dimension(s) instead of 4"),
+    (np.zeros((1, 3, H, W), np.float64), "dtype float64"),
+    ([[0.0]], "not a numpy array"),
+])
+def test_wrong_input_says_expected_shape(artifact, x, needle):
+    with runtime.load(artifact) as p, pytest.raises(InputShapeError) as err:
+        p.run(x)
+    assert needle in str(err.value) and "(1, 3, 32, 16)" in str(err.value)
+
+
+def test_tampered_file_is_refused_unless_verification_is_skipped(artifact, tmp_path):
+    bad = tmp_path / "bad"
+    shutil.copytree(artifact, bad)
+    data = bytearray((bad / "model.onnx").read_bytes())
+    at = data.find(WEIGHT.tobytes())
+    assert at > 0
+    data[at + 3] ^= 0x40  # a changed weight: still a valid model, different numbers
+    (bad / "model.onnx").write_bytes(bytes(data))
+    with pytest.raises(ArtifactError, match="sha256 mismatch"):
+        runtime.load(bad)
+    x = np.ones((1, 3, H, W), np.float32)
+    with runtime.load(bad, verify=False) as p:  # the explicit opt-out runs what is there
+        assert not np.allclose(p.run(x)[0], reference(x), atol=1e-3)
+    (bad / "model.onnx").write_bytes(b"not a protobuf")
+    with pytest.raises(ArtifactError, match="re-export"):
+        runtime.load(bad, verify=False)
+
+
+def test_missing_file_and_missing_manifest(artifact, tmp_path):
+    gone = tmp_path / "gone"
+    shutil.copytree(artifact, gone)
+    (gone / "model.onnx").unlink()
+    with pytest.raises(ArtifactError, match=r"missing model\.onnx"):
+        runtime.load(gone)
+    (gone / MANIFEST_NAME).unlink()
+    with pytest.raises(ArtifactError, match=r"no manifest\.json"):
+        runtime.load(gone)
+    with pytest.raises(ArtifactError, match="not found"):
+        runtime.load(tmp_path / "nowhere")
+
+
+def test_newer_schema_is_refused(artifact, tmp_path):
+    newer = tmp_path / "newer"
+    shutil.copytree(artifact, newer)
+    doc = json.loads((newer / MANIFEST_NAME).read_text())
+    doc["schema_version"] = 99
+    (newer / MANIFEST_NAME).write_text(json.dumps(doc))
+    with pytest.raises(ManifestVersionError, match="Upgrade sapiens-edge"):
+        runtime.load(newer)
+
+
+def test_manifest_that_disagrees_with_the_graph(tmp_path):
+    wrong = make_artifact(tmp_path / "wrong", outputs=[TensorSpec("heatmaps", [1, C, H, W], "float32")])
+    with pytest.raises(ArtifactError, match="no output named 'heatmaps'"):
+        runtime.load(wrong)
+
+
+def test_unavailable_provider_is_an_error_not_a_fallback(artifact):
+    with pytest.raises(MissingDependencyError, match="Not falling back"):
+        runtime.load(artifact, provider="tensorrt")
+    with pytest.raises(SapiensEdgeError, match="Unknown ONNX Runtime provider"):
+        runtime.load(artifact, provider="gpu")
+    with pytest.raises(SapiensEdgeError, match="Unknown runtime backend"):
+        runtime.load(artifact, backend="tvm")
+    with pytest.raises(SapiensEdgeError, match="threads must be a positive integer"):
+        runtime.load(artifact, threads=0)
+
+
+def test_unknown_target_names_what_can_run(tmp_path):
+    other = make_artifact(tmp_path / "coreml", target="coreml", recipe="coreml-fp16")
+    with pytest.raises(SapiensEdgeError, match="no runtime backend for 'coreml'"):
+        runtime.load(other)
+
+
+def test_closed_predictor_refuses_to_run(artifact):
+    p = runtime.load(artifact)
+    p.close()
+    with pytest.raises(SapiensEdgeError, match="closed"):
+        p.run(np.zeros((1, 3, H, W), np.float32))

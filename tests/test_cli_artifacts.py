@@ -1,0 +1,103 @@
+"""The user path through the CLI on a real zoo model (0.1b seg, a checkpoint file written by the
+test, small input): export -> run -> validate, the pipeline, and the bad inputs of each step."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import pytest
+
+pytest.importorskip("onnxruntime")
+pytest.importorskip("onnx")
+
+from sapiens_edge.cli import main
+from tests.helpers import ASTRONAUT
+
+SIZE = "64x48"
+
+
+@pytest.fixture(scope="module")
+def artifact(seg01, tmp_path_factory):
+    _, files = seg01
+    out = tmp_path_factory.mktemp("cli") / "seg-fp32"
+    rc = main(["export", "sapiens2-0.1b-seg", "--weights", str(files["fp32"]), "--recipe", "onnx-fp32",
+               "--input-size", SIZE, "--output", str(out)])
+    assert rc == 0
+    return out, files
+
+
+def test_export_run_validate(artifact, tmp_path, capsys):
+    out, files = artifact
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["model"] == "sapiens2-0.1b-seg" and manifest["input_hw"] == [64, 48]
+    assert manifest["source_weights"]["path"] == str(files["fp32"]) and not manifest["source_weights"]["random"]
+    assert len(manifest["task_metadata"]["class_names"]) == 29
+    assert main(["run", str(out), str(ASTRONAUT), "--output", str(tmp_path / "run"), "--threads", "1"]) == 0
+    result = json.loads((tmp_path / "run" / "astronaut.json").read_text())
+    assert result["recipe"] == "onnx-fp32" and (tmp_path / "run" / "astronaut_overlay.png").is_file()
+    report = tmp_path / "report.json"
+    assert main(["validate", str(out), "--weights", str(files["fp32"]), "--report", str(report)]) == 0
+    doc = json.loads(report.read_text())
+    assert doc["passed"] and doc["fatal"] is None and doc["weights"]["matches_artifact"] is True
+    assert {c["name"] for c in doc["checks"]} >= {"cosine[logits]", "pixel_agreement"}
+    assert "PASSED" in (tmp_path / "report.md").read_text()
+
+
+def test_validate_with_other_weights_fails(artifact, seg01, tmp_path, capsys):
+    """The gate can fail: against perturbed weights the artifact misses the tight fp32 limits."""
+    import torch
+    from safetensors.torch import save_file
+
+    model, _ = seg01
+    other = tmp_path / "other.safetensors"
+    gen = torch.Generator().manual_seed(5)
+    save_file({k: (v + 0.05 * torch.randn(v.shape, generator=gen)).contiguous() if v.ndim > 1 else v.contiguous()
+               for k, v in model.state_dict().items()}, str(other))
+    out, _ = artifact
+    with pytest.warns(UserWarning, match="differ from the file"):
+        rc = main(["validate", str(out), "--weights", str(other)])
+    assert rc == 1
+    assert "FAIL" in capsys.readouterr().out
+
+
+def test_export_refuses_bad_input_before_work(artifact, tmp_path, capsys):
+    out, files = artifact
+    base = ["export", "sapiens2-0.1b-seg", "--weights", str(files["fp32"]), "--input-size", SIZE]
+    assert main([*base, "--recipe", "onnx-int9", "--output", str(tmp_path / "x")]) == 2
+    assert "Valid recipes: onnx-fp32" in capsys.readouterr().err
+    (tmp_path / "empty").mkdir()
+    assert main([*base, "--recipe", "onnx-int8", "--calibration", str(tmp_path / "empty"),
+                 "--output", str(tmp_path / "y")]) == 2
+    assert "No images in" in capsys.readouterr().err
+    assert main([*base, "--recipe", "onnx-fp32", "--output", str(out)]) == 2
+    assert "--force" in capsys.readouterr().err
+    assert main(["export", "sapiens2-0.1b-pointmap", "--random-weights", "--recipe", "onnx-fp32",
+                 "--input-size", SIZE, "--output", str(tmp_path / "z")]) == 2
+    assert "1024x768 only" in capsys.readouterr().err
+    assert not (tmp_path / "x").exists() and not (tmp_path / "y").exists() and not (tmp_path / "z").exists()
+
+
+def test_run_refuses_damaged_artifact(artifact, tmp_path, capsys):
+    out, _ = artifact
+    bad = tmp_path / "bad"
+    shutil.copytree(out, bad)
+    (bad / "model.onnx").write_bytes((bad / "model.onnx").read_bytes()[:-100])
+    assert main(["run", str(bad), str(ASTRONAUT), "--output", str(tmp_path / "r")]) == 2
+    assert "sha256 mismatch" in capsys.readouterr().err
+    assert main(["run", str(out), str(tmp_path / "missing.jpg"), "--output", str(tmp_path / "r")]) == 2
+    assert "not found" in capsys.readouterr().err
+
+
+def test_pipeline_end_to_end(seg01, tmp_path, capsys):
+    _, files = seg01
+    out = tmp_path / "pipe"
+    rc = main(["pipeline", "--weights", str(files["fp32"]), "--recipes", "onnx-fp32", "--input-size", SIZE,
+               "--runs", "1", "--threads", "1", "--output", str(out)])
+    assert rc == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["recipes"][0]["passed"] and summary["recipes"][0]["latency_s"] > 0
+    assert (out / "validation-onnx-fp32.md").is_file() and (out / "run-onnx-fp32" / "astronaut_overlay.png").is_file()
+    assert "| onnx-fp32 |" in (out / "summary.md").read_text()
+    assert main(["pipeline", "--weights", str(files["fp32"]), "--recipes", "onnx-fp32", "--input-size", SIZE,
+                 "--output", str(out)]) == 2  # exists, no --force
