@@ -166,7 +166,10 @@ def _cmd_pipeline(args: argparse.Namespace) -> int:
     result = run_pipeline(args.output, model=args.model, recipes=args.recipes.split(","), weights=args.weights,
                           input_size=args.input_size, calibration=args.calibration, runs=args.runs,
                           threads=args.threads, force=args.force)
-    return 0 if all(r["passed"] for r in result["recipes"]) else 1
+    failed = [r["config"] for r in result["recipes"] if not r["passed"]]
+    if failed:
+        print(f"validation FAILED for {', '.join(failed)} (see {args.output}/validation-<recipe>.md)", file=sys.stderr)
+    return 1 if failed and args.strict else 0
 
 
 def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> None:
@@ -256,6 +259,7 @@ def build_parser() -> argparse.ArgumentParser:
     pl.add_argument("--threads", type=int, help="intra-op threads for torch and ONNX Runtime")
     pl.add_argument("--output", "-o", required=True)
     pl.add_argument("--force", action="store_true", help="replace existing outputs")
+    pl.add_argument("--strict", action="store_true", help="exit 1 when a validation fails (a CI gate)")
     pl.set_defaults(func=_cmd_pipeline)
     return p
 

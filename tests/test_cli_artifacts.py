@@ -93,7 +93,7 @@ def test_pipeline_end_to_end(seg01, tmp_path, capsys):
     _, files = seg01
     out = tmp_path / "pipe"
     rc = main(["pipeline", "--weights", str(files["fp32"]), "--recipes", "onnx-fp32", "--input-size", SIZE,
-               "--runs", "1", "--threads", "1", "--output", str(out)])
+               "--runs", "1", "--threads", "1", "--strict", "--output", str(out)])
     assert rc == 0
     summary = json.loads((out / "summary.json").read_text())
     assert summary["recipes"][0]["passed"] and summary["recipes"][0]["latency_s"] > 0
