@@ -10,6 +10,7 @@ the artifacts' overlays on the bundled photo, and `summary.md` with the side-by-
 
 from __future__ import annotations
 
+import os
 import sys
 import time
 import warnings
@@ -96,8 +97,9 @@ def run_pipeline(output: str | Path, *, model: str = DEFAULT_MODEL, recipes: Seq
     for name in recipes:  # unknown or unsupported recipes fail before any work
         require_available(get_recipe(name), info, input_hw)
     out.mkdir(parents=True, exist_ok=True)
-    if threads:
-        torch.set_num_threads(threads)
+    # The same thread count for torch and ONNX Runtime (ORT's own default is one per physical core).
+    threads = threads or os.cpu_count() or 1
+    torch.set_num_threads(threads)
     standin = weights is None
     if standin:
         weights = out / f"{model}-standin.safetensors"
@@ -140,7 +142,7 @@ def _summary(model: str, input_hw: tuple[int, int], standin: bool, weights: Any,
     lines = [f"# sapiens-edge pipeline: {model} at {input_hw[0]}x{input_hw[1]}", "",
              "Weights: " + ("stand-in (seeded random, confident classifier): the numbers test the export, "
                             "not the model's accuracy." if standin else f"`{weights}`"), "",
-             f"Latency: batch 1, {threads or 'default'} threads, median; torch eager fp32 = {base:.2f} s.", "",
+             f"Latency: batch 1, {threads} threads, median; torch eager fp32 = {base:.2f} s.", "",
              "| recipe | latency s | vs torch fp32 | model file MiB | export s | validation |",
              "|---|---:|---:|---:|---:|---|"]
     for r in rows:
