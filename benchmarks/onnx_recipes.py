@@ -19,43 +19,19 @@ import subprocess
 import sys
 import tempfile
 import time
-import warnings
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-ASSET = Path(__file__).resolve().parents[1] / "sapiens_edge" / "assets" / "astronaut.jpg"
-
 
 def _photo(task: str, input_hw: tuple[int, int]) -> tuple[Any, np.ndarray]:
     from sapiens_edge import runtime
+    from sapiens_edge.metadata import bundled_photo
 
     proc = runtime.get_processor(task)
-    prepared = proc.prepare(runtime.load_image(_asset()), input_hw=input_hw)
+    prepared = proc.prepare(runtime.load_image(bundled_photo()), input_hw=input_hw)
     return prepared, np.ascontiguousarray(prepared.inputs, np.float32)
-
-
-def _asset() -> Path:
-    from importlib import resources
-
-    return Path(str(resources.files("sapiens_edge").joinpath("assets/astronaut.jpg")))
-
-
-def write_confident_checkpoint(name: str, path: Path, input_hw: tuple[int, int], seed: int = 0) -> None:
-    import torch
-    from safetensors.torch import save_file
-
-    import sapiens_edge
-    from sapiens_edge.models.synthetic import make_confident_
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        model = sapiens_edge.load_model(name, seed=seed)
-    if model.sapiens_info.task in ("seg", "pose"):
-        _, x = _photo(model.sapiens_info.task, input_hw)
-        make_confident_(model, torch.from_numpy(x))
-    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(path))
 
 
 def timed(fn, runs: int) -> float:
@@ -93,13 +69,14 @@ def bench_model(name: str, recipes: list[str], input_hw: tuple[int, int], runs: 
 
     import sapiens_edge
     from sapiens_edge import runtime
+    from sapiens_edge.pipeline import write_standin_weights
     from sapiens_edge.validation import metrics as M
     from sapiens_edge.validation.validate import task_metrics
 
     torch.set_num_threads(threads)
     weights = workdir / f"{name}.safetensors"
     print(f"{name}: writing confident random weights ...", file=sys.stderr, flush=True)
-    write_confident_checkpoint(name, weights, input_hw)
+    write_standin_weights(name, weights, input_hw)
     model = sapiens_edge.load_model(name, weights)
     task = model.sapiens_info.task
     prepared, x = _photo(task, input_hw)

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageEnhance, ImageOps
 
-from sapiens_edge import runtime
+from sapiens_edge import metadata, runtime
 from sapiens_edge.errors import CalibrationError, ImageError
 
 from .targets import CalibrationData
@@ -22,16 +22,9 @@ BUILTIN_NOTE = ("built-in calibration set (the bundled astronaut photo in 8 vari
                 "people from your application (50-200, --calibration DIR) give better int8 accuracy")
 
 
-def _astronaut_path() -> Path:
-    # Installed trees keep the asset inside the package; a checkout keeps it beside export/.
-    from importlib import resources
-
-    return Path(str(resources.files("sapiens_edge").joinpath("assets/astronaut.jpg")))
-
-
 def builtin_images() -> list[np.ndarray]:
     """Deterministic variants of the bundled photo: flips, crops, exposure, grayscale."""
-    img = Image.open(_astronaut_path()).convert("RGB")
+    img = Image.open(metadata.bundled_photo()).convert("RGB")
     w, h = img.size
     variants = [
         img,

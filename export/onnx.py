@@ -75,8 +75,7 @@ def save(proto, path: Path) -> None:
     """Save with external data (one `.data` file beside it) when the weights pass protobuf's limit."""
     import onnx
 
-    big = proto.ByteSize() > PROTOBUF_LIMIT if _small_enough_to_measure(proto) else True
-    if big:
+    if not _small_enough_to_measure(proto):
         onnx.save_model(proto, str(path), save_as_external_data=True, all_tensors_to_one_file=True,
                         location=path.name + ".data", size_threshold=1024)
     else:
@@ -85,8 +84,8 @@ def save(proto, path: Path) -> None:
 
 
 def _small_enough_to_measure(proto) -> bool:
-    total = sum(len(t.raw_data) for t in proto.graph.initializer)
-    return total < PROTOBUF_LIMIT
+    """Whether the weights fit in one protobuf message (ByteSize() itself fails past 2 GiB)."""
+    return sum(len(t.raw_data) for t in proto.graph.initializer) < PROTOBUF_LIMIT
 
 
 def to_fp16(proto):

@@ -6,6 +6,7 @@ import json
 from dataclasses import dataclass
 from functools import lru_cache
 from importlib import resources
+from pathlib import Path
 
 import numpy as np
 
@@ -27,6 +28,11 @@ class SegInfo:
 
 
 @lru_cache(maxsize=1)
+def bundled_photo() -> Path:
+    """The bundled astronaut photo (NASA, public domain): demo, calibration and validation default."""
+    return Path(str(resources.files("sapiens_edge").joinpath("assets/astronaut.jpg")))
+
+
 def raw() -> dict:
     """The metadata JSON shipped with the package (schema in the architecture spec, 7.4)."""
     text = resources.files("sapiens_edge").joinpath("data/sapiens2-metadata.json").read_text("utf-8")

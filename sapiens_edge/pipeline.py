@@ -22,15 +22,10 @@ import numpy as np
 
 from .errors import OutputExistsError
 from .fileio import atomic_write_bytes, atomic_write_json
+from .metadata import bundled_photo
 
 DEFAULT_MODEL = "sapiens2-0.1b-seg"
 DEFAULT_RECIPES = ("onnx-fp32", "onnx-int8")
-
-
-def _asset() -> Path:
-    from importlib import resources
-
-    return Path(str(resources.files("sapiens_edge").joinpath("assets/astronaut.jpg")))
 
 
 def write_standin_weights(model_name: str, path: Path, input_hw: tuple[int, int], seed: int = 0) -> None:
@@ -47,7 +42,7 @@ def write_standin_weights(model_name: str, path: Path, input_hw: tuple[int, int]
         model = load_model(model_name, None, seed=seed)
     task = model.sapiens_info.task
     if task in ("seg", "pose"):
-        prepared = runtime.get_processor(task).prepare(runtime.load_image(_asset()), input_hw=input_hw)
+        prepared = runtime.get_processor(task).prepare(runtime.load_image(bundled_photo()), input_hw=input_hw)
         make_confident_(model, torch.from_numpy(np.ascontiguousarray(prepared.inputs, np.float32)))
     tmp = path.with_name(f".{path.name}.tmp")
     save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(tmp))
@@ -107,7 +102,7 @@ def run_pipeline(output: str | Path, *, model: str = DEFAULT_MODEL, recipes: Seq
             f"pass --weights for real results)")
         write_standin_weights(model, Path(weights), input_hw)
     rows: list[dict[str, Any]] = []
-    image = _asset()
+    image = bundled_photo()
     for k, recipe in enumerate(recipes, 1):
         art_dir = out / recipe
         say(f"[2/4] export {k}/{len(recipes)}: {model} -> {recipe}")

@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from sapiens_edge import runtime
+from sapiens_edge import metadata, runtime
 from sapiens_edge.errors import ImageError, RecipeError, SapiensEdgeError, WeightsNotFoundError
 from sapiens_edge.manifest import sha256_file
 
@@ -269,17 +269,12 @@ def _names(items: list[str], n: int = 3) -> str:
 
 # ---------------------------------------------------------------------------- inputs
 
-def _astronaut() -> Path:
-    from importlib import resources
-
-    return Path(str(resources.files("sapiens_edge").joinpath("assets/astronaut.jpg")))
-
-
 def image_sources(images: str | Path | Sequence[Any] | None) -> list[tuple[str, Any]]:
     """(name, source) pairs: the bundled photo, a folder's images (sorted), one file, or a list of
     files/arrays. Every file is checked to decode before any model work starts."""
     if images is None:
-        return [(str(_astronaut()), _astronaut())]
+        photo = metadata.bundled_photo()
+        return [(str(photo), photo)]
     if isinstance(images, str | Path):
         path = Path(images)
         if path.is_dir():
