@@ -58,6 +58,20 @@ def _swap_into_place(work: Path, output: Path, force: bool) -> None:
         shutil.rmtree(old, ignore_errors=True)
 
 
+# pip extra that runs each target's artifacts, and what an app does with the model file.
+RUNTIME_EXTRA = {"onnx": "onnx-runtime", "executorch": "executorch"}
+IN_AN_APP = {
+    "executorch": """
+## In an app
+Android (`org.pytorch.executorch`): `Module.load(path)`, then
+`module.forward(EValue.from(Tensor.fromBlob(pixels, longArrayOf(1, 3, H, W))))` with `pixels` the
+normalized float32 image in NCHW order (planar RGB); outputs come back in the order listed above.
+iOS: the same program through ExecuTorch's Swift/Obj-C `Module`. Models with the Core ML delegate
+(`executorch-coreml-*`) run on Apple devices only.
+""",
+}
+
+
 def render_readme(m: Manifest, folder: Path, name: str) -> str:
     def spec(t) -> str:
         return f"`{t.name}` {t.dtype} {list(t.shape)} {t.layout}".rstrip()
@@ -67,6 +81,8 @@ def render_readme(m: Manifest, folder: Path, name: str) -> str:
     weights = "random initialisation (meaningless outputs)" if m.source_weights.get("random") else (
         f"`{m.source_weights.get('path')}` (sha256 {str(m.source_weights.get('sha256'))[:16]}...)")
     h, w = m.input_hw
+    extra = RUNTIME_EXTRA.get(m.target, m.target)
+    note = "       # numpy + Pillow + the runtime; no torch" if m.target == "onnx" else "  # brings torch"
     return f"""# {m.model} — {m.recipe}
 
 Sapiens2 **{m.task}** model exported by sapiens-edge ({m.target}, {m.precision}).
@@ -82,7 +98,7 @@ pre-processing does, then normalized per channel on the 0–255 scale:
 
 ## Run it
 ```bash
-pip install 'sapiens-edge[onnx-runtime]'       # numpy + Pillow + the runtime; no torch
+pip install 'sapiens-edge[{extra}]'{note}
 sapiens-edge run {name} photo.jpg --output out/
 ```
 ```python
@@ -93,7 +109,7 @@ result.overlay(runtime.load_image("photo.jpg")).save("overlay.png")
 ```
 `manifest.json` holds everything else: shapes, normalization, task metadata (keypoint names,
 flip table, classes, palette), tool versions and the sha256 of each file.
-
+{IN_AN_APP.get(m.target, "")}
 ## Files
 | file | size |
 |---|---:|

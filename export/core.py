@@ -15,13 +15,13 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from sapiens_edge import __version__, metadata
-from sapiens_edge.errors import SapiensEdgeError
+from sapiens_edge.errors import RecipeError, SapiensEdgeError
 from sapiens_edge.manifest import Manifest, sha256_file
 from sapiens_edge.runtime.preprocess import check_input_hw
 
 from .artifact import check_output, write_artifact
 from .calibration import calibration_data
-from .recipes import Recipe, get_recipe, require_available
+from .recipes import RECIPES, Recipe, get_recipe, require_available
 from .targets import get_target
 
 
@@ -34,7 +34,8 @@ class Artifact:
 
 def export(model, recipe: str | Recipe, output: str | Path, *, weights: str | Path | None = None,
            input_size: tuple[int, int] | None = None, calibration: str | Path | None = None,
-           calibration_limit: int | None = None, force: bool = False,
+           calibration_limit: int | None = None, calibration_method: str | None = None,
+           keep_float: tuple[str, ...] = (), force: bool = False,
            progress: Callable[[str], None] | None = None) -> Artifact:
     """Export `model` (zoo name, or a module from `load_model`) with `recipe` into folder `output`."""
     progress = progress or (lambda msg: print(msg, file=sys.stderr, flush=True))
@@ -52,8 +53,15 @@ def export(model, recipe: str | Recipe, output: str | Path, *, weights: str | Pa
     check_input_hw(input_hw)
     require_available(rec, info, input_hw)
     calib = None
+    if calibration_method is not None and calibration_method not in rec.calibration_methods:
+        choices = ", ".join(rec.calibration_methods) or "none: it needs no calibration"
+        raise RecipeError(f"Recipe {rec.name!r} has no calibration method {calibration_method!r} ({choices}).")
     if rec.needs_calibration:
         calib = calibration_data(info.task, input_hw, calibration, calibration_limit)
+        calib.method, calib.keep_float = calibration_method, tuple(keep_float)
+    elif keep_float:
+        raise RecipeError(f"Recipe {rec.name!r} quantizes nothing statically; --keep-float applies to calibrated "
+                          f"int8 recipes ({', '.join(r for r, x in RECIPES.items() if x.needs_calibration)}).")
         note = f" ({calib.note})" if calib.note else ""
         progress(f"calibration: {calib.count} image(s) from {calib.source}{note}")
     elif calibration is not None:

@@ -20,6 +20,7 @@ from typing import Any
 from sapiens_edge.errors import SapiensEdgeError, require
 from sapiens_edge.manifest import TensorSpec
 
+from . import fused_attention
 from .capture import capture, example_input
 from .recipes import Recipe
 from .targets import INPUT_NAME, OUTPUT_NAMES, CalibrationData, Lowered
@@ -52,7 +53,8 @@ def to_onnx_fp32(model: Any, input_hw: tuple[int, int], task: str, *, rewrites: 
     progress(f"converting to ONNX (opset {OPSET}, dynamo exporter) ...")
     names = OUTPUT_NAMES[task]
     onnx_program = torch.onnx.export(program, (example_input(input_hw),), dynamo=True, opset_version=OPSET,
-                                     input_names=[INPUT_NAME], output_names=names, optimize=True, verbose=False)
+                                     input_names=[INPUT_NAME], output_names=names, optimize=True, verbose=False,
+                                     custom_translation_table=fused_attention.onnx_translation())
     proto = onnx_program.model_proto
     progress("simplifying the graph (onnxslim) ...")
     proto = _slim(proto)
@@ -135,15 +137,14 @@ def topological_sort(proto):
     return proto
 
 
-# First and last layers stay fp32, as usual in PTQ: the patch embedding sees raw pixels and the
-# classifier's rounding lands directly on the logits/heatmaps; both are a tiny share of the compute.
-KEEP_FLOAT_WEIGHTS = ("patch_embed", "conv_seg", "conv_pose")
+def float_nodes(proto, task: str | None = None, extra: tuple[str, ...] = ()) -> list[str]:
+    """Names of the Conv/MatMul/Gemm nodes whose weights belong to layers kept in float
+    (`quantize.policy`, plus `extra` parameter-name substrings such as 'decode_head.')."""
+    from sapiens_edge.quantize.policy import keep_float_keys
 
-
-def float_nodes(proto) -> list[str]:
-    """Names of the Conv/MatMul/Gemm nodes whose weights belong to KEEP_FLOAT_WEIGHTS layers."""
+    keys = keep_float_keys(task, extra)
     return [n.name for n in proto.graph.node if n.op_type in ("Conv", "MatMul", "Gemm")
-            and any(key in name for name in n.input[1:] for key in KEEP_FLOAT_WEIGHTS)]
+            and any(key in name for name in n.input[1:] for key in keys)]
 
 
 def lower(model: Any, recipe: Recipe, input_hw: tuple[int, int], workdir: Path,
@@ -178,8 +179,8 @@ def lower(model: Any, recipe: Recipe, input_hw: tuple[int, int], workdir: Path,
             if recipe.precision == "int8":
                 if calibration is None:
                     raise SapiensEdgeError(f"{recipe.name} needs calibration data.")
-                method = recipe.options.get("calibration_method", "minmax")
-                keep = float_nodes(onnx.load(str(fp32_path), load_external_data=False))
+                method = calibration.method or recipe.options.get("calibration_method", "minmax")
+                keep = float_nodes(onnx.load(str(fp32_path), load_external_data=False), task, calibration.keep_float)
                 options["quantization"] = onnx_ptq.quantize_static(
                     fp32_path, out, INPUT_NAME, calibration.batches, calibration.count, method=method,
                     op_types=tuple(recipe.options.get("op_types", onnx_ptq.STATIC_OPS)), external_data=big,

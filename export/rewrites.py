@@ -6,11 +6,16 @@ meaning: the same weights, re-arranged. Results change only by fp32 summation or
 
 from __future__ import annotations
 
+import types
 from collections.abc import Callable
 
 import torch
 from torch import nn
 from torch.nn import functional as F
+
+from sapiens_edge.models.layers import Attention, SwiGLUFFN
+
+from .fused_attention import fused_attention
 
 # For ConvTranspose2d(k=4, s=2, p=1), output row 2i+a reads input rows {i-1, i} (a=0: kernel taps
 # 3, 1) or {i, i+1} (a=1: taps 2, 0). With the input padded by one, both phases are 2-tap windows.
@@ -43,6 +48,132 @@ class SubPixelConvTranspose(nn.Module):
         return F.pixel_shuffle(torch.stack(parts, 2).flatten(1, 2), 2)
 
 
+class SplitSwiGLU(nn.Module):
+    """SwiGLU with the fused gate/value projection split in two Linears: the graph then has no
+    Split of the (N, 2*hidden) activation (0.1 s per 0.1b run in ONNX Runtime); same weights."""
+
+    def __init__(self, ffn: nn.Module):
+        super().__init__()
+        hidden = ffn.w12.out_features // 2
+        self.w_gate, self.w_value = nn.Linear(ffn.w12.in_features, hidden), nn.Linear(ffn.w12.in_features, hidden)
+        with torch.no_grad():
+            for part, lin in enumerate((self.w_gate, self.w_value)):  # first half gates (layers.SwiGLUFFN)
+                lin.weight.copy_(ffn.w12.weight[part * hidden:(part + 1) * hidden])
+                lin.bias.copy_(ffn.w12.bias[part * hidden:(part + 1) * hidden])
+        self.w3 = ffn.w3
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        gate = self.w_gate(x)
+        return self.w3(gate * torch.sigmoid(gate) * self.w_value(x))  # SiLU spelled out (see SigmoidSiLU)
+
+
+def explicit_sdpa(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, scale: torch.Tensor | None = None) -> torch.Tensor:
+    """softmax(q k^T / sqrt(d)) v as matmul + softmax + matmul: ops every delegate lowers, where
+    a fused SDPA op may be left to slow fallback kernels (ExecuTorch portable ops). `scale`: a
+    tensor holding 1/sqrt(d) in the model's dtype (a Python float becomes an fp32 constant plus a
+    cast in an fp16 program)."""
+    b, h, n, d = q.shape
+    # 3-D bmm: a 4-D matmul decomposes into expand copies (of the N x N probabilities, too).
+    q = q * (scale if scale is not None else d ** -0.5)
+    q3, k3, v3 = (t.reshape(b * h, t.shape[2], t.shape[3]) for t in (q, k, v))
+    probs = torch.softmax(torch.bmm(q3, k3.transpose(1, 2)), dim=-1)
+    return torch.bmm(probs, v3).reshape(b, h, n, v.shape[-1])
+
+
+def _explicit_sdpa_scaled(attn: Attention, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+    return explicit_sdpa(q, k, v, attn.sdpa_scale)
+
+
+def broadcast_expand_kv(attn: Attention, t: torch.Tensor, num_heads: int) -> torch.Tensor:
+    """GQA kv expansion (`layers._expand_kv`) as a broadcast multiply by the block's `kv_ones`
+    buffer (1, 1, r, 1, 1): exact, and a mul is lowered by XNNPACK where expand (or a cat of a
+    tensor with itself) is not. Bound to the block, so copies and .half() carry it along."""
+    b, _, n, d = t.shape
+    return (t[:, :, None] * attn.kv_ones).reshape(b, num_heads, n, d)
+
+
+def explicit_attention(model: nn.Module) -> int:
+    """Compute every `Attention` of `model` with `explicit_sdpa` (and GQA's kv expansion as a
+    broadcast multiply); returns how many."""
+    blocks = [m for m in model.modules() if isinstance(m, Attention)]
+    for m in blocks:
+        # Buffers, bound methods: deep copies and .half() carry them along with the block.
+        m.register_buffer("sdpa_scale", torch.tensor(m.head_dim ** -0.5), persistent=False)
+        m.kernel = types.MethodType(_explicit_sdpa_scaled, m)
+        if m.num_kv_heads != m.num_heads:
+            m.register_buffer("kv_ones", torch.ones(1, 1, m.num_heads // m.num_kv_heads, 1, 1), persistent=False)
+            m.expand_kv = types.MethodType(broadcast_expand_kv, m)
+    return len(blocks)
+
+
+class LinearMeanRMSNorm(nn.Module):
+    """RMSNorm whose mean of squares (+ eps) is a 1-output linear layer: delegates such as XNNPACK
+    lower linears but not a mean over the last axis or a scalar add. Same weight."""
+
+    def __init__(self, norm: nn.RMSNorm):
+        super().__init__()
+        dim = norm.normalized_shape[-1]
+        self.mean_sq = nn.Linear(dim, 1)
+        with torch.no_grad():
+            self.mean_sq.weight.fill_(1.0 / dim)
+            self.mean_sq.bias.fill_(norm.eps if norm.eps is not None else torch.finfo(torch.float32).eps)
+        self.weight = norm.weight
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x * torch.rsqrt(self.mean_sq(x * x)) * self.weight
+
+
+class SpatialMeanInstanceNorm(nn.Module):
+    """InstanceNorm2d (no affine, no running stats) from two spatial means, the form of global
+    average pooling that delegates lower; eps is a tensor so that its add is tensor-tensor."""
+
+    def __init__(self, norm: nn.InstanceNorm2d):
+        super().__init__()
+        self.register_buffer("eps", torch.tensor([norm.eps]))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        centred = x - x.mean((-2, -1), keepdim=True)
+        var = (centred * centred).mean((-2, -1), keepdim=True)
+        return centred * torch.rsqrt(var + self.eps)
+
+
+class SigmoidSiLU(nn.Module):
+    """x * sigmoid(x): ExecuTorch's edge decomposition of an fp16 SiLU upcasts it to fp32 with
+    casts that XNNPACK does not take; the spelled-out form stays in fp16 and in the delegate."""
+
+    def __init__(self, _: nn.Module | None = None):
+        super().__init__()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x * torch.sigmoid(x)
+
+
+def _plain_instance_norm(m: nn.Module) -> bool:
+    return isinstance(m, nn.InstanceNorm2d) and not m.affine and not m.track_running_stats
+
+
+def delegate_norms(model: nn.Module) -> int:
+    """RMSNorm -> `LinearMeanRMSNorm`, InstanceNorm2d -> `SpatialMeanInstanceNorm`, SiLU ->
+    `SigmoidSiLU`; returns how many modules were replaced."""
+    return (_replace(model, lambda m: isinstance(m, nn.RMSNorm), LinearMeanRMSNorm)
+            + _replace(model, _plain_instance_norm, SpatialMeanInstanceNorm)
+            + _replace(model, lambda m: isinstance(m, nn.SiLU), SigmoidSiLU))
+
+
+def split_swiglu(model: nn.Module) -> int:
+    """Replace every `SwiGLUFFN` of `model` by `SplitSwiGLU`; returns how many were replaced."""
+    return _replace(model, lambda m: isinstance(m, SwiGLUFFN), SplitSwiGLU)
+
+
+def _replace(model: nn.Module, match: Callable[[nn.Module], bool], make: Callable[[nn.Module], nn.Module]) -> int:
+    targets = [(name, m) for name, m in model.named_modules() if match(m)]
+    for name, m in targets:
+        parent_name, _, child = name.rpartition(".")
+        parent = model.get_submodule(parent_name) if parent_name else model
+        setattr(parent, child, make(m))
+    return len(targets)
+
+
 def _is_k4s2p1(m: nn.Module) -> bool:
     return (isinstance(m, nn.ConvTranspose2d) and m.kernel_size == (4, 4) and m.stride == (2, 2)
             and m.padding == (1, 1) and m.output_padding == (0, 0) and m.groups == 1
@@ -51,12 +182,10 @@ def _is_k4s2p1(m: nn.Module) -> bool:
 
 def subpixel_deconv(model: nn.Module) -> int:
     """Replace every ConvTranspose2d(k=4, s=2, p=1) in `model`; returns how many were replaced."""
-    targets = [(name, m) for name, m in model.named_modules() if _is_k4s2p1(m)]
-    for name, m in targets:
-        parent_name, _, child = name.rpartition(".")
-        parent = model.get_submodule(parent_name) if parent_name else model
-        setattr(parent, child, SubPixelConvTranspose(m))
-    return len(targets)
+    return _replace(model, _is_k4s2p1, SubPixelConvTranspose)
 
 
-REWRITES: dict[str, Callable[[nn.Module], int]] = {"subpixel_deconv": subpixel_deconv}
+REWRITES: dict[str, Callable[[nn.Module], int]] = {"subpixel_deconv": subpixel_deconv,
+                                                   "fused_attention": fused_attention, "split_swiglu": split_swiglu,
+                                                   "explicit_attention": explicit_attention,
+                                                   "delegate_norms": delegate_norms}

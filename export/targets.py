@@ -33,6 +33,8 @@ class CalibrationData:
     count: int
     source: str  # folder path or "built-in"
     note: str = ""
+    method: str | None = None  # calibration method asked for by the user (None: the recipe's default)
+    keep_float: tuple[str, ...] = ()  # parameter-name patterns the user wants left unquantized
 
 
 @dataclass
@@ -52,7 +54,7 @@ class Target(Protocol):
         """Write the model file(s) for `recipe` into `workdir` (which is empty)."""
 
 
-TARGETS = {"onnx": "sapiens_edge.export.onnx"}
+TARGETS = {"onnx": "sapiens_edge.export.onnx", "executorch": "sapiens_edge.export.executorch"}
 
 
 def get_target(name: str) -> Target:

@@ -95,8 +95,9 @@ def _cmd_recipes(args: argparse.Namespace) -> int:
     rows = []
     for r in RECIPES.values():
         ok, reason = availability(r, info, args.input_size)
-        rows.append((r.name, r.target, r.precision, "yes" if r.needs_calibration else "no",
-                     "yes" if ok else "no", "" if ok else reason))
+        # calibration: its methods (first = default), or "no"
+        calib = "/".join(r.calibration_methods) or "yes" if r.needs_calibration else "no"
+        rows.append((r.name, r.target, r.precision, calib, "yes" if ok else "no", "" if ok else reason))
     if args.json:
         keys = ("recipe", "target", "precision", "calibration", "available", "reason")
         print(json.dumps([dict(zip(keys, r, strict=True)) for r in rows], indent=2))
@@ -120,7 +121,8 @@ def _cmd_export(args: argparse.Namespace) -> int:
     from .export.core import export
 
     art = export(args.model, args.recipe, args.output, weights=args.weights, input_size=args.input_size,
-                 calibration=args.calibration, calibration_limit=args.calibration_limit, force=args.force)
+                 calibration=args.calibration, calibration_limit=args.calibration_limit,
+                 calibration_method=args.calibration_method, keep_float=tuple(args.keep_float), force=args.force)
     size = sum((art.path / f).stat().st_size for f in art.manifest.files) / 2**20
     print(f"{art.path}: {art.manifest.recipe} {art.manifest.model_file} ({size:,.1f} MiB) in {art.seconds:.1f} s")
     return 0
@@ -221,6 +223,11 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--input-size", type=_parse_hw, help="HxW (default 1024x768; multiples of 16)")
     e.add_argument("--calibration", help="folder of photos for int8 calibration (default: built-in set)")
     e.add_argument("--calibration-limit", type=int, help="use at most this many calibration images")
+    e.add_argument("--calibration-method", choices=["minmax", "percentile", "entropy"],
+                   help="activation range estimate for int8 (default: the recipe's, minmax)")
+    e.add_argument("--keep-float", action="append", default=[], metavar="PATTERN",
+                   help="leave layers whose parameter names contain PATTERN unquantized in static int8 "
+                        "(repeatable), e.g. --keep-float decode_head. for the whole task head")
     e.add_argument("--output", "-o", required=True, help="artifact folder to create")
     e.add_argument("--force", action="store_true", help="replace an existing artifact folder")
     e.set_defaults(func=_cmd_export)

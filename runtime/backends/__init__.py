@@ -42,10 +42,11 @@ class BackendInfo:
 # name -> backend. Later: executorch, coreml, tflite, torch (reference).
 BACKENDS: dict[str, BackendInfo] = {
     "onnxruntime": BackendInfo("onnxruntime", f"{__name__}.onnxruntime_backend", ("onnx",), "onnx-runtime"),
+    "executorch": BackendInfo("executorch", f"{__name__}.executorch_backend", ("executorch",), "executorch"),
 }
 
 # manifest.target -> the backend used when none is named.
-DEFAULT_FOR_TARGET = {"onnx": "onnxruntime"}
+DEFAULT_FOR_TARGET = {"onnx": "onnxruntime", "executorch": "executorch"}
 
 
 def register_backend(name: str, module: str, targets: tuple[str, ...] | list[str], extra: str = "",

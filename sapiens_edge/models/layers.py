@@ -23,6 +23,11 @@ class LayerScale(nn.Module):
 class Attention(nn.Module):
     """MHA or GQA self-attention with optional q/k RMSNorm, RoPE and LayerScale."""
 
+    # The attention kernel on (B, heads, N, d) tensors; export rewrites may swap in an equivalent.
+    kernel = staticmethod(F.scaled_dot_product_attention)
+    # GQA: kv heads -> query heads on (B, kv, N, d); export rewrites may swap in an equivalent.
+    expand_kv = staticmethod(lambda t, num_heads: _expand_kv(t, num_heads))
+
     def __init__(self, dim: int, num_heads: int, num_kv_heads: int, *, qk_norm: bool = True,
                  layer_scale: bool = True):
         super().__init__()
@@ -46,10 +51,10 @@ class Attention(nn.Module):
         if self.q_norm is not None:
             q, k = self.q_norm(q), self.k_norm(k)  # per head vector, k at kv heads
         if self.num_kv_heads != self.num_heads:
-            k, v = _expand_kv(k, self.num_heads), _expand_kv(v, self.num_heads)
+            k, v = self.expand_kv(k, self.num_heads), self.expand_kv(v, self.num_heads)
         if rope is not None:
             q, k = apply_rope(q, k, rope)
-        x = F.scaled_dot_product_attention(q, k, v)
+        x = self.kernel(q, k, v)
         x = self.proj(x.transpose(1, 2).reshape(b, n, c))
         return self.gamma(x) if self.gamma is not None else x
 

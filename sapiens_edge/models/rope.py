@@ -57,14 +57,20 @@ def compute_tables(periods: torch.Tensor, hp: int, wp: int) -> RopeTables:
 
 
 def rotate_half(x: torch.Tensor) -> torch.Tensor:
-    x1, x2 = x.chunk(2, dim=-1)
-    return torch.cat([-x2, x1], dim=-1)
+    half = x.shape[-1] // 2  # two slices rather than chunk(): a split op is not lowered by every delegate
+    return torch.cat([-x[..., half:], x[..., :half]], dim=-1)
 
 
-def apply_rope(q: torch.Tensor, k: torch.Tensor, tables: RopeTables) -> tuple[torch.Tensor, torch.Tensor]:
-    """Rotate q and k (B, heads, N, d); the leading N - Hp*Wp prefix tokens stay unrotated."""
+def apply_rope(q: torch.Tensor, k: torch.Tensor, tables: RopeTables, *,
+               token_dim: int = 2) -> tuple[torch.Tensor, torch.Tensor]:
+    """Rotate q and k, (B, heads, N, d) by default or (B, N, heads, d) with `token_dim=1`; the
+    leading N - Hp*Wp prefix tokens stay unrotated."""
     sin, cos = tables
-    return _rotate(q, sin, cos), _rotate(k, sin, cos)
+    if token_dim == 1:  # tables broadcast over the heads axis that follows the tokens
+        sin, cos = sin[:, None], cos[:, None]
+    elif token_dim != 2:
+        raise ValueError(f"token_dim must be 1 or 2, got {token_dim}")
+    return _rotate(q, sin, cos, token_dim), _rotate(k, sin, cos, token_dim)
 
 
 # Set by rope_constants(exact_bf16=False): rotate in plain fp32 (no bf16 rounding casts). For
@@ -72,25 +78,32 @@ def apply_rope(q: torch.Tensor, k: torch.Tensor, tables: RopeTables) -> tuple[to
 _PLAIN_FP32 = False
 
 
-def _rotate(x: torch.Tensor, sin: torch.Tensor, cos: torch.Tensor) -> torch.Tensor:
+def _split(x: torch.Tensor, sin: torch.Tensor, dim: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(prefix tokens, grid tokens) of x along its token axis."""
+    grid = sin.shape[0]
+    prefix = x.shape[dim] - grid
+    return x.narrow(dim, 0, prefix), x.narrow(dim, prefix, grid)
+
+
+def _rotate(x: torch.Tensor, sin: torch.Tensor, cos: torch.Tensor, dim: int) -> torch.Tensor:
     if sin.dtype != torch.bfloat16:
-        if _PLAIN_FP32:
-            prefix = x.shape[-2] - sin.shape[-2]
-            r = x[:, :, prefix:]
-            return torch.cat((x[:, :, :prefix], r * cos + rotate_half(r) * sin), dim=-2)
-        return _rotate_emulated(x, sin, cos)
+        if _PLAIN_FP32:  # in the activations' own dtype (fp16 programs stay fp16)
+            head, r = _split(x, sin, dim)
+            sin, cos = sin.to(x.dtype), cos.to(x.dtype)
+            return torch.cat((head, r * cos + rotate_half(r) * sin), dim=dim)
+        return _rotate_emulated(x, sin, cos, dim)
     dtype = x.dtype
     x = x.to(sin.dtype)  # the whole tensor, prefix included, round-trips through bf16
-    prefix = x.shape[-2] - sin.shape[-2]
-    rotated = (x[:, :, prefix:] * cos) + (rotate_half(x[:, :, prefix:]) * sin)
-    return torch.cat((x[:, :, :prefix], rotated), dim=-2).to(dtype)
+    head, r = _split(x, sin, dim)
+    rotated = (r * cos) + (rotate_half(r) * sin)
+    return torch.cat((head, rotated), dim=dim).to(dtype)
 
 
 def _bf16_round(t: torch.Tensor) -> torch.Tensor:
     return t.to(torch.bfloat16).to(t.dtype)
 
 
-def _rotate_emulated(x: torch.Tensor, sin: torch.Tensor, cos: torch.Tensor) -> torch.Tensor:
+def _rotate_emulated(x: torch.Tensor, sin: torch.Tensor, cos: torch.Tensor, dim: int) -> torch.Tensor:
     """The bf16 rotation in fp32 arithmetic with explicit bf16 rounding after each op (spec 8, 1b).
 
     For runtimes without bf16 math (ONNX Runtime CPU, TFLite): products of bf16 values are exact
@@ -98,10 +111,9 @@ def _rotate_emulated(x: torch.Tensor, sin: torch.Tensor, cos: torch.Tensor) -> t
     """
     dtype = x.dtype
     x = _bf16_round(x.float())
-    prefix = x.shape[-2] - sin.shape[-2]
-    r = x[:, :, prefix:]
+    head, r = _split(x, sin, dim)
     rotated = _bf16_round(_bf16_round(r * cos) + _bf16_round(rotate_half(r) * sin))
-    return torch.cat((x[:, :, :prefix], rotated), dim=-2).to(dtype)
+    return torch.cat((head, rotated), dim=dim).to(dtype)
 
 
 @contextmanager
@@ -118,12 +130,16 @@ def rope_constants(model: nn.Module, input_hw: tuple[int, int], *, emulate_bf16:
     """
     global _PLAIN_FP32
     ropes = [m for m in model.modules() if isinstance(m, RopeEmbedding)]
+    plain = emulate_bf16 and not exact_bf16
+    # Plain rotation: tables in the model's compute dtype (an fp16 program gets fp16 constants).
+    dtype = next((p.dtype for p in model.parameters() if p.is_floating_point()), torch.float32) if plain else None
     for m in ropes:
         grid = _token_grid(model, input_hw)
         with torch.no_grad():
             sin, cos = compute_tables(m.periods, *grid)
-            m._constants[grid] = (sin.float(), cos.float()) if emulate_bf16 else (sin, cos)
-    previous, _PLAIN_FP32 = _PLAIN_FP32, emulate_bf16 and not exact_bf16
+            m._constants[grid] = (sin.to(dtype or torch.float32), cos.to(dtype or torch.float32)) if emulate_bf16 \
+                else (sin, cos)
+    previous, _PLAIN_FP32 = _PLAIN_FP32, plain
     try:
         yield
     finally:

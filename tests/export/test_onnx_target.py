@@ -15,40 +15,14 @@ pytest.importorskip("onnxruntime")
 
 from sapiens_edge import runtime  # noqa: E402
 from sapiens_edge.export import core  # noqa: E402
+from sapiens_edge.export.fused_attention import TokenMajorAttention, fused_attention  # noqa: E402
 from sapiens_edge.export.rewrites import SubPixelConvTranspose, subpixel_deconv  # noqa: E402
-from sapiens_edge.models import Sapiens2TaskModel  # noqa: E402
-from sapiens_edge.models.synthetic import make_confident_  # noqa: E402
 from sapiens_edge.validation import metrics as M  # noqa: E402
-from tests.helpers import ASTRONAUT, randomize_, tiny_info  # noqa: E402
+from tests.export.shared import photo_input, tiny_model, torch_outputs  # noqa: E402
+from tests.helpers import randomize_  # noqa: E402
 
-# The module (the package re-exports the function under the same name).
 validate_module = importlib.import_module("sapiens_edge.validation.validate")
 QUIET = {"progress": lambda _: None}
-
-
-def photo_input(task: str, input_hw: tuple[int, int]) -> np.ndarray:
-    proc = runtime.get_processor(task)
-    return np.ascontiguousarray(proc.prepare(runtime.load_image(ASTRONAUT), input_hw=input_hw).inputs, np.float32)
-
-
-def tiny_model(task: str, seed: int = 0) -> torch.nn.Module:
-    info = tiny_info(task)
-    model = randomize_(Sapiens2TaskModel(info).eval(), seed=seed)
-    model.sapiens_info, model.sapiens_weights, model.sapiens_weights_path, model.sapiens_seed = info, None, None, seed
-    if task in ("seg", "pose"):
-        make_confident_(model, torch.from_numpy(photo_input(task, info.input_hw)))
-    return model
-
-
-def torch_outputs(model: torch.nn.Module, x: np.ndarray) -> list[np.ndarray]:
-    with torch.no_grad():
-        out = model(torch.from_numpy(x))
-    return [o.numpy() for o in (out if isinstance(out, tuple) else (out,))]
-
-
-@pytest.fixture(scope="module")
-def models() -> dict[str, torch.nn.Module]:
-    return {task: tiny_model(task) for task in ("pose", "seg", "normal", "pointmap")}
 
 
 @pytest.mark.parametrize("task", ["pose", "seg", "normal", "pointmap"])
@@ -57,9 +31,10 @@ def test_fp32_matches_pytorch(models, task, tmp_path):
     art = core.export(model, "onnx-fp32", tmp_path / task, input_size=model.sapiens_info.input_hw, **QUIET)
     graph = onnx.load(str(art.path / "model.onnx"))
     ops = Counter(n.op_type for n in graph.graph.node)
-    # Fused ops ONNX Runtime runs natively (opset 23), not spelled-out chains.
-    assert ops["Attention"] == model.sapiens_info.arch.depth  # one fused attention per block
-    assert ops["RMSNormalization"] > 0 and ops["Softmax"] == 0
+    # Fused ops ONNX Runtime runs natively, not spelled-out chains: one contrib MultiHeadAttention
+    # per block (token-major, so no transposes around it) and opset-23 RMSNormalization.
+    assert ops["MultiHeadAttention"] == model.sapiens_info.arch.depth and ops["Attention"] == 0
+    assert ops["RMSNormalization"] > 0 and ops["Softmax"] == 0 and ops["Transpose"] <= 2
     assert art.manifest.export_options["opset"] == 23
     x = photo_input(task, model.sapiens_info.input_hw)
     ref = torch_outputs(model, x)
@@ -74,16 +49,15 @@ def test_fp32_matches_pytorch(models, task, tmp_path):
         assert M.cosine(r, o) > 0.999999
 
 
-@pytest.fixture
-def tiny_reference(monkeypatch, models):
-    """validate() loads the reference by zoo name; tiny models are not in the zoo."""
-    monkeypatch.setattr(validate_module, "load_model", lambda name, weights=None, seed=0: models[name[5:]])
-
-
 @pytest.mark.parametrize("task", ["seg"])
 def test_fp16_passes_the_recipe_gate(models, tiny_reference, task, tmp_path):
     model = models[task]
     art = core.export(model, "onnx-fp16", tmp_path / "a", input_size=model.sapiens_info.input_hw, **QUIET)
+    ops = Counter(n.op_type for n in onnx.load(str(art.path / "model.onnx")).graph.node)
+    attention = [n for n in onnx.load(str(art.path / "model.onnx")).graph.node if n.op_type == "Attention"]
+    # The standard op, its softmax pinned to fp32.
+    assert len(attention) == model.sapiens_info.arch.depth and ops["MultiHeadAttention"] == 0
+    assert all(a.i == 1 for n in attention for a in n.attribute if a.name == "softmax_precision")
     report = validate_module.validate(art.path, progress=lambda _: None)
     assert report.fatal is None and report.passed, report.summary()
     names = {c.metric for c in report.checks}
@@ -157,3 +131,55 @@ def test_subpixel_rewrite_is_exact_up_to_rounding():
     assert subpixel_deconv(model) == 4  # the seg head's four deconv units
     out = torch_outputs(model, photo_input("seg", model.sapiens_info.input_hw))
     assert M.rel_l2(ref[0], out[0]) < 1e-5
+
+
+@pytest.mark.parametrize("kv_heads", [4, 2])  # MHA and GQA blocks
+def test_token_major_attention_is_exact(kv_heads):
+    """The fused-attention rewrite computes the same numbers as the reference block (same ops, another
+    memory layout), with RoPE on a grid behind 5 prefix tokens."""
+    from sapiens_edge.models.layers import Attention
+    from sapiens_edge.models.rope import RopeEmbedding
+
+    torch.manual_seed(0)
+    attn = randomize_(Attention(64, 4, kv_heads).eval())
+    x = torch.randn(1, 5 + 6 * 4, 64)
+    tables = RopeEmbedding(16)(6, 4)
+    with torch.no_grad():
+        ref = attn(x, tables)
+        out = TokenMajorAttention(attn)(x, tables)
+    torch.testing.assert_close(out, ref, rtol=0, atol=1e-6)
+    model = tiny_model("pose")
+    assert fused_attention(model) == model.sapiens_info.arch.depth
+
+
+def test_split_swiglu_is_exact():
+    from sapiens_edge.export.rewrites import SplitSwiGLU, split_swiglu
+    from sapiens_edge.models.layers import SwiGLUFFN
+
+    torch.manual_seed(0)
+    ffn = randomize_(SwiGLUFFN(32, 48).eval())
+    x = torch.randn(1, 7, 32)
+    with torch.no_grad():
+        torch.testing.assert_close(SplitSwiGLU(ffn)(x), ffn(x), rtol=0, atol=1e-6)
+    model = tiny_model("seg")
+    assert split_swiglu(model) == model.sapiens_info.arch.depth
+
+
+def test_calibration_method_is_selectable(models, tmp_path):
+    model = models["seg"]
+    hw = model.sapiens_info.input_hw
+    art = core.export(model, "onnx-int8", tmp_path / "p", input_size=hw, calibration_limit=2,
+                      calibration_method="percentile", keep_float=("decode_head.",), **QUIET)
+    opts = art.manifest.export_options["quantization"]
+    assert opts["calibration_method"] == "percentile"
+    graph = onnx.load(str(art.path / "model.onnx")).graph
+    producers = {o: n.op_type for n in graph.node for o in n.output}
+    head_convs = [n for n in graph.node if n.op_type == "Conv" and "decode_head" in "".join(n.input[1:])]
+    assert head_convs and all(producers.get(n.input[1]) != "DequantizeLinear" for n in head_convs)  # float weights
+    assert len(opts["kept_float"]) == len(head_convs) + 1  # + the patch embedding
+    from sapiens_edge.errors import RecipeError
+
+    with pytest.raises(RecipeError, match="no calibration method"):
+        core.export(model, "onnx-fp32", tmp_path / "f", input_size=hw, calibration_method="percentile", **QUIET)
+    with pytest.raises(RecipeError, match="minmax, percentile, entropy"):
+        core.export(model, "onnx-int8", tmp_path / "g", input_size=hw, calibration_method="kl", **QUIET)

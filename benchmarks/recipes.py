@@ -1,12 +1,14 @@
-"""ONNX recipes side by side: export time and peak memory, file size, latency and task parity
-against PyTorch eager fp32 (and bf16), in one run, as ratios.
+"""Export recipes side by side (any target): export time and peak memory, file size, latency and
+task parity against PyTorch eager fp32 (and bf16), in one run, as ratios.
 
-    python -m sapiens_edge.benchmarks.onnx_recipes --models 0.1b-seg --recipes onnx-fp32,onnx-int8
+    python -m sapiens_edge.benchmarks.recipes --models 0.1b-seg --recipes onnx-fp32,onnx-int8,onnx-int8:percentile
+    python -m sapiens_edge.benchmarks.recipes --recipes executorch-xnnpack-fp32,executorch-xnnpack-int8 --threads 2
 
 Weights: a seeded random model whose classifier is made confident (`models.synthetic`), written
 to a .safetensors file that the exports load like a user's checkpoint. Each export runs in its
-own process, so its peak RSS is its own. Latency: median of --runs after a warm-up, batch 1,
---threads intra-op threads, the bundled photo as input.
+own process, so its peak RSS is its own. Latency: batch 1, --threads intra-op threads, the bundled
+photo as input; every configuration (torch included) is loaded, warmed up once, then timed in
+--runs interleaved rounds (one run of each per round, so machine noise hits all alike); median.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -34,21 +37,35 @@ def _photo(task: str, input_hw: tuple[int, int]) -> tuple[Any, np.ndarray]:
     return prepared, np.ascontiguousarray(prepared.inputs, np.float32)
 
 
-def timed(fn, runs: int) -> float:
-    fn()  # warm-up
-    times = []
-    for _ in range(runs):
-        t0 = time.perf_counter()
+def interleaved(fns: dict[str, Callable[[], object]], runs: int,
+                progress: Callable[[str], None] = lambda _: None) -> dict[str, float]:
+    """Median latency of each function over `runs` rounds; each round runs every function once, in
+    turn, so that a slow spell of the machine hits all configurations alike. One warm-up each."""
+    for fn in fns.values():
         fn()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
+    times: dict[str, list[float]] = {name: [] for name in fns}
+    for i in range(runs):
+        for name, fn in fns.items():
+            t0 = time.perf_counter()
+            fn()
+            times[name].append(time.perf_counter() - t0)
+        progress(f"  round {i + 1}/{runs}: " + ", ".join(f"{n} {t[-1]:.2f} s" for n, t in times.items()))
+    return {name: statistics.median(t) for name, t in times.items()}
 
 
 def export_in_child(name: str, recipe: str, weights: Path, out: Path, input_hw: tuple[int, int],
-                    calibration_limit: int | None) -> dict:
-    """`sapiens-edge export` in a subprocess; returns its wall time and peak RSS (wait4 rusage)."""
+                    calibration_limit: int | None, keep_float: tuple[str, ...] = ()) -> dict:
+    """`sapiens-edge export` in a subprocess; returns its wall time and peak RSS (wait4 rusage).
+    `recipe` may name a calibration method after a colon: `onnx-int8:percentile`."""
+    recipe, _, method = recipe.partition(":")
     cmd = [sys.executable, "-m", "sapiens_edge.cli", "export", name, "--weights", str(weights), "--recipe", recipe,
            "--input-size", f"{input_hw[0]}x{input_hw[1]}", "--output", str(out), "--force"]
+    if method:
+        cmd += ["--calibration-method", method]
+    from sapiens_edge.export.recipes import get_recipe
+
+    if keep_float and get_recipe(recipe).needs_calibration:
+        cmd += [arg for pattern in keep_float for arg in ("--keep-float", pattern)]
     if calibration_limit:
         cmd += ["--calibration-limit", str(calibration_limit)]
     t0 = time.perf_counter()
@@ -60,11 +77,18 @@ def export_in_child(name: str, recipe: str, weights: Path, out: Path, input_hw: 
     proc.returncode = os.waitstatus_to_exitcode(status)
     if proc.returncode != 0:
         raise RuntimeError(f"export {name} {recipe} failed (exit {proc.returncode})")
-    return {"export_s": time.perf_counter() - t0, "export_peak_rss_gib": usage.ru_maxrss / 2**20}
+    stats = {"export_s": time.perf_counter() - t0, "export_peak_rss_gib": usage.ru_maxrss / 2**20}
+    _stats_file(out).write_text(json.dumps(stats))
+    return stats
+
+
+def _stats_file(artifact: Path) -> Path:
+    return artifact.with_name(artifact.name + ".export.json")
 
 
 def bench_model(name: str, recipes: list[str], input_hw: tuple[int, int], runs: int, threads: int, workdir: Path,
-                calibration_limit: int | None, torch_bf16: bool) -> list[dict]:
+                calibration_limit: int | None, torch_bf16: bool, keep_float: tuple[str, ...] = (),
+                reuse: bool = False) -> list[dict]:
     import torch
 
     import sapiens_edge
@@ -89,38 +113,50 @@ def bench_model(name: str, recipes: list[str], input_hw: tuple[int, int], runs: 
         return [o.numpy() for o in (out if isinstance(out, tuple) else (out,))]
 
     ref = torch_fn()
-    rows = [{"model": name, "config": "torch eager fp32", "latency_s": timed(torch_fn, runs)}]
-    print(f"  torch eager fp32: {rows[0]['latency_s']:.2f} s", file=sys.stderr, flush=True)
+    fns: dict[str, Callable[[], object]] = {"torch eager fp32": torch_fn}
+    rows = [{"model": name, "config": "torch eager fp32"}]
     if torch_bf16:
         def bf16_fn():
             with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16):
                 out = model(xt)
             return [o.float().numpy() for o in (out if isinstance(out, tuple) else (out,))]
 
-        row = {"model": name, "config": "torch eager bf16 (autocast)", "latency_s": timed(bf16_fn, runs)}
-        row.update(_parity(M, task_metrics, task, proc, prepared, ref, bf16_fn()))
-        rows.append(row)
-        print(f"  torch eager bf16: {row['latency_s']:.2f} s", file=sys.stderr, flush=True)
-    fp32_size = None
+        fns["torch eager bf16 (autocast)"] = bf16_fn
+        rows.append({"model": name, "config": "torch eager bf16 (autocast)",
+                     **_parity(M, task_metrics, task, proc, prepared, ref, bf16_fn())})
+    fp32_sizes: dict[str, int] = {}  # target -> its fp32 artifact's size
+    predictors = []
     for recipe in recipes:
-        out = workdir / f"{name}-{recipe}"
-        print(f"  export {recipe} ...", file=sys.stderr, flush=True)
-        row = {"model": name, "config": recipe,
-               **export_in_child(name, recipe, weights, out, input_hw, calibration_limit)}
-        size = sum(f.stat().st_size for f in out.glob("model.onnx*"))
-        fp32_size = size if recipe == "onnx-fp32" else fp32_size
+        out = workdir / f"{name}-{recipe.replace(':', '-')}"
+        row = {"model": name, "config": recipe}
+        if reuse and (out / "manifest.json").is_file() and _stats_file(out).is_file():
+            print(f"  reusing {out} (export figures from its first run)", file=sys.stderr, flush=True)
+            row.update(json.loads(_stats_file(out).read_text()))
+        else:
+            print(f"  export {recipe} ...", file=sys.stderr, flush=True)
+            row.update(export_in_child(name, recipe, weights, out, input_hw, calibration_limit, keep_float))
+        manifest = json.loads((out / "manifest.json").read_text())
+        size = sum((out / f).stat().st_size for f in manifest["files"] if f != "README.md")
+        row["target"] = manifest["target"]
+        if manifest["precision"] == "fp32":
+            fp32_sizes[manifest["target"]] = size
         row["file_mib"] = size / 2**20
-        with runtime.load(out, threads=threads) as p:
-            cand = p.run(x)
-            row["latency_s"] = timed(lambda p=p: p.run(x), runs)
-        row.update(_parity(M, task_metrics, task, proc, prepared, ref, cand))
+        p = runtime.load(out, threads=threads)
+        predictors.append(p)
+        fns[recipe] = lambda p=p: p.run(x)
+        row.update(_parity(M, task_metrics, task, proc, prepared, ref, p.run(x)))
         rows.append(row)
-        print(f"  {recipe}: {row['latency_s']:.2f} s, {row['file_mib']:.0f} MiB", file=sys.stderr, flush=True)
+    print(f"  timing {len(fns)} configurations in {runs} interleaved rounds ...", file=sys.stderr, flush=True)
+    latency = interleaved(fns, runs, progress=lambda m: print(m, file=sys.stderr, flush=True))
+    for p in predictors:
+        p.close()
+    for row in rows:
+        row["latency_s"] = latency[row["config"]]
     base = rows[0]["latency_s"]
     for r in rows:
         r["speedup_vs_torch_fp32"] = base / r["latency_s"]
-        if fp32_size and "file_mib" in r:
-            r["size_vs_fp32"] = r["file_mib"] * 2**20 / fp32_size
+        if r.get("target") in fp32_sizes:  # against the same target's fp32 artifact
+            r["size_vs_fp32"] = r["file_mib"] * 2**20 / fp32_sizes[r["target"]]
     return rows
 
 
@@ -155,13 +191,19 @@ def table(rows: list[dict]) -> str:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--models", default="0.1b-seg", help="comma-separated zoo names without 'sapiens2-'")
-    p.add_argument("--recipes", default="onnx-fp32,onnx-int8,onnx-int8-dynamic")
+    p.add_argument("--recipes", default="onnx-fp32,onnx-int8,onnx-int8-dynamic",
+                   help="comma-separated; RECIPE:METHOD picks a calibration method, e.g. onnx-int8:percentile")
     p.add_argument("--input-size", default="1024x768")
     p.add_argument("--runs", type=int, default=3)
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--calibration-limit", type=int, help="calibration images for int8 (default: all 8 built-in)")
     p.add_argument("--no-bf16", action="store_true", help="skip the torch bf16 row")
+    p.add_argument("--keep-float", action="append", default=[], metavar="PATTERN",
+                   help="passed to the calibrated int8 exports (layers left unquantized), e.g. decode_head.")
     p.add_argument("--workdir", help="keep checkpoints and artifacts here (default: a temp folder)")
+    p.add_argument("--reuse", action="store_true",
+                   help="time artifacts already in --workdir (from an earlier run with the same settings) "
+                        "instead of exporting them again")
     p.add_argument("--json", help="also write the rows here")
     args = p.parse_args(argv)
     h, w = (int(v) for v in args.input_size.lower().split("x"))
@@ -171,7 +213,7 @@ def main(argv: list[str] | None = None) -> int:
         workdir.mkdir(parents=True, exist_ok=True)
         for m in filter(None, args.models.split(",")):
             rows += bench_model(f"sapiens2-{m}", args.recipes.split(","), (h, w), args.runs, args.threads, workdir,
-                                args.calibration_limit, not args.no_bf16)
+                                args.calibration_limit, not args.no_bf16, tuple(args.keep_float), args.reuse)
     print(f"input {h}x{w}, batch 1, {args.threads} threads, median of {args.runs} runs; parity vs torch fp32")
     print(table(rows))
     if args.json:

@@ -1,0 +1,63 @@
+"""Peak memory of the runtime against the model file size, one fresh process per artifact.
+
+    python -m sapiens_edge.benchmarks.runtime_memory ARTIFACT [ARTIFACT ...] [--threads 2]
+
+For each artifact a child process imports the runtime and its backend (baseline), loads the
+artifact (after load) and runs one inference on a zero input (after run); each figure is that
+process's peak RSS (ru_maxrss). `after load - baseline` against the file size tells whether the
+weights were copied or memory-mapped and paged in on demand.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+_CHILD = r"""
+import json, resource, sys
+import numpy as np
+from sapiens_edge import runtime
+from sapiens_edge.manifest import read_manifest
+from sapiens_edge.runtime.backends import BACKENDS, default_backend
+import importlib
+path, threads = sys.argv[1], int(sys.argv[2])
+m = read_manifest(path, verify=False)
+importlib.import_module(BACKENDS[default_backend(m)].module)
+peak = lambda: resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+base = peak()
+p = runtime.load(path, verify=False, threads=threads)
+loaded = peak()
+p.run(np.zeros([1, 3, *m.input_hw], np.float32))
+print(json.dumps({"baseline_mib": base, "after_load_mib": loaded, "after_run_mib": peak()}))
+"""
+
+
+def measure(artifact: Path, threads: int) -> dict:
+    out = subprocess.run([sys.executable, "-c", _CHILD, str(artifact), str(threads)], capture_output=True, text=True,
+                         check=True)
+    row = json.loads(out.stdout.strip().splitlines()[-1])
+    manifest = json.loads((artifact / "manifest.json").read_text())
+    row["file_mib"] = sum((artifact / f).stat().st_size for f in manifest["files"] if f != "README.md") / 2**20
+    row["artifact"], row["recipe"] = str(artifact), manifest["recipe"]
+    return row
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("artifacts", nargs="+", type=Path)
+    parser.add_argument("--threads", type=int, default=2)
+    args = parser.parse_args(argv)
+    print("| recipe | file MiB | baseline MiB | after load MiB | after 1 run MiB | load - baseline vs file |")
+    print("|---|---:|---:|---:|---:|---:|")
+    for art in args.artifacts:
+        r = measure(art, args.threads)
+        print(f"| {r['recipe']} | {r['file_mib']:.0f} | {r['baseline_mib']:.0f} | {r['after_load_mib']:.0f} | "
+              f"{r['after_run_mib']:.0f} | {(r['after_load_mib'] - r['baseline_mib']) / r['file_mib']:.2f}x |")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

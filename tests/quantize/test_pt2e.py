@@ -1,0 +1,75 @@
+"""PT2E quantizer set-up for ExecuTorch: which layers get observers, and which observer."""
+
+from __future__ import annotations
+
+import pytest
+
+torch = pytest.importorskip("torch")
+pytest.importorskip("executorch")
+
+from torch import nn  # noqa: E402
+
+from sapiens_edge.errors import SapiensEdgeError  # noqa: E402
+from sapiens_edge.quantize import pt2e  # noqa: E402
+
+
+class TwoLayers(nn.Module):
+    """A conv (as in the heads) feeding linears (as in the blocks)."""
+
+    def __init__(self):
+        super().__init__()
+        self.stem = nn.Conv2d(3, 8, 2)
+        self.body = nn.Linear(8, 8)
+        self.head = nn.Linear(8, 4)
+
+    def forward(self, x):
+        return self.head(torch.relu(self.body(self.stem(x).mean((2, 3)))))
+
+
+def _observers(method: str, keep_float: tuple[str, ...] = ()) -> dict[str, list[str]]:
+    """Observer class names feeding each conv and linear of the prepared model."""
+    from torchao.quantization.pt2e.quantize_pt2e import prepare_pt2e
+
+    program = torch.export.export(TwoLayers().eval(), (torch.randn(2, 3, 4, 4),))
+    prepared = prepare_pt2e(program.module(), pt2e.xnnpack_quantizer(keep_float, method))
+    found: dict[str, list[str]] = {}
+    for node in prepared.graph.nodes:
+        if node.op == "call_function" and ("linear" in str(node.target) or "conv" in str(node.target)):
+            stack = [path for path, _ in node.meta.get("nn_module_stack", {}).values()]
+            observers = [type(getattr(prepared, a.target)).__name__ for a in node.args
+                         if getattr(a, "op", None) == "call_module"]
+            found[stack[-1]] = observers
+    return found
+
+
+def test_histogram_is_the_default_activation_observer():
+    obs = _observers("histogram")
+    assert set(obs) == {"stem", "body", "head"}
+    # input activation: histogram; weight: per-channel min/max (symmetric)
+    assert all("HistogramObserver" in o and "PerChannelMinMaxObserver" in o for o in obs.values()), obs
+
+
+def test_minmax_replaces_the_activation_observer_only():
+    obs = _observers("minmax")
+    assert all("MinMaxObserver" in o and "HistogramObserver" not in o and "PerChannelMinMaxObserver" in o
+               for o in obs.values()), obs
+
+
+def test_keep_float_leaves_matching_layers_unobserved():
+    obs = _observers("histogram", keep_float=("head",))
+    # The head's weight stays float; its input is still observed as the body's (int8) output.
+    assert "PerChannelMinMaxObserver" not in obs["head"] and "PerChannelMinMaxObserver" in obs["body"], obs
+
+
+def test_unknown_method_is_refused():
+    with pytest.raises(SapiensEdgeError, match="histogram, minmax"):
+        pt2e.quantize_static(torch.export.export(TwoLayers().eval(), (torch.randn(2, 3, 4, 4),)),
+                             lambda: iter(()), 0, method="entropy")
+
+
+def test_quantized_layers_counts_what_gets_int8_weights():
+    from torchao.quantization.pt2e.quantize_pt2e import prepare_pt2e
+
+    program = torch.export.export(TwoLayers().eval(), (torch.randn(2, 3, 4, 4),))
+    prepared = prepare_pt2e(program.module(), pt2e.xnnpack_quantizer(("head",)))
+    assert pt2e.quantized_layers(prepared) == {"linear": (1, 2), "conv2d": (1, 1)}
