@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import statistics
 import subprocess
 import sys
@@ -53,13 +52,31 @@ def interleaved(fns: dict[str, Callable[[], object]], runs: int,
     return {name: statistics.median(t) for name, t in times.items()}
 
 
+# `sapiens-edge export ARGS...`, then its peak RSS (MiB) written to argv[1].
+_EXPORT_CHILD = """
+import sys
+from pathlib import Path
+from sapiens_edge.benchmarks.load_and_latency import _peak_rss_mib
+from sapiens_edge.cli import main
+peak_file, args = Path(sys.argv[1]), sys.argv[2:]
+try:
+    rc = main(args)
+finally:
+    peak_file.write_text(str(_peak_rss_mib()))
+sys.exit(rc)
+"""
+
+
 def export_in_child(name: str, recipe: str, weights: Path, out: Path, input_hw: tuple[int, int],
                     calibration_limit: int | None, keep_float: tuple[str, ...] = ()) -> dict:
-    """`sapiens-edge export` in a subprocess; returns its wall time and peak RSS (wait4 rusage).
-    `recipe` may name a calibration method after a colon: `onnx-int8:percentile`."""
+    """`sapiens-edge export` in a subprocess; returns its wall time and peak RSS (the child's own
+    VmHWM: wait4's ru_maxrss would also count the pages the child shared with this process before
+    exec, i.e. every model this benchmark holds). `recipe` may name a calibration method after a
+    colon: `onnx-int8:percentile`."""
     recipe, _, method = recipe.partition(":")
-    cmd = [sys.executable, "-m", "sapiens_edge.cli", "export", name, "--weights", str(weights), "--recipe", recipe,
-           "--input-size", f"{input_hw[0]}x{input_hw[1]}", "--output", str(out), "--force"]
+    peak_file = out.with_name(out.name + ".peak")
+    cmd = [sys.executable, "-c", _EXPORT_CHILD, str(peak_file), "export", name, "--weights", str(weights),
+           "--recipe", recipe, "--input-size", f"{input_hw[0]}x{input_hw[1]}", "--output", str(out), "--force"]
     if method:
         cmd += ["--calibration-method", method]
     from sapiens_edge.export.recipes import get_recipe
@@ -73,11 +90,11 @@ def export_in_child(name: str, recipe: str, weights: Path, out: Path, input_hw: 
     for line in proc.stderr:  # show the export's progress as it goes
         if "Warning" not in line and not line.startswith(("W1", "  ", "[torch.onnx]")):
             print(f"    {line.rstrip()}", file=sys.stderr, flush=True)
-    _, status, usage = os.wait4(proc.pid, 0)
-    proc.returncode = os.waitstatus_to_exitcode(status)
-    if proc.returncode != 0:
+    if proc.wait() != 0:
         raise RuntimeError(f"export {name} {recipe} failed (exit {proc.returncode})")
-    stats = {"export_s": time.perf_counter() - t0, "export_peak_rss_gib": usage.ru_maxrss / 2**20}
+    peak_mib = float(peak_file.read_text())
+    peak_file.unlink()
+    stats = {"export_s": time.perf_counter() - t0, "export_peak_rss_gib": peak_mib / 1024}
     _stats_file(out).write_text(json.dumps(stats))
     return stats
 

@@ -78,8 +78,8 @@ RECIPES: dict[str, Recipe] = {r.name: r for r in [
            options=_ONNX_FP16_REWRITES),
     Recipe("onnx-int8", "onnx", "int8", "ONNX static QDQ int8: per-channel symmetric weights, calibrated "
            "activations (ONNX Runtime quantizer)", needs_calibration=True, requires=_ONNX, extra="onnx",
-           thresholds=INT8, options={"calibration_method": "minmax", **_ONNX_REWRITES},
-           calibration_methods=("minmax", "percentile", "entropy")),
+           thresholds=INT8, options={"calibration_method": "percentile", **_ONNX_REWRITES},
+           calibration_methods=("percentile", "minmax", "entropy")),
     Recipe("onnx-int8-dynamic", "onnx", "int8-dynamic", "ONNX dynamic int8: int8 weights, activations "
            "quantized at run time (no calibration)", requires=_ONNX, extra="onnx", thresholds=INT8,
            options=_ONNX_REWRITES),

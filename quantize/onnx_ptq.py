@@ -58,8 +58,12 @@ class _OneInput:
         return 1
 
 
-def _calibrator(model_path: Path, op_types: tuple[str, ...], augmented: Path, method: str, percentile: float):
-    """ONNX Runtime's calibrator for `method`, with the graph augmented but no session yet."""
+def _calibrator(model_path: Path, op_types: tuple[str, ...], augmented: Path, method: str, percentile: float,
+                skip_nodes: frozenset[str] = frozenset()):
+    """ONNX Runtime's calibrator for `method`, with the graph augmented but no session yet. Tensors
+    that only nodes in `skip_nodes` (left in float) read or write are not calibrated: the histogram
+    methods hold every calibrated tensor of an image at once, and the seg head's full-resolution
+    activations are the largest."""
     from onnxruntime.quantization import calibrate as C
 
     common = {"op_types_to_calibrate": list(op_types), "augmented_model_path": str(augmented),
@@ -73,6 +77,15 @@ def _calibrator(model_path: Path, op_types: tuple[str, ...], augmented: Path, me
         calibrator = C.EntropyCalibrater(str(model_path), **common, num_bins=128, num_quantized_bins=128)
     else:
         raise SapiensEdgeError(f"Unknown calibration method {method!r}; choose one of {', '.join(METHODS)}.")
+    needed = {t for node in calibrator.model.graph.node if node.op_type in op_types and node.name not in skip_nodes
+              for t in (*node.input, *node.output)}
+    select_all = calibrator.select_tensors_to_calibrate
+
+    def select_needed(model):
+        tensors, value_infos = select_all(model)
+        return {t for t in tensors if t in needed}, value_infos
+
+    calibrator.select_tensors_to_calibrate = select_needed
     calibrator.augment_graph()
     return calibrator
 
@@ -91,10 +104,11 @@ def _calibration_session(path: Path):
 
 def calibrate(model_path: Path, input_name: str, batches: Callable[[], Iterator[np.ndarray]], count: int, *,
               method: str = "minmax", op_types: tuple[str, ...] = STATIC_OPS, workdir: Path,
-              progress: Callable[[str], None] = lambda _: None, percentile: float = 99.999):
+              progress: Callable[[str], None] = lambda _: None, percentile: float = 99.999,
+              skip_nodes: frozenset[str] = frozenset()):
     """Activation ranges (ONNX Runtime `TensorsData`) of `model_path` over the calibration inputs."""
     augmented = workdir / "augmented.onnx"
-    calibrator = _calibrator(model_path, op_types, augmented, method, percentile)
+    calibrator = _calibrator(model_path, op_types, augmented, method, percentile, skip_nodes)
     # The calibrator keeps its augmented ModelProto for the output names only: drop its weights.
     del calibrator.model.graph.initializer[:]
     calibrator.infer_session = _calibration_session(augmented)
@@ -124,7 +138,7 @@ def quantize_static(model_path: Path, output: Path, input_name: str, batches: Ca
 
     with tempfile.TemporaryDirectory(prefix="sapiens-calib-", dir=output.parent) as tmp:
         ranges = calibrate(model_path, input_name, batches, count, method=method, op_types=op_types,
-                           workdir=Path(tmp), progress=progress)
+                           workdir=Path(tmp), progress=progress, skip_nodes=frozenset(nodes_to_exclude or ()))
         cache = Path(tmp) / "ranges.json"
         save_tensors_data(ranges, cache)
         progress("inserting QDQ nodes (ONNX Runtime quantizer) ...")

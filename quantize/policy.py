@@ -2,14 +2,19 @@
 
 First and last layers stay fp32, as usual in PTQ: the patch embedding sees raw pixels and the
 classifier's rounding lands directly on the logits/heatmaps; both are a tiny share of the compute.
-For seg, also the head's two 1x1 convs at full resolution (64 channels, 0.01 % of the weights,
-~1 % of the FLOPs) right before the classifier. Users add more with `--keep-float PATTERN`.
+For seg, the whole head: its four up-sampling convs carry per-tensor int8 activations at up to
+full resolution straight into the per-pixel argmax. Measured on 0.1b seg (stand-in weights, torch
+fake-quant, one group of layers int8 at a time): head convs alone cost 3-3.5 points of pixel
+agreement, every q/k/v/proj/FFN-input group under 1 point; with the head in float onnx-int8 goes
+from 94.9 % to 97.6 % (minmax) / 98.3 % (percentile) and executorch-xnnpack-int8 from 96.2 % to
+98.2 %, for 7 % of the weights in fp32 (file 0.31x instead of 0.26x) and ~0.3 s. Users add
+layers with `--keep-float PATTERN`.
 """
 
 from __future__ import annotations
 
 KEEP_FLOAT = ("patch_embed", "conv_seg", "conv_pose")
-KEEP_FLOAT_BY_TASK = {"seg": ("decode_head.conv_layers",)}
+KEEP_FLOAT_BY_TASK = {"seg": ("decode_head.",)}
 # Export-rewrite helpers that are linears in form but statistics in meaning (RMSNorm's mean of
 # squares): quantizing them would quantize the norm itself.
 NEVER_QUANTIZE = ("mean_sq",)

@@ -53,7 +53,7 @@ def test_recipes_table_with_reasons(capsys):
     rows = {r["recipe"]: r for r in json.loads(capsys.readouterr().out)}
     assert rows["onnx-fp32"]["available"] == "no" and "1024x768 only" in rows["onnx-fp32"]["reason"]
     # calibrated recipes list their calibration methods, default first
-    assert rows["onnx-int8"]["calibration"] == "minmax/percentile/entropy" and rows["onnx-fp32"]["calibration"] == "no"
+    assert rows["onnx-int8"]["calibration"] == "percentile/minmax/entropy" and rows["onnx-fp32"]["calibration"] == "no"
     assert main(["recipes"]) == 0
     assert "onnx-int8-dynamic" in capsys.readouterr().out
 

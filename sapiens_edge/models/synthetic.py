@@ -14,6 +14,11 @@ k reads the direction at angle 2*pi*k/K in the plane of the first two, so each h
 clear peak. Backbone and the rest of the head keep their random weights, so the export still has
 to get all of them right; the numbers only become decidable. Normal and pointmap outputs are
 continuous and need no change.
+
+`wake_layer_scale_` comes first: the spec's initial LayerScale (1e-4) scales every attention
+branch down to nothing, so a freshly initialised backbone is an FFN-only network and errors in
+attention (kernels, int8 q/k/v and projection) would not reach the outputs. Trained models learn
+LayerScale values orders of magnitude larger; the stand-in sets them to 1.
 """
 
 from __future__ import annotations
@@ -24,6 +29,17 @@ import torch
 from torch import nn
 
 _CLASSIFIERS = {"seg": "conv_seg", "pose": "conv_pose"}
+
+
+@torch.no_grad()
+def wake_layer_scale_(model: nn.Module, value: float = 1.0) -> int:
+    """Set every LayerScale (`*.gamma.weight`) to `value`; returns how many were set."""
+    count = 0
+    for name, p in model.named_parameters():
+        if name.endswith("gamma.weight"):
+            p.fill_(value)
+            count += 1
+    return count
 
 
 @torch.no_grad()

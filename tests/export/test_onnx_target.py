@@ -102,7 +102,7 @@ def test_int8_is_smaller_and_records_calibration(models, tmp_path):
     assert size < 0.45  # tiny models carry fixed overhead (RoPE tables, QDQ scales); 0.1b measures ~0.27
     opts = int8.manifest.export_options
     assert opts["calibration"]["count"] == 3 and opts["calibration"]["source"] == "built-in"
-    assert opts["quantization"]["calibration_method"] == "minmax" and "Conv" in opts["quantization"]["op_types"]
+    assert opts["quantization"]["calibration_method"] == "percentile" and "Conv" in opts["quantization"]["op_types"]
 
 
 def test_tampered_quantized_model_is_caught_by_validation(models, tiny_reference, tmp_path, monkeypatch):
@@ -169,17 +169,27 @@ def test_calibration_method_is_selectable(models, tmp_path):
     model = models["seg"]
     hw = model.sapiens_info.input_hw
     art = core.export(model, "onnx-int8", tmp_path / "p", input_size=hw, calibration_limit=2,
-                      calibration_method="percentile", keep_float=("decode_head.",), **QUIET)
+                      calibration_method="minmax", keep_float=("blocks.0.attn.",), **QUIET)
     opts = art.manifest.export_options["quantization"]
-    assert opts["calibration_method"] == "percentile"
+    assert opts["calibration_method"] == "minmax"
     graph = onnx.load(str(art.path / "model.onnx")).graph
     producers = {o: n.op_type for n in graph.node for o in n.output}
-    head_convs = [n for n in graph.node if n.op_type == "Conv" and "decode_head" in "".join(n.input[1:])]
-    assert head_convs and all(producers.get(n.input[1]) != "DequantizeLinear" for n in head_convs)  # float weights
-    assert len(opts["kept_float"]) == len(head_convs) + 1  # + the patch embedding
+
+    def weights_are_float(nodes) -> bool:
+        return bool(nodes) and all(producers.get(n.input[1]) != "DequantizeLinear" for n in nodes)
+
+    # The seg head stays float by policy; --keep-float adds block 0's attention linears.
+    def layers(ops: tuple[str, ...], key: str) -> list:
+        return [n for n in graph.node if n.op_type in ops and key in "".join(n.input[1:])]
+
+    head_convs = layers(("Conv",), "decode_head")
+    block0_attn, block1_attn = (layers(("MatMul", "Gemm"), f"blocks.{i}.attn.") for i in (0, 1))
+    assert weights_are_float(head_convs) and weights_are_float(block0_attn)
+    assert block1_attn and not any(producers.get(n.input[1]) != "DequantizeLinear" for n in block1_attn)
+    assert len(opts["kept_float"]) == len(head_convs) + len(block0_attn) + 1  # + the patch embedding
     from sapiens_edge.errors import RecipeError
 
     with pytest.raises(RecipeError, match="no calibration method"):
         core.export(model, "onnx-fp32", tmp_path / "f", input_size=hw, calibration_method="percentile", **QUIET)
-    with pytest.raises(RecipeError, match="minmax, percentile, entropy"):
+    with pytest.raises(RecipeError, match="percentile, minmax, entropy"):
         core.export(model, "onnx-int8", tmp_path / "g", input_size=hw, calibration_method="kl", **QUIET)
