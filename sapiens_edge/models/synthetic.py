@@ -9,11 +9,12 @@ coherent directions of its features: labels come in regions and heatmaps have cl
 `make_confident_` gives a random model that property without training: it runs the model once
 on an image and takes the principal directions of the classifier's input features over all pixels.
 Seg: a few classes (6 by default) become the nearest-centre bins of the first principal score, so
-labels form regions whose boundaries follow the image; the other classes never win. Pose: keypoint
-k reads the direction at angle 2*pi*k/K in the plane of the first two, so each heatmap has one
-clear peak. Backbone and the rest of the head keep their random weights, so the export still has
-to get all of them right; the numbers only become decidable. Normal and pointmap outputs are
-continuous and need no change.
+labels form regions whose boundaries follow the image; the other classes never win. Pose: each
+keypoint reads one of the random feature directions whose best pixel stands out most from every
+pixel more than 2 away, scaled to peak at 1 over a median of 0.5, so each heatmap has one clear peak.
+Backbone and the rest of the head keep their random weights, so the export still has to get all
+of them right; the numbers only become decidable. Normal and pointmap outputs are continuous and
+need no change.
 
 `wake_layer_scale_` comes first: the spec's initial LayerScale (1e-4) scales every attention
 branch down to nothing, so a freshly initialised backbone is an FFN-only network and errors in
@@ -82,12 +83,43 @@ def make_confident_(model: nn.Module, image: torch.Tensor, *, gain: float | None
         bias = offset - weight @ mean
         scale = gain if gain is not None else 4.0
     else:
-        angles = torch.arange(k, dtype=torch.float64) * (2 * math.pi / k)
-        dirs = torch.stack([angles.cos() / spread[0], angles.sin() / spread[1]], 1)  # whitened plane
-        weight = dirs @ u  # (K, C)
-        bias = -(weight @ mean)
-        scores = feats @ weight.T + bias  # (pixels, K)
-        scale = gain if gain is not None else 1.0 / float(scores.max(0).values.mean())
+        weight, bias = _peaked_readouts(centred, v, seen["x"].shape[-1], k)
+        bias = bias - weight @ mean
+        scale = gain if gain is not None else 1.0
     conv.weight.copy_((scale * weight).to(conv.weight.dtype).reshape(conv.weight.shape))
     conv.bias.copy_((scale * bias).to(conv.bias.dtype))
     return model
+
+
+def _peaked_readouts(centred: torch.Tensor, v: torch.Tensor, width: int, k: int, *, rank: int = 32,
+                     candidates: int = 4096, radius: int = 2, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    """(weight (K, C), bias (K,)) of K heatmaps over centred features (pixels, C), each with one clear
+    peak: random directions in the whitened top-`rank` principal subspace, kept where the best pixel
+    stands out most from the best one more than `radius` pixels away; scaled so that the heatmap's
+    median is 0.5 and its peak 1."""
+    r = min(rank, v.shape[0])
+    basis = v[:r]  # (r, C)
+    proj = centred @ basis.T
+    proj = proj / proj.std(0).clamp_min(1e-12)  # whitened (pixels, r)
+    gen = torch.Generator().manual_seed(seed)
+    dirs = torch.randn(candidates, r, generator=gen, dtype=torch.float64)
+    dirs = dirs / dirs.norm(dim=1, keepdim=True)
+    ys = torch.arange(proj.shape[0]) // width
+    xs = torch.arange(proj.shape[0]) % width
+    margin, peak, median = [], [], []
+    for chunk in dirs.split(256):
+        scores = proj @ chunk.T  # (pixels, n)
+        top, at = scores.max(0)
+        near = ((ys[:, None] - ys[at][None]).abs() <= radius) & ((xs[:, None] - xs[at][None]).abs() <= radius)
+        runner_up = scores.masked_fill(near, -math.inf).max(0).values
+        med = scores.median(0).values
+        margin.append((top - runner_up) / (top - med))
+        peak.append(top)
+        median.append(med)
+    best = torch.cat(margin).topk(k).indices
+    top, med = torch.cat(peak)[best], torch.cat(median)[best]
+    readout = dirs[best] @ (basis / (centred @ basis.T).std(0).clamp_min(1e-12)[:, None])  # (K, C) on features
+    # Peak 1 over a background of 0.5: DARK refinement takes the log of the blurred heatmap around
+    # the peak, which must stay positive (trained heatmaps are positive Gaussian blobs).
+    span = 2 * (top - med)[:, None]
+    return readout / span, 0.5 - med / span[:, 0]
