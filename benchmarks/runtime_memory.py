@@ -2,7 +2,8 @@
 
     python -m sapiens_edge.benchmarks.runtime_memory ARTIFACT [ARTIFACT ...] [--threads 2]
 
-For each artifact a child process imports the runtime and its backend (baseline), loads the
+For each artifact a child process imports the runtime, its backend and the backend's engine
+(onnxruntime; torch + ExecuTorch's runtime) (baseline), loads the
 artifact (after load) and runs one inference on a zero input (after run); each figure is that
 process's peak RSS (ru_maxrss). `after load - baseline` against the file size tells whether the
 weights were copied or memory-mapped and paged in on demand.
@@ -25,7 +26,11 @@ from sapiens_edge.runtime.backends import BACKENDS, default_backend
 import importlib
 path, threads = sys.argv[1], int(sys.argv[2])
 m = read_manifest(path, verify=False)
-importlib.import_module(BACKENDS[default_backend(m)].module)
+backend = default_backend(m)
+importlib.import_module(BACKENDS[backend].module)
+# The engines load lazily inside the backends; import them first so the baseline includes them.
+for engine in {"onnxruntime": ("onnxruntime",), "executorch": ("torch", "executorch.runtime")}.get(backend, ()):
+    importlib.import_module(engine)
 peak = lambda: resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 base = peak()
 p = runtime.load(path, verify=False, threads=threads)
