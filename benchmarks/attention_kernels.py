@@ -5,27 +5,18 @@
 ONNX Runtime: the opset-23 `Attention` op (what the dynamo exporter emits for SDPA), ONNX Runtime's
 contrib `MultiHeadAttention` (token-major input, what the `fused_attention` rewrite exports) and
 MatMul + Softmax + MatMul spelled out; PyTorch SDPA in fp32 and bf16 for reference. Random q, k, v
-of the model's shape (prefix tokens included), batch 1, median of --runs after a warm-up.
+of the model's shape (prefix tokens included), batch 1; one warm-up each, then --runs interleaved rounds
+(every kernel once per round), median.
 """
 
 from __future__ import annotations
 
 import argparse
-import statistics
-import time
 from collections.abc import Callable
 
 import numpy as np
 
-
-def _median_ms(fn: Callable[[], object], runs: int) -> float:
-    fn()
-    times = []
-    for _ in range(runs):
-        t = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t)
-    return statistics.median(times) * 1000
+from .recipes import interleaved
 
 
 def _session(graph_nodes, inputs, initializers, threads: int, contrib: bool = False):
@@ -33,7 +24,8 @@ def _session(graph_nodes, inputs, initializers, threads: int, contrib: bool = Fa
     import onnxruntime as ort
     from onnx import TensorProto, helper
 
-    out = helper.make_tensor_value_info("o", TensorProto.FLOAT, None)
+    rank = 3 if contrib else 4  # MultiHeadAttention is token-major (B, N, H*d); the others (B, H, N, d)
+    out = helper.make_tensor_value_info("o", TensorProto.FLOAT, [f"d{i}" for i in range(rank)])
     graph = helper.make_graph(graph_nodes, "attention", inputs, [out], initializers)
     opsets = [helper.make_opsetid("", 23)] + ([helper.make_opsetid("com.microsoft", 1)] if contrib else [])
     model = helper.make_model(graph, opset_imports=opsets)
@@ -57,18 +49,19 @@ def measure(heads: int, tokens: int, head_dim: int, threads: int, runs: int) -> 
         return helper.make_tensor_value_info(name, TensorProto.FLOAT, shape)
 
     four_d = [vi(n, [1, heads, tokens, head_dim]) for n in "qkv"]
-    rows = []
+    rows: list[dict] = []
+    fns: dict[str, Callable[[], object]] = {}
     sess = _session([helper.make_node("Attention", ["q", "k", "v"], ["o"])], four_d, [], threads)
     ref = sess.run(None, bhnd)[0]
-    rows.append({"kernel": "onnxruntime Attention (opset 23)", "ms": _median_ms(lambda: sess.run(None, bhnd), runs)})
+    rows.append({"kernel": "onnxruntime Attention (opset 23)"})
+    fns[rows[-1]["kernel"]] = lambda: sess.run(None, bhnd)
 
     mha = _session([helper.make_node("MultiHeadAttention", ["q", "k", "v"], ["o"], domain="com.microsoft",
                                      num_heads=heads)],
                    [vi(n, [1, tokens, heads * head_dim]) for n in "qkv"], [], threads, contrib=True)
     out = mha.run(None, token_major)[0].reshape(1, tokens, heads, head_dim).transpose(0, 2, 1, 3)
-    ms = _median_ms(lambda: mha.run(None, token_major), runs)
-    diff = float(np.abs(out - ref).max())
-    rows.append({"kernel": "onnxruntime MultiHeadAttention (contrib)", "ms": ms, "max_abs_diff": diff})
+    rows.append({"kernel": "onnxruntime MultiHeadAttention (contrib)", "max_abs_diff": float(np.abs(out - ref).max())})
+    fns[rows[-1]["kernel"]] = lambda: mha.run(None, token_major)
 
     scale = helper.make_tensor("scale", TensorProto.FLOAT, [], [head_dim ** -0.5])
     nodes = [helper.make_node("Transpose", ["k"], ["kt"], perm=[0, 1, 3, 2]),
@@ -77,16 +70,20 @@ def measure(heads: int, tokens: int, head_dim: int, threads: int, runs: int) -> 
              helper.make_node("MatMul", ["p", "v"], ["o"])]
     plain = _session(nodes, four_d, [scale], threads)
     out = plain.run(None, bhnd)[0]
-    rows.append({"kernel": "onnxruntime MatMul+Softmax+MatMul", "ms": _median_ms(lambda: plain.run(None, bhnd), runs),
-                 "max_abs_diff": float(np.abs(out - ref).max())})
+    rows.append({"kernel": "onnxruntime MatMul+Softmax+MatMul", "max_abs_diff": float(np.abs(out - ref).max())})
+    fns[rows[-1]["kernel"]] = lambda: plain.run(None, bhnd)
 
     torch.set_num_threads(threads)
     tq, tk, tv = (torch.from_numpy(t) for t in (q, k, v))
     sdpa = torch.nn.functional.scaled_dot_product_attention
+    bq, bk, bv = (t.bfloat16() for t in (tq, tk, tv))
+    rows += [{"kernel": "torch SDPA fp32"}, {"kernel": "torch SDPA bf16"}]
+    fns["torch SDPA fp32"] = lambda: sdpa(tq, tk, tv)
+    fns["torch SDPA bf16"] = lambda: sdpa(bq, bk, bv)
     with torch.no_grad():
-        rows.append({"kernel": "torch SDPA fp32", "ms": _median_ms(lambda: sdpa(tq, tk, tv), runs)})
-        bq, bk, bv = (t.bfloat16() for t in (tq, tk, tv))
-        rows.append({"kernel": "torch SDPA bf16", "ms": _median_ms(lambda: sdpa(bq, bk, bv), runs)})
+        seconds = interleaved(fns, runs)  # every kernel once per round, so machine noise hits all alike
+    for r in rows:
+        r["ms"] = seconds[r["kernel"]] * 1000
     base = rows[0]["ms"]
     for r in rows:
         r["vs_opset23"] = base / r["ms"]
