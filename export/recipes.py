@@ -65,8 +65,8 @@ _ET_REWRITES = {"rewrites": ("subpixel_deconv", "split_swiglu", "explicit_attent
 # ConvTranspose2d(k4, s2) -> Conv2d + pixel shuffle (export.rewrites): ONNX Runtime's ConvTranspose
 # has no int8 kernel and runs at half the GEMM rate of its Conv.
 # Attention -> com.microsoft.MultiHeadAttention in token-major layout (export.fused_attention): no
-# transposes around it and ONNX Runtime's tiled kernel, 1.45x faster than the opset-23 Attention on
-# CPU. fp16 keeps the standard op, whose softmax precision can be pinned to fp32.
+# transposes around it and ONNX Runtime's tiled kernel: 1.45x faster than the opset-23 Attention on one
+# CPU measured, 0.91x on another (README). fp16 keeps the standard op, whose softmax precision can be pinned to fp32.
 # SwiGLU's fused gate/value projection -> two Linears (no Split of the widest activation).
 _ONNX_REWRITES = {"rewrites": ("subpixel_deconv", "split_swiglu", "fused_attention")}
 _ONNX_FP16_REWRITES = {"rewrites": ("subpixel_deconv", "split_swiglu")}
