@@ -17,7 +17,7 @@ $(STAMP): pyproject.toml
 install: $(STAMP)
 
 # Main job end to end on built-in defaults: 0.1b seg at 1024x768 -> onnx-fp32 + onnx-int8 artifacts,
-# validated against PyTorch, run on the bundled photo, benchmarked side by side (about 6 min on 2 cores).
+# validated against PyTorch, run on the bundled photo, benchmarked side by side (about 3.5 min on 2 cores).
 demo: $(STAMP)
 	$(BIN)/sapiens-edge pipeline --output demo-output --force
 
