@@ -137,7 +137,7 @@ def lower(model: Any, recipe: Recipe, input_hw: tuple[int, int], workdir: Path,
 
         if calibration is None:
             raise SapiensEdgeError(f"{recipe.name} needs calibration data.")
-        method = calibration.method or recipe.options["calibration_method"]
+        method = calibration.method or recipe.default_calibration_method
         from sapiens_edge.quantize.policy import keep_float_keys
 
         keep = keep_float_keys(task, calibration.keep_float)

@@ -179,7 +179,7 @@ def lower(model: Any, recipe: Recipe, input_hw: tuple[int, int], workdir: Path,
             if recipe.precision == "int8":
                 if calibration is None:
                     raise SapiensEdgeError(f"{recipe.name} needs calibration data.")
-                method = calibration.method or recipe.options["calibration_method"]
+                method = calibration.method or recipe.default_calibration_method
                 keep = float_nodes(onnx.load(str(fp32_path), load_external_data=False), task, calibration.keep_float)
                 options["quantization"] = onnx_ptq.quantize_static(
                     fp32_path, out, INPUT_NAME, calibration.batches, calibration.count, method=method,

@@ -53,6 +53,10 @@ class Recipe:
     max_params: int | None = None
     calibration_methods: tuple[str, ...] = ()  # selectable with --calibration-method; first is the default
 
+    @property
+    def default_calibration_method(self) -> str | None:
+        return self.calibration_methods[0] if self.calibration_methods else None
+
     def thresholds_for(self, task: str) -> dict[str, float]:
         return {**self.thresholds.get("tensor", {}), **self.thresholds.get(task, {})}
 
@@ -78,7 +82,7 @@ RECIPES: dict[str, Recipe] = {r.name: r for r in [
            options=_ONNX_FP16_REWRITES),
     Recipe("onnx-int8", "onnx", "int8", "ONNX static QDQ int8: per-channel symmetric weights, calibrated "
            "activations (ONNX Runtime quantizer)", needs_calibration=True, requires=_ONNX, extra="onnx",
-           thresholds=INT8, options={"calibration_method": "percentile", **_ONNX_REWRITES},
+           thresholds=INT8, options=_ONNX_REWRITES,
            calibration_methods=("percentile", "minmax", "entropy")),
     Recipe("onnx-int8-dynamic", "onnx", "int8-dynamic", "ONNX dynamic int8: int8 weights, activations "
            "quantized at run time (no calibration)", requires=_ONNX, extra="onnx", thresholds=INT8,
@@ -91,7 +95,7 @@ RECIPES: dict[str, Recipe] = {r.name: r for r in [
     Recipe("executorch-xnnpack-int8", "executorch", "int8", "ExecuTorch .pte, PT2E static int8 (XNNPACK quantizer: "
            "per-channel symmetric weights, calibrated activations), XNNPACK delegate", needs_calibration=True,
            requires=(*_EXECUTORCH, "torchao"), extra="executorch", thresholds=INT8,
-           options={"calibration_method": "histogram", **_ET_REWRITES}, calibration_methods=("histogram", "minmax")),
+           options=_ET_REWRITES, calibration_methods=("histogram", "minmax")),
     Recipe("executorch-coreml-fp16", "executorch", "fp16", "ExecuTorch .pte with the Core ML delegate, fp16 "
            "(iOS 17+ / macOS 14+: runs on Apple devices only, exported anywhere)",
            requires=(*_EXECUTORCH, "coremltools"), extra="executorch", thresholds=FP16,
