@@ -56,12 +56,12 @@ def export(model, recipe: str | Recipe, output: str | Path, *, weights: str | Pa
     if calibration_method is not None and calibration_method not in rec.calibration_methods:
         choices = ", ".join(rec.calibration_methods) or "none: it needs no calibration"
         raise RecipeError(f"Recipe {rec.name!r} has no calibration method {calibration_method!r} ({choices}).")
+    if keep_float and not rec.needs_calibration:
+        raise RecipeError(f"Recipe {rec.name!r} quantizes nothing statically; --keep-float applies to calibrated "
+                          f"int8 recipes ({', '.join(r for r, x in RECIPES.items() if x.needs_calibration)}).")
     if rec.needs_calibration:
         calib = calibration_data(info.task, input_hw, calibration, calibration_limit)
         calib.method, calib.keep_float = calibration_method, tuple(keep_float)
-    elif keep_float:
-        raise RecipeError(f"Recipe {rec.name!r} quantizes nothing statically; --keep-float applies to calibrated "
-                          f"int8 recipes ({', '.join(r for r, x in RECIPES.items() if x.needs_calibration)}).")
         note = f" ({calib.note})" if calib.note else ""
         progress(f"calibration: {calib.count} image(s) from {calib.source}{note}")
     elif calibration is not None:
@@ -70,6 +70,11 @@ def export(model, recipe: str | Recipe, output: str | Path, *, weights: str | Pa
         from sapiens_edge.loading import load_model
 
         model = load_model(model, weights)
+    names = [n for n, _ in model.named_parameters()]
+    unmatched = [k for k in keep_float if not any(k in n for n in names)]
+    if unmatched:  # a typo would otherwise export a fully quantized model without a word
+        raise RecipeError(f"--keep-float {', '.join(map(repr, unmatched))} matches no parameter of {info.name}; "
+                          f"patterns are substrings of parameter names, e.g. 'decode_head.' or 'blocks.11.ffn.'.")
     source = _source_weights(model, progress)
     target = get_target(rec.target)
 

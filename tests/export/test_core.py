@@ -143,3 +143,16 @@ def test_unsupported_combination_has_a_reason(fake, tmp_path):
     with pytest.raises(RecipeError, match="1024x768 only"):
         core.export(model, "onnx-fp32", tmp_path / "a", input_size=(512, 384), progress=lambda _: None)
     assert not fake.calls
+
+
+def test_keep_float_must_fit_the_recipe_and_match_a_layer(fake, tiny_seg, tmp_path):
+    with pytest.raises(RecipeError, match=r"quantizes nothing statically.*onnx-int8"):
+        core.export(tiny_seg, "onnx-fp32", tmp_path / "a", input_size=(128, 96), keep_float=("decode_head.",),
+                    progress=lambda _: None)
+    with pytest.raises(RecipeError, match=r"'blocks\.99\.' matches no parameter.*substrings of parameter names"):
+        core.export(tiny_seg, "onnx-int8", tmp_path / "b", input_size=(128, 96), keep_float=("blocks.99.",),
+                    progress=lambda _: None)
+    assert not fake.calls
+    core.export(tiny_seg, "onnx-int8", tmp_path / "c", input_size=(128, 96), keep_float=("blocks.0.",),
+                progress=lambda _: None)
+    assert fake.calls
