@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 
 from sapiens_edge.errors import CalibrationError, SapiensEdgeError
+from sapiens_edge.memory import release_memory
 
 # Ops quantized by default. Attention (fused, opset 23) and the norms stay fp32: ONNX Runtime has no
 # int8 kernel for them, and a QDQ pair around them would only add conversions.
@@ -61,9 +62,9 @@ class _OneInput:
 def _calibrator(model_path: Path, op_types: tuple[str, ...], augmented: Path, method: str, percentile: float,
                 skip_nodes: frozenset[str] = frozenset()):
     """ONNX Runtime's calibrator for `method`, with the graph augmented but no session yet. Tensors
-    that only nodes in `skip_nodes` (left in float) read or write are not calibrated: the histogram
-    methods hold every calibrated tensor of an image at once, and the seg head's full-resolution
-    activations are the largest."""
+    that only nodes in `skip_nodes` (left in float) read or write, and the float outputs of
+    `FLOAT_OUTPUT_OPS`, are not calibrated: the histogram methods hold every calibrated tensor of an
+    image at once, and the seg head's full-resolution activations are the largest."""
     from onnxruntime.quantization import calibrate as C
 
     common = {"op_types_to_calibrate": list(op_types), "augmented_model_path": str(augmented),
@@ -77,8 +78,12 @@ def _calibrator(model_path: Path, op_types: tuple[str, ...], augmented: Path, me
         calibrator = C.EntropyCalibrater(str(model_path), **common, num_bins=128, num_quantized_bins=128)
     else:
         raise SapiensEdgeError(f"Unknown calibration method {method!r}; choose one of {', '.join(METHODS)}.")
-    needed = {t for node in calibrator.model.graph.node if node.op_type in op_types and node.name not in skip_nodes
-              for t in (*node.input, *node.output)}
+    needed = set()
+    for node in calibrator.model.graph.node:
+        if node.op_type in op_types and node.name not in skip_nodes:
+            needed.update(node.input)
+            if node.op_type not in FLOAT_OUTPUT_OPS:  # a float output needs no range
+                needed.update(node.output)
     select_all = calibrator.select_tensors_to_calibrate
 
     def select_needed(model):
@@ -99,6 +104,9 @@ def _calibration_session(path: Path):
     opts = onnxruntime.SessionOptions()
     opts.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_DISABLE_ALL  # as ORT's own
     opts.execution_order = onnxruntime.ExecutionOrder.PRIORITY_BASED
+    # No arena: it keeps its high-water mark (the attention scratch) for the rest of the export,
+    # under the quantizer's own copies of the model.
+    opts.enable_cpu_mem_arena = False
     return onnxruntime.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
 
 
@@ -139,6 +147,7 @@ def quantize_static(model_path: Path, output: Path, input_name: str, batches: Ca
     with tempfile.TemporaryDirectory(prefix="sapiens-calib-", dir=output.parent) as tmp:
         ranges = calibrate(model_path, input_name, batches, count, method=method, op_types=op_types,
                            workdir=Path(tmp), progress=progress, skip_nodes=frozenset(nodes_to_exclude or ()))
+        release_memory()  # the calibration session's buffers, before the quantizer's model copies
         cache = Path(tmp) / "ranges.json"
         save_tensors_data(ranges, cache)
         progress("inserting QDQ nodes (ONNX Runtime quantizer) ...")
@@ -164,3 +173,45 @@ def quantize_dynamic(model_path: Path, output: Path, *, op_types: tuple[str, ...
                          weight_type=QuantType.QInt8, use_external_data_format=external_data)
     return {"quantizer": "onnxruntime.quantization.quantize_dynamic", "weights": "int8 per-channel",
             "activations": "uint8, quantized at run time", "op_types": list(op_types)}
+
+
+def weight_only_int8(proto, node_names: list[str]) -> list[str]:
+    """Store the weights of the float-computed Conv nodes among `node_names` as int8 per output
+    channel (symmetric), dequantized in the graph (DequantizeLinear -> the original weight name);
+    activations and compute stay float. Layers kept out of static int8 for accuracy then cost int8's
+    file size, not fp32's (weight rounding is a small share of their int8 error: the activation
+    ranges are the rest). MatMuls are left in fp32: ONNX Runtime fuses DequantizeLinear -> MatMul
+    into MatMulNBits, which by default quantizes the activations too (silently int8 again).
+    Weights that a node outside `node_names` also reads are left alone. Returns the weight names
+    converted."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    wanted = set(node_names)
+    inits = {t.name: t for t in proto.graph.initializer}
+    readers: dict[str, set[str]] = {}
+    for node in proto.graph.node:
+        for name in node.input:
+            readers.setdefault(name, set()).add(node.name)
+    done, new_nodes = [], []
+    for node in proto.graph.node:
+        if node.name not in wanted or node.op_type != "Conv" or len(node.input) < 2:
+            continue
+        wname = node.input[1]
+        init = inits.get(wname)
+        if init is None or init.data_type != TensorProto.FLOAT or not readers[wname] <= wanted or wname in done:
+            continue
+        w = numpy_helper.to_array(init)
+        axis = 0  # output channels of Conv weights (M, C/g, kh, kw)
+        scale = (np.abs(w).reshape(w.shape[0], -1).max(axis=1) / 127.0).astype(np.float32)
+        scale[scale == 0] = 1.0
+        q = np.clip(np.round(w / scale.reshape(-1, *[1] * (w.ndim - 1))), -127, 127).astype(np.int8)
+        proto.graph.initializer.remove(init)
+        proto.graph.initializer.extend([numpy_helper.from_array(q, wname + "_int8"),
+                                        numpy_helper.from_array(scale, wname + "_scale")])
+        new_nodes.append(helper.make_node("DequantizeLinear", [wname + "_int8", wname + "_scale"], [wname],
+                                          name=wname + "_DequantizeLinear", axis=axis))
+        done.append(wname)
+    # Constants first: every DequantizeLinear reads initializers only, so the order stays valid.
+    for k, node in enumerate(new_nodes):
+        proto.graph.node.insert(k, node)
+    return done

@@ -10,8 +10,9 @@ coherent directions of its features: labels come in regions and heatmaps have cl
 on an image and takes the principal directions of the classifier's input features over all pixels.
 Seg: a few classes (6 by default) become the nearest-centre bins of the first principal score, so
 labels form regions whose boundaries follow the image; the other classes never win. Pose: each
-keypoint reads one of the random feature directions whose best pixel stands out most from every
-pixel more than 2 away, scaled to peak at 1 over a median of 0.5, so each heatmap has one clear peak.
+keypoint's readout is the least-squares fit of a Gaussian blob at its own location (what training
+the classifier on Gaussian target heatmaps converges to), so each heatmap has one smooth peak that
+DARK decoding can refine stably, as trained heatmaps do.
 Backbone and the rest of the head keep their random weights, so the export still has to get all
 of them right; the numbers only become decidable. Normal and pointmap outputs are continuous and
 need no change.
@@ -27,9 +28,11 @@ from __future__ import annotations
 import math
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 _CLASSIFIERS = {"seg": "conv_seg", "pose": "conv_pose"}
+_DARK_SIGMA = 0.3 * ((11 - 1) * 0.5 - 1) + 0.8  # the 11x11 blur of DARK decoding (runtime/pose.py)
 
 
 @torch.no_grad()
@@ -83,7 +86,8 @@ def make_confident_(model: nn.Module, image: torch.Tensor, *, gain: float | None
         bias = offset - weight @ mean
         scale = gain if gain is not None else 4.0
     else:
-        weight, bias = _peaked_readouts(centred, v, seen["x"].shape[-1], k)
+        fmap = (seen["x"][0].double() - mean[:, None, None])
+        weight, bias = _blob_readouts(fmap, k)
         bias = bias - weight @ mean
         scale = gain if gain is not None else 1.0
     conv.weight.copy_((scale * weight).to(conv.weight.dtype).reshape(conv.weight.shape))
@@ -91,35 +95,55 @@ def make_confident_(model: nn.Module, image: torch.Tensor, *, gain: float | None
     return model
 
 
-def _peaked_readouts(centred: torch.Tensor, v: torch.Tensor, width: int, k: int, *, rank: int = 32,
-                     candidates: int = 4096, radius: int = 2, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
-    """(weight (K, C), bias (K,)) of K heatmaps over centred features (pixels, C), each with one clear
-    peak: random directions in the whitened top-`rank` principal subspace, kept where the best pixel
-    stands out most from the best one more than `radius` pixels away; scaled so that the heatmap's
-    median is 0.5 and its peak 1."""
-    r = min(rank, v.shape[0])
-    basis = v[:r]  # (r, C)
-    proj = centred @ basis.T
-    proj = proj / proj.std(0).clamp_min(1e-12)  # whitened (pixels, r)
+def _blur(maps: torch.Tensor, sigma: float = _DARK_SIGMA, radius: int = 5) -> torch.Tensor:
+    """Separable Gaussian blur of (N, H, W) maps, zero border."""
+    taps = torch.arange(-radius, radius + 1, dtype=maps.dtype)
+    g = torch.exp(-taps.square() / (2 * sigma * sigma))
+    g = g / g.sum()
+    x = maps[:, None]
+    x = F.conv2d(x, g.view(1, 1, 1, -1), padding=(0, radius))
+    return F.conv2d(x, g.view(1, 1, -1, 1), padding=(radius, 0))[:, 0]
+
+
+def _blob_readouts(fmap: torch.Tensor, k: int, *, candidates: int = 2048, ridge: float = 1e-3,
+                   seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    """(weight (K, C), bias (K,)) on centred features `fmap` (C, H, W): K heatmaps, each the
+    ridge least-squares fit of a Gaussian blob (sigma 2 px) at its own location, the closed form of
+    training the 1x1 classifier with the pose loss (MSE to Gaussian targets) on this one image.
+
+    Trained heatmaps are smooth blobs, and DARK (which refines the argmax on the blurred log-map)
+    depends on that: a single-pixel spike over a rough background gives DARK an indefinite Hessian
+    and offsets of tens of pixels that any rounding moves. Of `candidates` random locations, the K
+    whose fitted map peaks on its target, with the blurred peak at the same pixel and the largest
+    blurred margin over everything more than 3 px away, are kept; scaled to peak 1 over a median of 0."""
+    c, h, w = fmap.shape
+    flat = fmap.reshape(c, -1)
+    cov = flat @ flat.T / flat.shape[1]
+    cov = cov + ridge * cov.trace() / c * torch.eye(c, dtype=cov.dtype)
+    low = _blur(fmap)  # low[:, y, x] = features . (blob at (y, x)): the fit's right-hand side
     gen = torch.Generator().manual_seed(seed)
-    dirs = torch.randn(candidates, r, generator=gen, dtype=torch.float64)
-    dirs = dirs / dirs.norm(dim=1, keepdim=True)
-    ys = torch.arange(proj.shape[0]) // width
-    xs = torch.arange(proj.shape[0]) % width
-    margin, peak, median = [], [], []
-    for chunk in dirs.split(256):
-        scores = proj @ chunk.T  # (pixels, n)
-        top, at = scores.max(0)
-        near = ((ys[:, None] - ys[at][None]).abs() <= radius) & ((xs[:, None] - xs[at][None]).abs() <= radius)
-        runner_up = scores.masked_fill(near, -math.inf).max(0).values
-        med = scores.median(0).values
-        margin.append((top - runner_up) / (top - med))
-        peak.append(top)
+    border = min(8, h // 4, w // 4)
+    cy = torch.randint(border, h - border, (candidates,), generator=gen)
+    cx = torch.randint(border, w - border, (candidates,), generator=gen)
+    readouts = torch.linalg.solve(cov, low[:, cy, cx]).T  # (n, C)
+    ys, xs = torch.arange(h * w) // w, torch.arange(h * w) % w
+    margin, top, median = [], [], []
+    for i in range(0, candidates, 256):
+        maps = readouts[i:i + 256] @ flat  # (n, H*W)
+        blurred = _blur(maps.reshape(-1, h, w)).flatten(1)
+        peak, at = maps.max(1)
+        bat = blurred.argmax(1)
+        on_target = ((ys[at] - cy[i:i + 256]).abs() <= 2) & ((xs[at] - cx[i:i + 256]).abs() <= 2)
+        aligned = ((ys[bat] - ys[at]).abs() <= 1) & ((xs[bat] - xs[at]).abs() <= 1)
+        near = ((ys[None] - ys[at][:, None]).abs() <= 3) & ((xs[None] - xs[at][:, None]).abs() <= 3)
+        outside = blurred.masked_fill(near, -math.inf).max(1).values
+        med = maps.median(1).values
+        m = (blurred.gather(1, at[:, None])[:, 0] - outside) / (peak - med)
+        margin.append(torch.where(on_target & aligned, m, m - 1e3))  # misfits only if nothing else
+        top.append(peak)
         median.append(med)
-    best = torch.cat(margin).topk(k).indices
-    top, med = torch.cat(peak)[best], torch.cat(median)[best]
-    readout = dirs[best] @ (basis / (centred @ basis.T).std(0).clamp_min(1e-12)[:, None])  # (K, C) on features
-    # Peak 1 over a background of 0.5: DARK refinement takes the log of the blurred heatmap around
-    # the peak, which must stay positive (trained heatmaps are positive Gaussian blobs).
-    span = 2 * (top - med)[:, None]
-    return readout / span, 0.5 - med / span[:, 0]
+    best = torch.cat(margin).topk(min(k, candidates)).indices
+    if best.numel() < k:  # tiny maps: reuse the best fits
+        best = best.repeat(math.ceil(k / best.numel()))[:k]
+    span = (torch.cat(top)[best] - torch.cat(median)[best])[:, None]
+    return readouts[best] / span, -torch.cat(median)[best] / span[:, 0]

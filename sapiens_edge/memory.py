@@ -1,0 +1,21 @@
+"""Give freed memory back to the OS between the phases of a long export."""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import gc
+
+
+def release_memory() -> None:
+    """Collect garbage, then ask glibc to return its free heap pages (`malloc_trim`). Without the
+    trim, the freed copies of a converter phase stay in the process's RSS under every later phase
+    (2 GiB after the ONNX conversion of 0.1b). No-op where the C library has no malloc_trim."""
+    gc.collect()
+    name = ctypes.util.find_library("c")
+    try:
+        trim = ctypes.CDLL(name).malloc_trim if name else None
+    except (OSError, AttributeError):
+        trim = None
+    if trim is not None:
+        trim(0)
