@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -115,7 +116,8 @@ def _blob_readouts(fmap: torch.Tensor, k: int, *, candidates: int = 2048, ridge:
     depends on that: a single-pixel spike over a rough background gives DARK an indefinite Hessian
     and offsets of tens of pixels that any rounding moves. Of `candidates` random locations, the K
     whose fitted map peaks on its target, with the blurred peak at the same pixel and the largest
-    blurred margin over everything more than 3 px away, are kept; scaled to peak 1 over a median of 0."""
+    blurred margin over everything more than 3 px away (one per peak pixel), are kept; scaled to
+    peak 1 over a median of 0."""
     c, h, w = fmap.shape
     flat = fmap.reshape(c, -1)
     cov = flat @ flat.T / flat.shape[1]
@@ -127,7 +129,7 @@ def _blob_readouts(fmap: torch.Tensor, k: int, *, candidates: int = 2048, ridge:
     cx = torch.randint(border, w - border, (candidates,), generator=gen)
     readouts = torch.linalg.solve(cov, low[:, cy, cx]).T  # (n, C)
     ys, xs = torch.arange(h * w) // w, torch.arange(h * w) % w
-    margin, top, median = [], [], []
+    margin, top, median, where = [], [], [], []
     for i in range(0, candidates, 256):
         maps = readouts[i:i + 256] @ flat  # (n, H*W)
         blurred = _blur(maps.reshape(-1, h, w)).flatten(1)
@@ -142,7 +144,11 @@ def _blob_readouts(fmap: torch.Tensor, k: int, *, candidates: int = 2048, ridge:
         margin.append(torch.where(on_target & aligned, m, m - 1e3))  # misfits only if nothing else
         top.append(peak)
         median.append(med)
-    best = torch.cat(margin).topk(min(k, candidates)).indices
+        where.append(at)
+    # Best margin first, one keypoint per peak pixel (fits of nearby targets often land on one).
+    order, at = torch.cat(margin).argsort(descending=True), torch.cat(where)
+    _, first = np.unique(at[order].numpy(), return_index=True)
+    best = order[np.sort(first)][:k]
     if best.numel() < k:  # tiny maps: reuse the best fits
         best = best.repeat(math.ceil(k / best.numel()))[:k]
     span = (torch.cat(top)[best] - torch.cat(median)[best])[:, None]
