@@ -156,25 +156,6 @@ def nodes_reading(proto, keys: tuple[str, ...]) -> list[str]:
             and any(key in name for name in n.input[1:] for key in keys)]
 
 
-def _int8_weights_of_float_layers(path: Path, keep: list[str], external_data: bool) -> dict[str, Any]:
-    """Weight-only int8 for the layers static int8 left in float (`onnx_ptq.weight_only_int8`),
-    except the never-quantize statistics layers; rewrites `path` in place."""
-    import onnx
-
-    from sapiens_edge.quantize import onnx_ptq
-    from sapiens_edge.quantize.policy import NEVER_QUANTIZE
-
-    proto = onnx.load(str(path))
-    never = set(nodes_reading(proto, NEVER_QUANTIZE))
-    names = onnx_ptq.weight_only_int8(proto, [n for n in keep if n not in never])
-    if external_data:
-        for leftover in path.parent.glob(path.name + ".data"):
-            leftover.unlink()
-    save(proto, path)
-    return {"storage": "int8 per output channel, symmetric (DequantizeLinear); float activations and compute",
-            "weights": names}
-
-
 def lower(model: Any, recipe: Recipe, input_hw: tuple[int, int], workdir: Path,
           calibration: CalibrationData | None, progress: Callable[[str], None]) -> Lowered:
     """Write `model.onnx` (and `model.onnx.data` for big models) for `recipe` into `workdir`."""
@@ -214,7 +195,6 @@ def lower(model: Any, recipe: Recipe, input_hw: tuple[int, int], workdir: Path,
                     op_types=tuple(recipe.options.get("op_types", onnx_ptq.STATIC_OPS)), external_data=big,
                     nodes_to_exclude=keep, progress=progress)
                 options["quantization"]["kept_float"] = keep
-                options["quantization"]["kept_float_weights"] = _int8_weights_of_float_layers(out, keep, big)
             else:
                 progress("quantizing (dynamic int8) ...")
                 options["quantization"] = onnx_ptq.quantize_dynamic(fp32_path, out, external_data=big)

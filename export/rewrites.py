@@ -123,6 +123,28 @@ class LinearMeanRMSNorm(nn.Module):
         return x * torch.rsqrt(self.mean_sq(x * x)) * self.weight
 
 
+class MaxScaledRMSNorm(nn.Module):
+    """RMSNorm on x / m with m = max|x| (at least 1/64), and eps scaled by the same 1/m^2: equal to
+    RMSNorm for any positive m, and the squares stay <= 1, so fp16 compute cannot overflow.
+    coremltools converts `aten.rms_norm` with this scaling but adds eps unscaled, so rows of small
+    activations come out wrong (apple/coremltools#2821); this form is converted op by op."""
+
+    def __init__(self, norm: nn.RMSNorm):
+        super().__init__()
+        self.eps = norm.eps if norm.eps is not None else torch.finfo(torch.float32).eps
+        self.weight = norm.weight
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        m = x.abs().amax(-1, keepdim=True).clamp_min(1.0 / 64)
+        y = x / m
+        return y * torch.rsqrt((y * y).mean(-1, keepdim=True) + self.eps / (m * m)) * self.weight
+
+
+def scaled_norms(model: nn.Module) -> int:
+    """RMSNorm -> `MaxScaledRMSNorm`; returns how many were replaced."""
+    return _replace(model, lambda m: isinstance(m, nn.RMSNorm), MaxScaledRMSNorm)
+
+
 class SpatialMeanInstanceNorm(nn.Module):
     """InstanceNorm2d (no affine, no running stats) from two spatial means, the form of global
     average pooling that delegates lower; eps is a tensor so that its add is tensor-tensor."""
@@ -188,4 +210,4 @@ def subpixel_deconv(model: nn.Module) -> int:
 REWRITES: dict[str, Callable[[nn.Module], int]] = {"subpixel_deconv": subpixel_deconv,
                                                    "fused_attention": fused_attention, "split_swiglu": split_swiglu,
                                                    "explicit_attention": explicit_attention,
-                                                   "delegate_norms": delegate_norms}
+                                                   "delegate_norms": delegate_norms, "scaled_norms": scaled_norms}

@@ -7,7 +7,9 @@ full resolution straight into the per-pixel argmax. Measured on 0.1b seg (stand-
 fake-quant, one group of layers int8 at a time): head convs alone cost 3-3.5 points of pixel
 agreement, every q/k/v/proj/FFN-input group under 1 point; with the head in float onnx-int8 goes
 from 94.9 % to 97.6 % (minmax) / 98.3 % (percentile) and executorch-xnnpack-int8 from 96.2 % to
-98.2 %, for 7 % of the weights in fp32 (file 0.31x instead of 0.26x) and ~0.3 s. Users add
+98.2 %, for 7 % of the weights in fp32 (file 0.31x instead of 0.26x) and ~0.3 s. Storing just the
+head's weights in int8 (weight-only, float compute) costs too much as well: on the same stand-in one
+such layer alone costs 1-1.4 points (all of them: 97.3 % for ONNX), so they stay fp32. Users add
 layers with `--keep-float PATTERN`.
 """
 

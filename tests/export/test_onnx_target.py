@@ -187,15 +187,10 @@ def test_calibration_method_is_selectable(models, tmp_path):
 
     head_convs = layers(("Conv",), "decode_head")
     block0_attn, block1_attn = (layers(("MatMul", "Gemm"), f"blocks.{i}.attn.") for i in (0, 1))
-    # Kept-float convs compute in float on int8-stored weights (weight-only); kept-float linears
-    # keep fp32 weights (see onnx_ptq.weight_only_int8).
-    assert computes_in_float(head_convs) and not any(producers.get(n.input[1]) != "DequantizeLinear"
-                                                     for n in head_convs)
-    assert computes_in_float(block0_attn) and weights_are_float(block0_attn)
+    assert weights_are_float(head_convs) and computes_in_float(head_convs)
+    assert weights_are_float(block0_attn) and computes_in_float(block0_attn)
     assert block1_attn and not any(producers.get(n.input[1]) != "DequantizeLinear" for n in block1_attn)
     assert not computes_in_float(block1_attn)
-    assert set(opts["kept_float_weights"]["weights"]) == {n.input[1] for n in head_convs} | {
-        n.input[1] for n in graph.node if n.op_type == "Conv" and "patch_embed" in n.input[1]}
     assert len(opts["kept_float"]) == len(head_convs) + len(block0_attn) + 1  # + the patch embedding
     from sapiens_edge.errors import RecipeError
 
