@@ -35,7 +35,7 @@ class Artifact:
 def export(model, recipe: str | Recipe, output: str | Path, *, weights: str | Path | None = None,
            input_size: tuple[int, int] | None = None, calibration: str | Path | None = None,
            calibration_limit: int | None = None, calibration_method: str | None = None,
-           keep_float: tuple[str, ...] = (), force: bool = False,
+           keep_float: tuple[str, ...] = (), target_options: dict[str, str] | None = None, force: bool = False,
            progress: Callable[[str], None] | None = None) -> Artifact:
     """Export `model` (zoo name, or a module from `load_model`) with `recipe` into folder `output`."""
     progress = progress or (lambda msg: print(msg, file=sys.stderr, flush=True))
@@ -52,6 +52,7 @@ def export(model, recipe: str | Recipe, output: str | Path, *, weights: str | Pa
     input_hw = tuple(input_size) if input_size is not None else info.input_hw
     check_input_hw(input_hw)
     require_available(rec, info, input_hw)
+    target_options = check_target_options(rec, target_options or {})
     calib = None
     if calibration_method is not None and calibration_method not in rec.calibration_methods:
         choices = ", ".join(rec.calibration_methods) or "none: it needs no calibration"
@@ -80,7 +81,7 @@ def export(model, recipe: str | Recipe, output: str | Path, *, weights: str | Pa
 
     def build(workdir: Path) -> Manifest:
         progress(f"exporting {info.name} with {rec.name} at {input_hw[0]}x{input_hw[1]} ...")
-        lowered = target.lower(model, rec, input_hw, workdir, calib, progress)
+        lowered = target.lower(model, rec, input_hw, workdir, calib, progress, **target_options)
         return Manifest(
             model=info.name, task=info.task, recipe=rec.name, target=rec.target, precision=rec.precision,
             input_hw=list(input_hw), files={}, model_file=lowered.model_file, inputs=lowered.inputs,
@@ -99,6 +100,24 @@ def export(model, recipe: str | Recipe, output: str | Path, *, weights: str | Pa
     seconds = time.perf_counter() - t0
     progress(f"wrote {output} ({manifest.model_file}, {len(manifest.files)} files) in {seconds:.1f} s")
     return Artifact(output, manifest, seconds)
+
+
+# Options a target takes besides the recipe (`--target-option KEY=VALUE`): name -> allowed values.
+TARGET_OPTIONS: dict[str, dict[str, tuple[str, ...]]] = {"coreml": {"input": ("image", "tensor")}}
+
+
+def check_target_options(recipe: Recipe, options: dict[str, str]) -> dict[str, str]:
+    """`options` checked against what `recipe`'s target takes (RecipeError naming the valid ones)."""
+    allowed = TARGET_OPTIONS.get(recipe.target, {})
+    for key, value in options.items():
+        if key not in allowed:
+            valid = ", ".join(f"{k}={'|'.join(v)}" for k, v in allowed.items()) or "none"
+            raise RecipeError(f"The {recipe.target} target (recipe {recipe.name!r}) has no option {key!r}; "
+                              f"its options: {valid}.")
+        if value not in allowed[key]:
+            raise RecipeError(f"Option {key}={value!r} for the {recipe.target} target must be one of "
+                              f"{', '.join(allowed[key])}.")
+    return dict(options)
 
 
 def _source_weights(model, progress: Callable[[str], None]) -> dict:

@@ -37,6 +37,16 @@ INT8 = {  # issue #4: seg pixel agreement >= 98 %, pose mean keypoint error <= 1
     "pointmap": {"depth_rel_err_max": 0.05},
 }
 
+# Palettized weights (4/6-bit LUTs) move every weight further than int8 does; limits set from the
+# torch-side measurement of the same compression (README, Core ML).
+PALETTIZED = {
+    "tensor": {"cosine_min": 0.95},
+    "pose": {"keypoint_err_px_max": 2.0, "pck_min": 0.85},
+    "seg": {"pixel_agreement_min": 0.95, "miou_min": 0.80},
+    "normal": {"angle_mean_deg_max": 8.0, "angle_median_deg_max": 5.0},
+    "pointmap": {"depth_rel_err_max": 0.08},
+}
+
 
 @dataclass(frozen=True)
 class Recipe:
@@ -62,6 +72,9 @@ class Recipe:
 
 
 _ONNX = ("onnx", "onnxruntime", "onnxscript")
+_COREML = ("coremltools",)
+# Core ML: RMSNorm in an exact, overflow-safe form (coremltools' rms_norm scales eps wrongly).
+_COREML_OPTS = {"rewrites": ("scaled_norms",)}
 _EXECUTORCH = ("executorch",)
 # XNNPACK has no fused attention: matmul + softmax + matmul stays inside the delegate.
 # Norms as linear / spatial-mean forms XNNPACK lowers (its mean is 4-D spatial only).
@@ -101,6 +114,23 @@ RECIPES: dict[str, Recipe] = {r.name: r for r in [
            requires=(*_EXECUTORCH, "coremltools"), extra="executorch", thresholds=FP16,
            options={"delegate": "coreml", "deployment_target": "iOS17",
                     "rewrites": ("subpixel_deconv", "split_swiglu")}),
+    Recipe("coreml-fp32", "coreml", "fp32", "Core ML ML Program, fp32 compute (Mac CPU/GPU reference), iOS 16+",
+           requires=_COREML, extra="coreml", thresholds=TIGHT, options={**_COREML_OPTS, "deployment_target": "iOS16"}),
+    Recipe("coreml-fp16", "coreml", "fp16", "Core ML ML Program, fp16 compute (Neural Engine / GPU), iOS 16+",
+           requires=_COREML, extra="coreml", thresholds=FP16, options={**_COREML_OPTS, "deployment_target": "iOS16"}),
+    Recipe("coreml-int8", "coreml", "int8-weights", "Core ML, fp16 compute on int8 weights (linear, symmetric, "
+           "per output channel; coremltools.optimize), iOS 16+", requires=_COREML, extra="coreml", thresholds=INT8,
+           options={**_COREML_OPTS, "deployment_target": "iOS16", "weights": "int8"}),
+    Recipe("coreml-w8a8", "coreml", "int8", "Core ML, int8 weights and activations (PT2E static, calibrated), "
+           "iOS 17+", needs_calibration=True, requires=(*_COREML, "executorch", "torchao"), extra="coreml",
+           thresholds=INT8, options={**_COREML_OPTS, "deployment_target": "iOS17", "activations": "int8"},
+           calibration_methods=("histogram", "minmax")),
+    Recipe("coreml-palettized-6bit", "coreml", "palettized-6bit", "Core ML, fp16 compute on 6-bit palettized weights "
+           "(k-means LUT per 16 output channels), iOS 18+", requires=_COREML, extra="coreml", thresholds=PALETTIZED,
+           options={**_COREML_OPTS, "deployment_target": "iOS18", "weights": "palettized-6bit", "group_size": 16}),
+    Recipe("coreml-palettized-4bit", "coreml", "palettized-4bit", "Core ML, fp16 compute on 4-bit palettized weights "
+           "(k-means LUT per 16 output channels), iOS 18+", requires=_COREML, extra="coreml", thresholds=PALETTIZED,
+           options={**_COREML_OPTS, "deployment_target": "iOS18", "weights": "palettized-4bit", "group_size": 16}),
 ]}
 
 

@@ -54,7 +54,8 @@ class Target(Protocol):
         """Write the model file(s) for `recipe` into `workdir` (which is empty)."""
 
 
-TARGETS = {"onnx": "sapiens_edge.export.onnx", "executorch": "sapiens_edge.export.executorch"}
+TARGETS = {"onnx": "sapiens_edge.export.onnx", "executorch": "sapiens_edge.export.executorch",
+           "coreml": "sapiens_edge.export.coreml"}
 
 
 def get_target(name: str) -> Target:

@@ -113,6 +113,16 @@ def _need_weights(args: argparse.Namespace, command: str) -> None:
             "pass --random-weights to use a seeded random initialisation on purpose.")
 
 
+def _key_values(items: list[str]) -> dict[str, str]:
+    out = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise SapiensEdgeError(f"--target-option takes KEY=VALUE, got {item!r} (e.g. input=tensor).")
+        out[key.strip()] = value.strip()
+    return out
+
+
 def _cmd_export(args: argparse.Namespace) -> int:
     from .errors import require
 
@@ -122,7 +132,8 @@ def _cmd_export(args: argparse.Namespace) -> int:
 
     art = export(args.model, args.recipe, args.output, weights=args.weights, input_size=args.input_size,
                  calibration=args.calibration, calibration_limit=args.calibration_limit,
-                 calibration_method=args.calibration_method, keep_float=tuple(args.keep_float), force=args.force)
+                 calibration_method=args.calibration_method, keep_float=tuple(args.keep_float),
+                 target_options=_key_values(args.target_option), force=args.force)
     size = sum((art.path / f).stat().st_size for f in art.manifest.files) / 2**20
     print(f"{art.path}: {art.manifest.recipe} {art.manifest.model_file} ({size:,.1f} MiB) in {art.seconds:.1f} s")
     return 0
@@ -223,11 +234,14 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--input-size", type=_parse_hw, help="HxW (default 1024x768; multiples of 16)")
     e.add_argument("--calibration", help="folder of photos for int8 calibration (default: built-in set)")
     e.add_argument("--calibration-limit", type=int, help="use at most this many calibration images")
-    e.add_argument("--calibration-method", choices=["minmax", "percentile", "entropy"],
-                   help="activation range estimate for int8 (default: the recipe's, minmax)")
+    e.add_argument("--calibration-method", choices=["percentile", "minmax", "entropy", "histogram"],
+                   help="activation range estimate for int8 (default: the recipe's first; `sapiens-edge recipes` "
+                        "lists each recipe's)")
     e.add_argument("--keep-float", action="append", default=[], metavar="PATTERN",
                    help="leave layers whose parameter names contain PATTERN unquantized in static int8 "
                         "(repeatable), e.g. --keep-float decode_head. for the whole task head")
+    e.add_argument("--target-option", action="append", default=[], metavar="KEY=VALUE",
+                   help="target-specific option (repeatable): coreml input=image|tensor (default image)")
     e.add_argument("--output", "-o", required=True, help="artifact folder to create")
     e.add_argument("--force", action="store_true", help="replace an existing artifact folder")
     e.set_defaults(func=_cmd_export)

@@ -39,14 +39,15 @@ class BackendInfo:
     extra: str  # pip extra that installs the engine
 
 
-# name -> backend. Later: executorch, coreml, tflite, torch (reference).
+# name -> backend. Later: tflite, torch (reference).
 BACKENDS: dict[str, BackendInfo] = {
     "onnxruntime": BackendInfo("onnxruntime", f"{__name__}.onnxruntime_backend", ("onnx",), "onnx-runtime"),
     "executorch": BackendInfo("executorch", f"{__name__}.executorch_backend", ("executorch",), "executorch"),
+    "coreml": BackendInfo("coreml", f"{__name__}.coreml_backend", ("coreml",), "coreml"),
 }
 
 # manifest.target -> the backend used when none is named.
-DEFAULT_FOR_TARGET = {"onnx": "onnxruntime", "executorch": "executorch"}
+DEFAULT_FOR_TARGET = {"onnx": "onnxruntime", "executorch": "executorch", "coreml": "coreml"}
 
 
 def register_backend(name: str, module: str, targets: tuple[str, ...] | list[str], extra: str = "",

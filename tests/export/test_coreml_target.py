@@ -1,0 +1,130 @@
+"""The Core ML target on shallow tiny models: every recipe converts, and the ML Program has the
+structure it promises (inputs, outputs, weight storage and dtypes, op set, deployment target,
+metadata). Core ML cannot run here (Linux): the runtime says so clearly."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+
+import pytest
+import torch
+
+pytest.importorskip("coremltools")
+
+from sapiens_edge import runtime  # noqa: E402
+from sapiens_edge.errors import RecipeError, SapiensEdgeError  # noqa: E402
+from sapiens_edge.export import core  # noqa: E402
+from sapiens_edge.export.coreml import describe_program  # noqa: E402
+from sapiens_edge.models import Sapiens2TaskModel  # noqa: E402
+from tests.helpers import TINY, randomize_, tiny_info  # noqa: E402
+
+QUIET = {"progress": lambda _: None}
+SHALLOW = dataclasses.replace(TINY, size="tiny-shallow", depth=2)  # conversion time grows with depth
+RECIPES = ("coreml-fp32", "coreml-fp16", "coreml-int8", "coreml-w8a8", "coreml-palettized-6bit",
+           "coreml-palettized-4bit")
+# recipe -> (spec version = deployment target, weight storage op, stored weight dtype)
+EXPECTED = {
+    "coreml-fp32": (7, None, "float32"),  # iOS16
+    "coreml-fp16": (7, None, "float16"),
+    "coreml-int8": (7, "constexpr_affine_dequantize", "int8"),
+    "coreml-w8a8": (8, "constexpr_affine_dequantize", "int8"),  # iOS17
+    "coreml-palettized-6bit": (9, "constexpr_lut_to_dense", "uint6"),  # iOS18
+    "coreml-palettized-4bit": (9, "constexpr_lut_to_dense", "uint4"),
+}
+
+
+def _model(task: str) -> torch.nn.Module:
+    info = dataclasses.replace(tiny_info(task, SHALLOW), name=f"tiny-{task}")
+    model = randomize_(Sapiens2TaskModel(info).eval())
+    model.sapiens_info, model.sapiens_weights, model.sapiens_weights_path, model.sapiens_seed = info, None, None, 0
+    return model
+
+
+@pytest.fixture(scope="module")
+def artifacts(tmp_path_factory):
+    root = tmp_path_factory.mktemp("coreml")
+    model = _model("seg")
+    hw = model.sapiens_info.input_hw
+    return {r: core.export(model, r, root / r, input_size=hw, calibration_limit=2, **QUIET) for r in RECIPES}
+
+
+@pytest.mark.parametrize("recipe", RECIPES)
+def test_program_structure(artifacts, recipe):
+    art = artifacts[recipe]
+    spec_version, storage, dtype = EXPECTED[recipe]
+    program = art.manifest.export_options["program"]
+    assert program["spec_version"] == spec_version
+    assert (art.path / "model.mlpackage" / "Manifest.json").is_file() and art.manifest.model_file == "model.mlpackage"
+    # the default input: an RGB image of the export size; outputs: named float32 arrays
+    (image,) = program["inputs"]
+    assert image == {"name": "image", "type": "image", "height": 128, "width": 96}
+    assert program["outputs"] == [{"name": "logits", "type": "multiarray", "shape": [1, 29, 128, 96],
+                                   "dtype": "float32"}]
+    linears = program["op_counts"].get("linear", 0) + program["op_counts"].get("conv", 0)
+    if storage is None:
+        assert program["weight_storage"] == {}
+        assert program["weight_dtypes"].get(dtype, 0) >= linears
+    elif recipe == "coreml-w8a8":  # int8 linears; the patch embedding and the seg head stay float (policy)
+        assert program["weight_storage"][storage] == program["op_counts"]["linear"]
+    else:  # every linear/conv big enough to compress reads a compressed weight
+        assert program["weight_storage"][storage] >= linears - 2  # coremltools skips weights under 2048 elements
+        assert program["weight_dtypes"][dtype] == program["weight_storage"][storage]
+    # what the manifest says is what the saved package holds
+    import coremltools as ct
+
+    loaded = ct.models.MLModel(str(art.path / "model.mlpackage"), skip_model_load=True)
+    assert describe_program(loaded) == program
+    meta = loaded.user_defined_metadata
+    assert meta["sapiens_edge.task"] == "seg" and meta["sapiens_edge.recipe"] == recipe
+    assert json.loads(meta["sapiens_edge.class_names"])[0] == "Background"
+    assert meta["sapiens_edge.input_hw"] == "128x96"
+
+
+def test_rmsnorm_converts_op_by_op_and_fp16_keeps_instance_norm_in_fp32(artifacts):
+    ops = artifacts["coreml-fp16"].manifest.export_options["program"]["op_counts"]
+    # MaxScaledRMSNorm: max-abs scaling and mean of squares, no fused (mis-scaled) rms_norm form
+    assert ops["reduce_max"] >= 2 * 2 + 1 and "rms_norm" not in ops
+    fp32 = artifacts["coreml-fp32"].manifest.export_options
+    fp16 = artifacts["coreml-fp16"].manifest.export_options
+    assert fp32["compute_precision"] == "float32" and fp16["compute_precision"].startswith("float16")
+    # instance norms of the head compute in fp32: casts into and out of them
+    assert ops.get("instance_norm", 0) > 0 and ops.get("cast", 0) >= 2 * ops["instance_norm"]
+
+
+def test_w8a8_quantizes_activations(artifacts):
+    ops = artifacts["coreml-w8a8"].manifest.export_options["program"]["op_counts"]
+    assert ops.get("quantize", 0) > 0 and ops.get("dequantize", 0) > 0
+    assert artifacts["coreml-w8a8"].manifest.export_options["quantization"]["calibration_method"] == "histogram"
+    assert "quantize" not in artifacts["coreml-int8"].manifest.export_options["program"]["op_counts"]
+
+
+def test_compressed_packages_are_smaller(artifacts):
+    def size(recipe):  # the weight blobs (on a tiny model the program text is a large share of the package)
+        weights = artifacts[recipe].path / "model.mlpackage" / "Data" / "com.apple.CoreML" / "weights"
+        return sum(p.stat().st_size for p in weights.rglob("*") if p.is_file())
+
+    fp16 = size("coreml-fp16")
+    assert size("coreml-fp32") > 1.8 * fp16
+    assert size("coreml-int8") < 0.7 * fp16
+    assert size("coreml-palettized-4bit") < size("coreml-palettized-6bit") < size("coreml-int8")
+
+
+def test_tensor_input_option(tmp_path):
+    model = _model("pose")
+    art = core.export(model, "coreml-fp16", tmp_path / "t", input_size=(128, 96), target_options={"input": "tensor"},
+                      **QUIET)
+    program = art.manifest.export_options["program"]
+    assert program["inputs"] == [{"name": "image", "type": "multiarray", "shape": [1, 3, 128, 96],
+                                  "dtype": "float32"}]
+    assert program["outputs"][0]["name"] == "heatmaps"
+    assert art.manifest.export_options["input"]["kind"] == "tensor"
+    with pytest.raises(RecipeError, match="input=image|tensor"):
+        core.export(model, "coreml-fp16", tmp_path / "u", target_options={"input": "nchw"}, **QUIET)
+    with pytest.raises(RecipeError, match="has no option 'input'"):
+        core.export(model, "onnx-fp32", tmp_path / "v", target_options={"input": "tensor"}, **QUIET)
+
+
+def test_runtime_says_where_core_ml_runs(artifacts):
+    with pytest.raises(SapiensEdgeError, match="Apple platforms only"):
+        runtime.load(artifacts["coreml-fp16"].path)
