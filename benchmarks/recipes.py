@@ -193,8 +193,9 @@ COLUMNS = [("config", "config", "{}"), ("latency_s", "latency s", "{:.2f}"),
            ("angle_mean_deg", "angle mean deg", "{:.3f}"), ("depth_rel_err", "depth rel err", "{:.4f}")]
 
 
-def table(rows: list[dict]) -> str:
-    cols = [c for c in COLUMNS if any(c[0] in r for r in rows)]
+def table(rows: list[dict], columns: list[tuple[str, str, str]] | None = None) -> str:
+    """Markdown table per model of `columns` (key, header, format) that any row has."""
+    cols = [c for c in (columns or COLUMNS) if any(c[0] in r for r in rows)]
     lines = []
     for model in dict.fromkeys(r["model"] for r in rows):
         lines += [f"\n{model}\n", "| " + " | ".join(c[1] for c in cols) + " |",

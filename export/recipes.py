@@ -113,7 +113,7 @@ RECIPES: dict[str, Recipe] = {r.name: r for r in [
            "(iOS 17+ / macOS 14+: runs on Apple devices only, exported anywhere)",
            requires=(*_EXECUTORCH, "coremltools"), extra="executorch", thresholds=FP16,
            options={"delegate": "coreml", "deployment_target": "iOS17",
-                    "rewrites": ("subpixel_deconv", "split_swiglu")}),
+                    "rewrites": ("subpixel_deconv", "split_swiglu", "scaled_norms")}),
     Recipe("coreml-fp32", "coreml", "fp32", "Core ML ML Program, fp32 compute (Mac CPU/GPU reference), iOS 16+",
            requires=_COREML, extra="coreml", thresholds=TIGHT, options={**_COREML_OPTS, "deployment_target": "iOS16"}),
     Recipe("coreml-fp16", "coreml", "fp16", "Core ML ML Program, fp16 compute (Neural Engine / GPU), iOS 16+",

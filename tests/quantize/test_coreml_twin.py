@@ -1,0 +1,69 @@
+"""Torch twins of the Core ML recipes: each applies its recipe's compression, and the damage
+grows as the bits shrink."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+
+torch = pytest.importorskip("torch")
+pytest.importorskip("coremltools")
+
+from sapiens_edge.export.calibration import calibration_data  # noqa: E402
+from sapiens_edge.export.recipes import get_recipe  # noqa: E402
+from sapiens_edge.models import Sapiens2TaskModel  # noqa: E402
+from sapiens_edge.quantize.coreml_twin import twin  # noqa: E402
+from tests.export.shared import photo_input  # noqa: E402
+from tests.helpers import TINY, randomize_, tiny_info  # noqa: E402
+
+SHALLOW = dataclasses.replace(TINY, size="tiny-shallow", depth=2)
+
+
+@pytest.fixture(scope="module")
+def setup():
+    info = dataclasses.replace(tiny_info("seg", SHALLOW), name="tiny-seg")
+    model = randomize_(Sapiens2TaskModel(info).eval())
+    model.sapiens_info = info
+    x = torch.from_numpy(photo_input("seg", info.input_hw))
+    with torch.no_grad():
+        ref = model(x)
+    return model, x, ref
+
+
+def _rel_err(module, x, ref) -> float:
+    with torch.no_grad():
+        out = module(x)
+    return float((out.float() - ref).norm() / ref.norm())
+
+
+def test_twins_damage_grows_as_bits_shrink(setup):
+    model, x, ref = setup
+    hw = model.sapiens_info.input_hw
+    err = {r: _rel_err(twin(model, get_recipe(r), hw), x, ref)
+           for r in ("coreml-fp32", "coreml-fp16", "coreml-int8", "coreml-palettized-6bit", "coreml-palettized-4bit")}
+    assert err["coreml-fp32"] == 0
+    assert 0 < err["coreml-fp16"] < 1e-2
+    assert 0 < err["coreml-int8"] < err["coreml-palettized-6bit"] < err["coreml-palettized-4bit"] < 0.5, err
+
+
+def test_twins_leave_the_model_alone_and_compress_weights(setup):
+    model, _, _ = setup
+    before = {n: p.clone() for n, p in model.named_parameters()}
+    pal = twin(model, get_recipe("coreml-palettized-4bit"), model.sapiens_info.input_hw)
+    assert all(torch.equal(before[n], p) for n, p in model.named_parameters())
+    w = dict(pal.named_parameters())["backbone.blocks.0.ffn.w12.weight"].detach()  # (512, 64)
+    # 4-bit LUT per group of 16 output channels: at most 16 distinct values per group
+    assert max(g.unique().numel() for g in w.reshape(-1, 16, w.shape[1])) <= 16
+    assert w.unique().numel() > 16  # ... and the groups have LUTs of their own
+
+def test_w8a8_twin_is_the_calibrated_pt2e_program(setup):
+    pytest.importorskip("executorch")
+    model, x, ref = setup
+    hw = model.sapiens_info.input_hw
+    recipe = get_recipe("coreml-w8a8")
+    calib = calibration_data("seg", hw, None, 2)
+    err = _rel_err(twin(model, recipe, hw, calib), x, ref)
+    assert 1e-3 < err < 0.5, err
+    with pytest.raises(Exception, match="needs calibration"):
+        twin(model, recipe, hw)
