@@ -148,7 +148,7 @@ def _user_metadata(model: nn.Module, recipe: Recipe, input_hw: tuple[int, int], 
 
 def lower(model: Any, recipe: Recipe, input_hw: tuple[int, int], workdir: Path,
           calibration: CalibrationData | None, progress: Callable[[str], None], *,
-          input: str = "image") -> Lowered:  # noqa: A002 (the user-facing option name)
+          input: str = "image") -> Lowered:
     """Write `model.mlpackage` for `recipe` into `workdir`; `input`: "image" or "tensor"."""
     ct = _coremltools()
     input_kind = input

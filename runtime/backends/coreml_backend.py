@@ -56,8 +56,9 @@ class CoreMLSession:
             self.model = ct.models.MLModel(str(self.path), compute_units=getattr(ct.ComputeUnit,
                                                                                  COMPUTE_UNITS[compute_units]))
         except Exception as exc:  # Core ML raises RuntimeError / its own errors for damaged packages
+            target = manifest.export_options.get("deployment_target")
             raise ArtifactError(f"Core ML could not load {self.path}: {exc}. The package is damaged or needs a newer "
-                                f"macOS (deployment target {manifest.export_options.get('deployment_target')}).") from exc
+                                f"macOS (deployment target {target}).") from exc
         self.image_input = manifest.export_options.get("input", {}).get("kind") == "image"
         self._version = ct.__version__
 
