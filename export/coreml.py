@@ -155,9 +155,12 @@ def lower(model: Any, recipe: Recipe, input_hw: tuple[int, int], workdir: Path,
     if input_kind not in INPUT_KINDS:
         raise SapiensEdgeError(f"Core ML input kind must be one of {', '.join(INPUT_KINDS)}, not {input_kind!r}.")
     task = model.sapiens_info.task
-    program, options = _program(model, recipe, input_hw, input_kind, calibration, progress)
-    target_name = recipe.options["deployment_target"]
     fp16 = recipe.precision != "fp32"
+    ranges = _fp16_ranges(model, input_hw, progress) if fp16 else None
+    program, options = _program(model, recipe, input_hw, input_kind, calibration, progress)
+    if ranges is not None:
+        options["fp16_ranges"] = ranges
+    target_name = recipe.options["deployment_target"]
     precision = (ct.transform.FP16ComputePrecision(op_selector=lambda op: op.op_type not in FP32_OPS) if fp16
                  else ct.precision.FLOAT32)
     progress(f"converting to a Core ML ML Program ({'fp16' if fp16 else 'fp32'} compute, {target_name}+) ...")
@@ -183,6 +186,27 @@ def lower(model: Any, recipe: Recipe, input_hw: tuple[int, int], workdir: Path,
     # backend turns it back into pixels (export_options.input says which kind the model has).
     spec = TensorSpec(INPUT_NAME, [1, 3, h, w], "float32")
     return Lowered(MODEL_FILE, [spec], outputs, {"torch": torch.__version__, "coremltools": ct.__version__}, options)
+
+
+def _fp16_ranges(model: nn.Module, input_hw: tuple[int, int], progress: Callable[[str], None]) -> dict[str, Any]:
+    """The activations' fp16 headroom on the bundled photo (`fp16_ranges`); an activation past
+    fp16's range would be inf on the device, so that is an error, not a note."""
+    from sapiens_edge import runtime
+    from sapiens_edge.metadata import bundled_photo
+
+    from .fp16_ranges import FP16_MAX, activation_ranges
+
+    progress("checking fp16 headroom of the activations on a photo ...")
+    prepared = runtime.get_processor(model.sapiens_info.task).prepare(runtime.load_image(bundled_photo()),
+                                                                       input_hw=input_hw)
+    ranges = activation_ranges(model.eval(), torch.from_numpy(np.ascontiguousarray(prepared.inputs, np.float32)))
+    progress(f"largest activation {ranges['max_abs']:.4g} at {ranges['where']}: fp16 headroom "
+             f"{ranges['headroom']:.3g}x")
+    if ranges["max_abs"] >= FP16_MAX:
+        raise SapiensEdgeError(f"{model.sapiens_info.name} has activations past fp16's range ({ranges['max_abs']:.4g} "
+                               f"at {ranges['where']}): an fp16 Core ML model would compute inf there. Export "
+                               f"coreml-fp32 instead.")
+    return ranges
 
 
 def describe_program(mlmodel) -> dict[str, Any]:

@@ -128,3 +128,19 @@ def test_tensor_input_option(tmp_path):
 def test_runtime_says_where_core_ml_runs(artifacts):
     with pytest.raises(SapiensEdgeError, match="Apple platforms only"):
         runtime.load(artifacts["coreml-fp16"].path)
+
+
+def test_fp16_recipes_record_the_activation_headroom(artifacts):
+    ranges = artifacts["coreml-fp16"].manifest.export_options["fp16_ranges"]
+    assert 0 < ranges["max_abs"] < 65504 and ranges["headroom"] == pytest.approx(65504 / ranges["max_abs"])
+    assert ranges["where"] == ranges["largest"][0][0]
+    assert "fp16_ranges" not in artifacts["coreml-fp32"].manifest.export_options
+
+
+def test_activations_past_fp16_fail_the_fp16_export(tmp_path):
+    model = _model("seg")
+    with torch.no_grad():  # a head conv whose output leaves fp16's range
+        model.decode_head.conv_layers[0].weight.mul_(1e6)
+    with pytest.raises(SapiensEdgeError, match=r"past fp16's range.*coreml-fp32"):
+        core.export(model, "coreml-fp16", tmp_path / "o", input_size=(128, 96), **QUIET)
+    assert not (tmp_path / "o").exists()
