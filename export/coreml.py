@@ -11,11 +11,13 @@
   other targets instead. Outputs are float32 and named as in every artifact.
 * Precision: fp32 or fp16 compute; instance norms (normal/pointmap heads) stay fp32 in fp16
   models: their statistics run over full-resolution maps.
-* Compression with `coremltools.optimize.coreml` on the converted program: int8 weights (linear,
-  symmetric, per output channel) and palettized weights (k-means LUTs of 4 or 6 bits, one per
-  group of output channels). W8A8 (int8 activations too) is quantized in torch with PT2E
-  (`quantize/pt2e.py`, the calibration sets of every int8 recipe) and then converted: Core ML's
-  own activation calibration runs the model, which needs macOS.
+* Compression: int8 weights (linear, symmetric, per output channel) with
+  `coremltools.optimize.coreml` on the converted program; palettized weights (k-means LUTs of 4 or
+  6 bits, one per group of 16 output channels) with `coremltools.optimize.torch` before conversion
+  (its LUTs convert to `constexpr_lut_to_dense`), so the measured torch twin is the export. W8A8
+  (int8 activations too) is quantized in torch with PT2E (`quantize/pt2e.py`, the calibration sets
+  of every int8 recipe) and then converted: Core ML's own activation calibration runs the model,
+  which needs macOS.
 """
 
 from __future__ import annotations
@@ -76,10 +78,21 @@ def _program(model: nn.Module, recipe: Recipe, input_hw: tuple[int, int], input_
     """The ATEN-dialect program coremltools converts (PT2E-quantized for W8A8), and what was done."""
     rewrites = tuple(recipe.options.get("rewrites", ()))
     module = prepare(model, rewrites)
+    options: dict[str, Any] = {"rewrites": list(rewrites), "rope": "fp32"}
+    if str(recipe.options.get("weights", "")).startswith("palettized-"):
+        # Palettized in torch, then converted (the LUTs travel as _COREML_ buffers): the exported
+        # weights are exactly the torch twin's, which is what gets measured off Apple.
+        from sapiens_edge.quantize.coreml_twin import palettized
+
+        nbits = recipe.options["weights"].removeprefix("palettized-").removesuffix("bit")
+        group = int(recipe.options["group_size"])
+        progress(f"palettizing weights ({nbits}-bit k-means LUT per group of {group} output channels) ...")
+        module = palettized(module, recipe)
+        options["weights"] = (f"palettized {nbits}-bit k-means, one LUT per {group} output channels "
+                              "(coremltools.optimize.torch, converted to constexpr_lut_to_dense)")
     if input_kind == "image":
         module = ImageInput(module)
     program = capture(module, input_hw, exact_rope=False, progress=progress)
-    options: dict[str, Any] = {"rewrites": list(rewrites), "rope": "fp32"}
     if recipe.options.get("activations") == "int8":
         from sapiens_edge.quantize import pt2e
         from sapiens_edge.quantize.policy import keep_float_keys
@@ -120,15 +133,7 @@ def _compress(mlmodel, recipe: Recipe, progress: Callable[[str], None]) -> tuple
         op = cto.OpLinearQuantizerConfig(mode="linear_symmetric", dtype="int8", granularity="per_channel")
         out = cto.linear_quantize_weights(mlmodel, config=cto.OptimizationConfig(global_config=op))
         return out, {"weights": "int8 linear symmetric, per output channel (coremltools.optimize.coreml)"}
-    if weights and weights.startswith("palettized-"):
-        nbits = int(weights.removeprefix("palettized-").removesuffix("bit"))
-        group = int(recipe.options.get("group_size", 16))
-        progress(f"palettizing weights ({nbits}-bit k-means LUT per group of {group} output channels) ...")
-        op = cto.OpPalettizerConfig(nbits=nbits, mode="kmeans", granularity="per_grouped_channel", group_size=group)
-        out = cto.palettize_weights(mlmodel, config=cto.OptimizationConfig(global_config=op))
-        return out, {"weights": f"palettized {nbits}-bit k-means, one LUT per {group} output channels "
-                                "(coremltools.optimize.coreml)"}
-    return mlmodel, {}
+    return mlmodel, {}  # palettized recipes were compressed in torch (`_program`)
 
 
 def _user_metadata(model: nn.Module, recipe: Recipe, input_hw: tuple[int, int], input_kind: str) -> dict[str, str]:

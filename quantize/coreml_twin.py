@@ -5,10 +5,10 @@ measured anywhere is what each recipe does to the numbers, on the PyTorch model:
 
 * `fp16`: the model computing in fp16 (Core ML's compute precision), fp32 in and out.
 * `int8` weights: coremltools.optimize.torch's `PostTrainingQuantizer`, int8 symmetric per output
-  channel (the settings of the export's `linear_quantize_weights`), fp32 compute.
-* palettized 4/6-bit: `PostTrainingPalettizer`, k-means LUT per group of 16 output channels (the
-  export's `palettize_weights` settings), fp32 compute. Each side runs its own k-means: the LUTs
-  agree closely, not bit for bit.
+  channel (the settings of the export's `linear_quantize_weights`, which rounds the fp16 weights:
+  within one int8 step of the twin's), fp32 compute.
+* palettized 4/6-bit: `PostTrainingPalettizer`, k-means LUT per group of 16 output channels, fp32
+  compute: the very weights the export converts (it palettizes in torch, then converts).
 * `w8a8`: the export's own PT2E program (same quantizer, policy and calibration), run in torch.
 
 Compression and fp16 are measured separately (fp32 compute for the compressed twins), so each
@@ -40,12 +40,7 @@ def twin(model: nn.Module, recipe: Any, input_hw: tuple[int, int], calibration: 
             "weight_dtype": "int8", "granularity": "per_channel", "quantization_scheme": "symmetric"}})
         return PostTrainingQuantizer(copy.deepcopy(model), config).compress()
     if weights and weights.startswith("palettized-"):
-        from coremltools.optimize.torch.palettization import PostTrainingPalettizer, PostTrainingPalettizerConfig
-
-        nbits = int(weights.removeprefix("palettized-").removesuffix("bit"))
-        config = PostTrainingPalettizerConfig.from_dict({"global_config": {
-            "n_bits": nbits, "granularity": "per_grouped_channel", "group_size": int(recipe.options["group_size"])}})
-        return PostTrainingPalettizer(copy.deepcopy(model), config).compress()
+        return palettized(model, recipe)
     if recipe.precision == "fp16":
         from sapiens_edge.export.executorch import Float16Inside
 
@@ -53,6 +48,18 @@ def twin(model: nn.Module, recipe: Any, input_hw: tuple[int, int], calibration: 
     if recipe.precision == "fp32":
         return model
     raise SapiensEdgeError(f"No torch twin for recipe {recipe.name!r}.")
+
+
+def palettized(model: nn.Module, recipe: Any) -> nn.Module:
+    """A copy of `model` with `recipe`'s palettization (coremltools.optimize.torch): the weights take
+    their LUT values, and the LUTs ride along as `_COREML_` buffers that `ct.convert` turns into
+    `constexpr_lut_to_dense` ops. The export converts this very module, so the twin is exact."""
+    from coremltools.optimize.torch.palettization import PostTrainingPalettizer, PostTrainingPalettizerConfig
+
+    nbits = int(recipe.options["weights"].removeprefix("palettized-").removesuffix("bit"))
+    config = PostTrainingPalettizerConfig.from_dict({"global_config": {
+        "n_bits": nbits, "granularity": "per_grouped_channel", "group_size": int(recipe.options["group_size"])}})
+    return PostTrainingPalettizer(copy.deepcopy(model), config).compress()
 
 
 def _w8a8(model: nn.Module, recipe: Any, input_hw: tuple[int, int], calibration: Any) -> nn.Module:
