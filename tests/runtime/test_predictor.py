@@ -166,8 +166,8 @@ def test_unavailable_provider_is_an_error_not_a_fallback(artifact):
 
 
 def test_unknown_target_names_what_can_run(tmp_path):
-    other = make_artifact(tmp_path / "coreml", target="coreml", recipe="coreml-fp16")
-    with pytest.raises(SapiensEdgeError, match="no runtime backend for 'coreml'"):
+    other = make_artifact(tmp_path / "openvino", target="openvino", recipe="openvino-fp16")
+    with pytest.raises(SapiensEdgeError, match="no runtime backend for 'openvino'"):
         runtime.load(other)
 
 
