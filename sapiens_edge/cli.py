@@ -145,6 +145,8 @@ def _backend_options(args: argparse.Namespace) -> dict:
         opts["provider"] = args.provider
     if args.threads:
         opts["threads"] = args.threads
+    if getattr(args, "compute_units", None):
+        opts["compute_units"] = args.compute_units
     return opts
 
 
@@ -251,6 +253,8 @@ def build_parser() -> argparse.ArgumentParser:
         sp.add_argument("--provider", choices=["cpu", "cuda", "tensorrt", "coreml"],
                         help="ONNX Runtime execution provider (never guessed)")
         sp.add_argument("--threads", type=int, help="intra-op threads")
+        sp.add_argument("--compute-units", choices=["all", "cpu", "cpu_and_gpu", "cpu_and_ne"],
+                        help="Core ML compute units (coreml backend, macOS)")
 
     u = sub.add_parser("run", help="run an exported artifact on images (torch-free)")
     u.add_argument("artifact")
