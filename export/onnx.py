@@ -57,13 +57,15 @@ def to_onnx_fp32(model: Any, input_hw: tuple[int, int], task: str, *, rewrites: 
                                      input_names=[INPUT_NAME], output_names=names, optimize=True, verbose=False,
                                      custom_translation_table=fused_attention.onnx_translation())
     proto = onnx_program.model_proto
+    # The captured program holds the rewritten copy of the model: free it before onnxslim's peak.
+    del onnx_program, program
+    release_memory()
     progress("simplifying the graph (onnxslim) ...")
     proto = _slim(proto)
+    release_memory()
     actual = [o.name for o in proto.graph.output]
     if actual != names:
         raise SapiensEdgeError(f"ONNX export produced outputs {actual}, expected {names}; please report this.")
-    del onnx_program, program
-    release_memory()
     return onnx, proto
 
 
