@@ -106,7 +106,9 @@ def _program(model: nn.Module, recipe: Recipe, input_hw: tuple[int, int], input_
             std = metadata.STD_RGB.astype(np.float32).reshape(1, 3, 1, 1)
             batches = lambda: (b * std for b in calibration.batches())  # noqa: E731
         program, options["quantization"] = pt2e.quantize_static(program, batches, calibration.count,
-                                                                method=method, keep_float=keep, progress=progress)
+                                                                method=method, keep_float=keep,
+                                                                user_keep_float=calibration.keep_float,
+                                                                progress=progress)
     program = program.run_decompositions({})
     for store in (program.state_dict, program.constants):
         for name, value in list(store.items()):

@@ -142,7 +142,9 @@ def lower(model: Any, recipe: Recipe, input_hw: tuple[int, int], workdir: Path,
 
         keep = keep_float_keys(task, calibration.keep_float)
         program, options["quantization"] = pt2e.quantize_static(program, calibration.batches, calibration.count,
-                                                                method=method, keep_float=keep, progress=progress)
+                                                                method=method, keep_float=keep,
+                                                                user_keep_float=calibration.keep_float,
+                                                                progress=progress)
     elif recipe.precision not in ("fp32", "fp16"):
         raise SapiensEdgeError(f"The ExecuTorch target has no precision {recipe.precision!r}.")
     progress(f"lowering to ExecuTorch with the {DELEGATES[delegate]} delegate ...")

@@ -17,6 +17,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from sapiens_edge.errors import SapiensEdgeError, require
 from sapiens_edge.manifest import TensorSpec
 from sapiens_edge.memory import release_memory
@@ -144,18 +146,61 @@ def topological_sort(proto):
     return proto
 
 
-def float_nodes(proto, task: str | None = None, extra: tuple[str, ...] = ()) -> list[str]:
+def float_nodes(proto, task: str | None = None, extra: tuple[str, ...] = (),
+                sources: dict[str, str] | None = None) -> list[str]:
     """Names of the Conv/MatMul/Gemm nodes whose weights belong to layers kept in float
-    (`quantize.policy`, plus `extra` parameter-name substrings such as 'decode_head.')."""
+    (`quantize.policy`, plus `extra` parameter-name substrings such as 'decode_head.'); `sources`
+    maps renamed weight initializers to the parameters they hold (`weight_sources`). Patterns of
+    `extra` that match no node are a RecipeError (a typo would otherwise quantize everything)."""
+    from sapiens_edge.errors import RecipeError
     from sapiens_edge.quantize.policy import keep_float_keys
 
-    return nodes_reading(proto, keep_float_keys(task, extra))
+    sources = sources or {}
+    matched: set[str] = set()
+    names = []
+    for node in proto.graph.node:
+        if node.op_type not in ("Conv", "MatMul", "Gemm") or len(node.input) < 2:
+            continue
+        # The weight only: identical constants (e.g. zero biases) are merged under one name.
+        weight = {node.input[1], sources.get(node.input[1], "")}
+        hits = {key for key in keep_float_keys(task, extra) if any(key in w for w in weight)}
+        if hits:
+            names.append(node.name)
+            matched |= hits
+    missing = [k for k in extra if k not in matched]
+    if missing:
+        raise RecipeError(f"--keep-float {', '.join(map(repr, missing))} matches no Conv/MatMul/Gemm weight of the "
+                          f"ONNX graph; patterns are substrings of the model's parameter names.")
+    return names
 
 
-def nodes_reading(proto, keys: tuple[str, ...]) -> list[str]:
-    """Names of the Conv/MatMul/Gemm nodes whose weight or bias names contain one of `keys`."""
-    return [n.name for n in proto.graph.node if n.op_type in ("Conv", "MatMul", "Gemm")
-            and any(key in name for name in n.input[1:] for key in keys)]
+def weight_sources(proto, model: Any) -> dict[str, str]:
+    """ONNX weight initializer -> the model parameter it holds, matched by value: the exporter and
+    onnxslim rename linear weights (`val_16_weight`, transposed for Gemm). A parameter is looked for
+    as is, transposed, and by halves along its first axis (the split SwiGLU projection)."""
+    import hashlib
+
+    from onnx import TensorProto, numpy_helper
+
+    def digest(a: np.ndarray) -> str:
+        return hashlib.sha1(np.ascontiguousarray(a, dtype=np.float32).tobytes()).hexdigest()
+
+    known: dict[str, str] = {}
+    for name, param in model.named_parameters():
+        if param.ndim != 2:
+            continue
+        w = param.detach().float().numpy()
+        half = w.shape[0] // 2
+        for part in (w, w[:half], w[half:]) if w.shape[0] % 2 == 0 else (w,):
+            known[digest(part)] = name
+            known[digest(part.T)] = name
+    out = {}
+    for t in proto.graph.initializer:
+        if len(t.dims) == 2 and t.data_type == TensorProto.FLOAT:
+            source = known.get(digest(numpy_helper.to_array(t)))
+            if source:
+                out[t.name] = source
+    return out
 
 
 def lower(model: Any, recipe: Recipe, input_hw: tuple[int, int], workdir: Path,
@@ -184,6 +229,8 @@ def lower(model: Any, recipe: Recipe, input_hw: tuple[int, int], workdir: Path,
         elif recipe.precision in ("int8", "int8-dynamic"):
             from sapiens_edge.quantize import onnx_ptq
 
+            keep_nodes = (float_nodes(proto, task, calibration.keep_float, weight_sources(proto, model))
+                          if recipe.precision == "int8" and calibration is not None else [])
             save(proto, fp32_path)
             big = not _small_enough_to_measure(proto)
             del proto
@@ -191,7 +238,7 @@ def lower(model: Any, recipe: Recipe, input_hw: tuple[int, int], workdir: Path,
                 if calibration is None:
                     raise SapiensEdgeError(f"{recipe.name} needs calibration data.")
                 method = calibration.method or recipe.default_calibration_method
-                keep = float_nodes(onnx.load(str(fp32_path), load_external_data=False), task, calibration.keep_float)
+                keep = keep_nodes
                 options["quantization"] = onnx_ptq.quantize_static(
                     fp32_path, out, INPUT_NAME, calibration.batches, calibration.count, method=method,
                     op_types=tuple(recipe.options.get("op_types", onnx_ptq.STATIC_OPS)), external_data=big,

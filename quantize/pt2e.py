@@ -18,12 +18,12 @@ from typing import Any
 
 import numpy as np
 
-from sapiens_edge.errors import CalibrationError, SapiensEdgeError
+from sapiens_edge.errors import CalibrationError, RecipeError, SapiensEdgeError
 
 METHODS = ("histogram", "minmax")
 
 
-def xnnpack_quantizer(keep_float: tuple[str, ...] = (), method: str = "histogram"):
+def xnnpack_quantizer(keep_float: tuple[str, ...] = (), method: str = "histogram", matched: set[str] | None = None):
     """Linears and convs only, int8 per-channel symmetric weights and calibrated int8 activations;
     layers whose module path contains a `keep_float` key stay float. (The quantizer's global
     setting would also quantize every add, mul and cat: the residual stream and RoPE in int8.)"""
@@ -42,7 +42,10 @@ def xnnpack_quantizer(keep_float: tuple[str, ...] = (), method: str = "histogram
 
     def quantize_node(node) -> bool:
         paths = [path for path, _ in (node.meta.get("nn_module_stack") or {}).values()]
-        return not any(key in path for path in paths for key in keep_float)
+        hits = {key for key in keep_float if any(key in path for path in paths)}
+        if matched is not None:
+            matched.update(hits)
+        return not hits
 
     # By operator, not by module type: the module-type filter also tests a conv's weight node, which
     # carries no module stack in a torch.export graph, so convs were silently left in float.
@@ -53,16 +56,24 @@ def xnnpack_quantizer(keep_float: tuple[str, ...] = (), method: str = "histogram
 
 
 def quantize_static(program, batches: Callable[[], Iterator[np.ndarray]], count: int, *, method: str = "histogram",
-                    keep_float: tuple[str, ...] = (),
+                    keep_float: tuple[str, ...] = (), user_keep_float: tuple[str, ...] = (),
                     progress: Callable[[str], None] = lambda _: None) -> tuple[Any, dict[str, Any]]:
-    """(quantized torch.export program, settings) for `program`, calibrated on `batches`."""
+    """(quantized torch.export program, settings) for `program`, calibrated on `batches`.
+    `keep_float`: module-path substrings left in float (policy + user); each of `user_keep_float`
+    must match some layer."""
     import torch
     from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
 
     if method not in METHODS:
         raise SapiensEdgeError(f"Unknown calibration method {method!r} for PT2E; choose one of {', '.join(METHODS)}.")
     example = program.example_inputs[0]
-    prepared = prepare_pt2e(program.module(), xnnpack_quantizer(keep_float, method))
+    matched: set[str] = set()
+    prepared = prepare_pt2e(program.module(), xnnpack_quantizer(keep_float, method, matched))
+    missing = [k for k in user_keep_float if k not in matched]
+    if missing:  # a typo, or a name the export rewrites changed, would otherwise quantize everything
+        raise RecipeError(f"--keep-float {', '.join(map(repr, missing))} matches no linear/conv of the captured "
+                          f"graph (module paths after the export rewrites: e.g. SwiGLU's ffn.w12 is split into "
+                          f"ffn.w_gate and ffn.w_value).")
     layers = quantized_layers(prepared)
     progress("int8 layers: " + ", ".join(f"{op} {q}/{n}" for op, (q, n) in layers.items()))
     t0, seen = time.perf_counter(), 0

@@ -198,3 +198,32 @@ def test_calibration_method_is_selectable(models, tmp_path):
         core.export(model, "onnx-fp32", tmp_path / "f", input_size=hw, calibration_method="percentile", **QUIET)
     with pytest.raises(RecipeError, match="percentile, minmax, entropy"):
         core.export(model, "onnx-int8", tmp_path / "g", input_size=hw, calibration_method="kl", **QUIET)
+
+
+def test_keep_float_finds_linears_by_weight_whatever_the_graph_calls_them(models, tmp_path):
+    """onnxslim renames linear weights (`val_16_weight`, transposed for Gemm) and the exporter merges
+    identical constants (all-zero biases under one parameter's name), so names alone would miss
+    `ffn.w3` and a bias name would drag unrelated layers along."""
+    import copy
+
+    model = copy.deepcopy(models["seg"])
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if name.endswith(".bias") and ".blocks." in name:
+                p.zero_()
+    hw = model.sapiens_info.input_hw
+    art = core.export(model, "onnx-int8", tmp_path / "w3", input_size=hw, calibration_limit=1,
+                      keep_float=("ffn.w3",), **QUIET)
+    graph = onnx.load(str(art.path / "model.onnx")).graph
+    producers = {o: n.op_type for n in graph.node for o in n.output}
+    linears = [n for n in graph.node if n.op_type in ("MatMul", "Gemm") and len(n.input) > 1
+               and n.input[1] not in {t.name for t in graph.input}]
+    float_linears = [n for n in linears if producers.get(n.input[1]) != "DequantizeLinear"]
+    depth = len(model.backbone.blocks)
+    assert len(float_linears) == depth, [n.input[1] for n in float_linears]  # one w3 per block, nothing else
+    assert len(linears) - depth >= 4 * depth  # q, k, v, proj, gate, value ... are int8
+    from sapiens_edge.errors import RecipeError
+
+    with pytest.raises(RecipeError, match="'q_norm' matches no Conv/MatMul/Gemm weight"):
+        core.export(model, "onnx-int8", tmp_path / "qn", input_size=hw, calibration_limit=1,
+                    keep_float=("q_norm",), **QUIET)

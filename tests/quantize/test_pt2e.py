@@ -73,3 +73,18 @@ def test_quantized_layers_counts_what_gets_int8_weights():
     program = torch.export.export(TwoLayers().eval(), (torch.randn(2, 3, 4, 4),))
     prepared = prepare_pt2e(program.module(), pt2e.xnnpack_quantizer(("head",)))
     assert pt2e.quantized_layers(prepared) == {"linear": (1, 2), "conv2d": (1, 1)}
+
+
+def test_keep_float_pattern_that_matches_no_layer_is_an_error():
+    """A user's pattern must leave some linear/conv in float; one that names none (a typo, or a
+    module the export rewrites renamed) would otherwise export a fully quantized model."""
+    import numpy as np
+
+    from sapiens_edge.errors import RecipeError
+
+    program = torch.export.export(TwoLayers().eval(), (torch.randn(1, 3, 4, 4),))
+    batches = lambda: iter([np.random.default_rng(0).standard_normal((1, 3, 4, 4)).astype(np.float32)])  # noqa: E731
+    with pytest.raises(RecipeError, match="'bdy' matches no linear/conv"):
+        pt2e.quantize_static(program, batches, 1, keep_float=("head", "bdy"), user_keep_float=("bdy",))
+    _, info = pt2e.quantize_static(program, batches, 1, keep_float=("head", "body"), user_keep_float=("body",))
+    assert info["kept_float"] == ["head", "body"]
