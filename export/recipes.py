@@ -37,8 +37,9 @@ INT8 = {  # issue #4: seg pixel agreement >= 98 %, pose mean keypoint error <= 1
     "pointmap": {"depth_rel_err_max": 0.05},
 }
 
-# Palettized weights (4/6-bit LUTs) move every weight further than int8 does; limits set from the
-# torch-side measurement of the same compression (README, Core ML).
+# Palettized weights (4/6-bit LUTs) move every weight further than int8 does: looser limits than
+# int8's. On the (hypersensitive) 0.1b seg stand-in the torch twins give 95.8 % (6-bit, passes) and
+# 83.5 % (4-bit, fails): README, Core ML.
 PALETTIZED = {
     "tensor": {"cosine_min": 0.95},
     "pose": {"keypoint_err_px_max": 2.0, "pck_min": 0.85},
