@@ -27,7 +27,7 @@ def package_bytes(artifact: Path) -> int:
 
 
 def bench_model(name: str, recipes: list[str], input_hw: tuple[int, int], workdir: Path,
-                calibration_limit: int | None, reuse: bool = False) -> list[dict]:
+                calibration_limit: int | None, reuse: bool = False, twins: bool = True) -> list[dict]:
     import torch
 
     import sapiens_edge
@@ -66,6 +66,9 @@ def bench_model(name: str, recipes: list[str], input_hw: tuple[int, int], workdi
             print(f"  export {recipe_name} ...", file=sys.stderr, flush=True)
             row.update(export_in_child(name, recipe_name, weights, out, input_hw, calibration_limit))
         row["file_mib"] = package_bytes(out) / 2**20
+        if not twins:
+            rows.append(row)
+            continue
         print(f"  torch twin of {recipe_name} ...", file=sys.stderr, flush=True)
         t0 = time.perf_counter()
         calib = calibration_data(task, input_hw, None, calibration_limit) if recipe.needs_calibration else None
@@ -101,6 +104,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--calibration-limit", type=int, help="calibration images for coreml-w8a8 (default: all 8)")
     p.add_argument("--workdir", help="keep checkpoints and artifacts here (default: a temp folder)")
     p.add_argument("--reuse", action="store_true", help="reuse artifacts already in --workdir")
+    p.add_argument("--no-twins", action="store_true", help="exports and sizes only (the twins of a large model "
+                   "take long: fp16 torch on a CPU without fp16 arithmetic, k-means over every weight)")
     p.add_argument("--json", help="also write the rows here")
     args = p.parse_args(argv)
     h, w = (int(v) for v in args.input_size.lower().split("x"))
@@ -110,7 +115,7 @@ def main(argv: list[str] | None = None) -> int:
         workdir.mkdir(parents=True, exist_ok=True)
         for m in filter(None, args.models.split(",")):
             rows += bench_model(f"sapiens2-{m}", args.recipes.split(","), (h, w), workdir, args.calibration_limit,
-                                args.reuse)
+                                args.reuse, twins=not args.no_twins)
     print(f"input {h}x{w}; task metrics of each recipe's torch twin vs torch fp32 (Core ML runs on Apple only)")
     print(table(rows))
     if args.json:
