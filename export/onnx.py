@@ -234,6 +234,7 @@ def lower(model: Any, recipe: Recipe, input_hw: tuple[int, int], workdir: Path,
             save(proto, fp32_path)
             big = not _small_enough_to_measure(proto)
             del proto
+            release_memory()  # the graph is on disk now; calibration and the quantizer reload it
             if recipe.precision == "int8":
                 if calibration is None:
                     raise SapiensEdgeError(f"{recipe.name} needs calibration data.")
