@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -30,23 +29,17 @@ def bench_model(name: str, recipes: list[str], input_hw: tuple[int, int], workdi
                 calibration_limit: int | None, reuse: bool = False, twins: bool = True) -> list[dict]:
     import torch
 
-    import sapiens_edge
     from sapiens_edge import runtime
     from sapiens_edge.export.calibration import calibration_data
     from sapiens_edge.export.recipes import get_recipe
-    from sapiens_edge.pipeline import write_standin_weights
     from sapiens_edge.quantize.coreml_twin import twin
     from sapiens_edge.validation import metrics as M
     from sapiens_edge.validation.validate import task_metrics
 
-    from .recipes import _parity, _photo, _stats_file, export_in_child
+    from .recipes import _parity, _stats_file, export_in_child, standin
 
-    weights = workdir / f"{name}.safetensors"
-    print(f"{name}: writing confident random weights ...", file=sys.stderr, flush=True)
-    write_standin_weights(name, weights, input_hw)
-    model = sapiens_edge.load_model(name, weights)
+    weights, model, prepared, x = standin(name, input_hw, workdir)
     task = model.sapiens_info.task
-    prepared, x = _photo(task, input_hw)
     proc = runtime.get_processor(task)
 
     def run(module):
@@ -108,14 +101,10 @@ def main(argv: list[str] | None = None) -> int:
                    "take long: fp16 torch on a CPU without fp16 arithmetic, k-means over every weight)")
     p.add_argument("--json", help="also write the rows here")
     args = p.parse_args(argv)
-    h, w = (int(v) for v in args.input_size.lower().split("x"))
-    rows: list[dict] = []
-    with tempfile.TemporaryDirectory() as tmp:
-        workdir = Path(args.workdir) if args.workdir else Path(tmp)
-        workdir.mkdir(parents=True, exist_ok=True)
-        for m in filter(None, args.models.split(",")):
-            rows += bench_model(f"sapiens2-{m}", args.recipes.split(","), (h, w), workdir, args.calibration_limit,
-                                args.reuse, twins=not args.no_twins)
+    from .recipes import run_models
+
+    rows, (h, w) = run_models(args.models, args.input_size, args.workdir, lambda name, hw, workdir: bench_model(
+        name, args.recipes.split(","), hw, workdir, args.calibration_limit, args.reuse, twins=not args.no_twins))
     print(f"input {h}x{w}; task metrics of each recipe's torch twin vs torch fp32 (Core ML runs on Apple only)")
     print(table(rows))
     if args.json:

@@ -99,6 +99,20 @@ def export_in_child(name: str, recipe: str, weights: Path, out: Path, input_hw: 
     return stats
 
 
+def standin(name: str, input_hw: tuple[int, int], workdir: Path) -> tuple[Path, Any, Any, np.ndarray]:
+    """(weights file, model, prepared photo, its input array): the confident stand-in weights of
+    `name` written to `workdir` and loaded like a user's checkpoint, and the bundled photo."""
+    import sapiens_edge
+    from sapiens_edge.pipeline import write_standin_weights
+
+    weights = workdir / f"{name}.safetensors"
+    print(f"{name}: writing confident random weights ...", file=sys.stderr, flush=True)
+    write_standin_weights(name, weights, input_hw)
+    model = sapiens_edge.load_model(name, weights)
+    prepared, x = _photo(model.sapiens_info.task, input_hw)
+    return weights, model, prepared, x
+
+
 def _stats_file(artifact: Path) -> Path:
     return artifact.with_name(artifact.name + ".export.json")
 
@@ -108,19 +122,13 @@ def bench_model(name: str, recipes: list[str], input_hw: tuple[int, int], runs: 
                 reuse: bool = False) -> list[dict]:
     import torch
 
-    import sapiens_edge
     from sapiens_edge import runtime
-    from sapiens_edge.pipeline import write_standin_weights
     from sapiens_edge.validation import metrics as M
     from sapiens_edge.validation.validate import task_metrics
 
     torch.set_num_threads(threads)
-    weights = workdir / f"{name}.safetensors"
-    print(f"{name}: writing confident random weights ...", file=sys.stderr, flush=True)
-    write_standin_weights(name, weights, input_hw)
-    model = sapiens_edge.load_model(name, weights)
+    weights, model, prepared, x = standin(name, input_hw, workdir)
     task = model.sapiens_info.task
-    prepared, x = _photo(task, input_hw)
     proc = runtime.get_processor(task)
     xt = torch.from_numpy(x)
 
@@ -224,19 +232,28 @@ def main(argv: list[str] | None = None) -> int:
                         "instead of exporting them again")
     p.add_argument("--json", help="also write the rows here")
     args = p.parse_args(argv)
-    h, w = (int(v) for v in args.input_size.lower().split("x"))
-    rows: list[dict] = []
-    with tempfile.TemporaryDirectory() as tmp:
-        workdir = Path(args.workdir) if args.workdir else Path(tmp)
-        workdir.mkdir(parents=True, exist_ok=True)
-        for m in filter(None, args.models.split(",")):
-            rows += bench_model(f"sapiens2-{m}", args.recipes.split(","), (h, w), args.runs, args.threads, workdir,
-                                args.calibration_limit, not args.no_bf16, tuple(args.keep_float), args.reuse)
+    rows, (h, w) = run_models(args.models, args.input_size, args.workdir, lambda name, hw, workdir: bench_model(
+        name, args.recipes.split(","), hw, args.runs, args.threads, workdir, args.calibration_limit,
+        not args.no_bf16, tuple(args.keep_float), args.reuse))
     print(f"input {h}x{w}, batch 1, {args.threads} threads, median of {args.runs} runs; parity vs torch fp32")
     print(table(rows))
     if args.json:
         Path(args.json).write_text(json.dumps(rows, indent=2))
     return 0
+
+
+def run_models(models: str, input_size: str, workdir: str | None,
+               bench: Callable[[str, tuple[int, int], Path], list[dict]]) -> tuple[list[dict], tuple[int, int]]:
+    """`bench(zoo name, (h, w), workdir)` for each of the comma-separated `models` (without the
+    'sapiens2-' prefix), in `workdir` or a temporary folder; (all rows, (h, w))."""
+    h, w = (int(v) for v in input_size.lower().split("x"))
+    rows: list[dict] = []
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(workdir) if workdir else Path(tmp)
+        folder.mkdir(parents=True, exist_ok=True)
+        for m in filter(None, models.split(",")):
+            rows += bench(f"sapiens2-{m}", (h, w), folder)
+    return rows, (h, w)
 
 
 if __name__ == "__main__":
