@@ -119,6 +119,7 @@ def calibrate(model_path: Path, input_name: str, batches: Callable[[], Iterator[
     calibrator = _calibrator(model_path, op_types, augmented, method, percentile, skip_nodes)
     # The calibrator keeps its augmented ModelProto for the output names only: drop its weights.
     del calibrator.model.graph.initializer[:]
+    release_memory()
     calibrator.infer_session = _calibration_session(augmented)
     # collect_data() folds what it collected into the running statistics and clears it, so calling
     # it once per image streams. (Its max_intermediate_outputs option drops data in ORT 1.2x-1.3x.)
