@@ -14,9 +14,11 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
+from sapiens_edge.manifest import TensorSpec
 from sapiens_edge.models.rope import rope_constants
 
 from .rewrites import REWRITES
+from .targets import OUTPUT_NAMES
 
 
 def example_input(input_hw: tuple[int, int]) -> torch.Tensor:
@@ -48,3 +50,10 @@ def capture(model: nn.Module, input_hw: tuple[int, int], *, rewrites: tuple[str,
              + (f" (rewrites: {', '.join(rewrites)})" if rewrites else ""))
     with torch.no_grad(), rope_constants(module, input_hw, emulate_bf16=True, exact_bf16=exact_rope):
         return torch.export.export(module, (example_input(input_hw),), strict=False)
+
+
+def output_specs(program: torch.export.ExportedProgram, task: str) -> list[TensorSpec]:
+    """The graph outputs of a torch.export program as manifest specs (from the traced metadata)."""
+    out_node = next(n for n in program.graph.nodes if n.op == "output")
+    vals = [a.meta["val"] for a in out_node.args[0]]
+    return [TensorSpec(n, list(v.shape), "float32") for n, v in zip(OUTPUT_NAMES[task], vals, strict=True)]

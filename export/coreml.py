@@ -37,8 +37,7 @@ from sapiens_edge import metadata
 from sapiens_edge.errors import SapiensEdgeError, require
 from sapiens_edge.manifest import TensorSpec
 
-from .capture import capture, prepare
-from .executorch import output_specs
+from .capture import capture, output_specs, prepare
 from .recipes import Recipe
 from .targets import INPUT_NAME, OUTPUT_NAMES, CalibrationData, Lowered
 

@@ -27,9 +27,9 @@ from torch import nn
 from sapiens_edge.errors import SapiensEdgeError, require
 from sapiens_edge.manifest import TensorSpec
 
-from .capture import capture, prepare
+from .capture import capture, output_specs, prepare
 from .recipes import Recipe
-from .targets import INPUT_NAME, OUTPUT_NAMES, CalibrationData, Lowered
+from .targets import INPUT_NAME, CalibrationData, Lowered
 
 MODEL_FILE = "model.pte"
 # torchao (imported by ExecuTorch) warns that its optional CUDA kernels do not load on a CPU-only
@@ -59,13 +59,6 @@ class Float16Inside(nn.Module):
     def forward(self, x: torch.Tensor):
         out = self.inner(x.half())
         return tuple(o.float() for o in out) if isinstance(out, tuple) else out.float()
-
-
-def output_specs(program, task: str) -> list[TensorSpec]:
-    """The graph outputs of a torch.export program as manifest specs (from the traced metadata)."""
-    out_node = next(n for n in program.graph.nodes if n.op == "output")
-    vals = [a.meta["val"] for a in out_node.args[0]]
-    return [TensorSpec(n, list(v.shape), "float32") for n, v in zip(OUTPUT_NAMES[task], vals, strict=True)]
 
 
 DELEGATES = {"xnnpack": "XnnpackBackend", "coreml": "CoreMLBackend"}

@@ -156,6 +156,7 @@ def float_nodes(proto, task: str | None = None, extra: tuple[str, ...] = (),
     from sapiens_edge.quantize.policy import keep_float_keys
 
     sources = sources or {}
+    keys = keep_float_keys(task, extra)
     matched: set[str] = set()
     names = []
     for node in proto.graph.node:
@@ -163,7 +164,7 @@ def float_nodes(proto, task: str | None = None, extra: tuple[str, ...] = (),
             continue
         # The weight only: identical constants (e.g. zero biases) are merged under one name.
         weight = {node.input[1], sources.get(node.input[1], "")}
-        hits = {key for key in keep_float_keys(task, extra) if any(key in w for w in weight)}
+        hits = {key for key in keys if any(key in w for w in weight)}
         if hits:
             names.append(node.name)
             matched |= hits
@@ -229,8 +230,9 @@ def lower(model: Any, recipe: Recipe, input_hw: tuple[int, int], workdir: Path,
         elif recipe.precision in ("int8", "int8-dynamic"):
             from sapiens_edge.quantize import onnx_ptq
 
-            keep_nodes = (float_nodes(proto, task, calibration.keep_float, weight_sources(proto, model))
-                          if recipe.precision == "int8" and calibration is not None else [])
+            # Found on the in-memory graph: `weight_sources` reads the weights' values.
+            keep = (float_nodes(proto, task, calibration.keep_float, weight_sources(proto, model))
+                    if recipe.precision == "int8" and calibration is not None else [])
             save(proto, fp32_path)
             big = not _small_enough_to_measure(proto)
             del proto
@@ -239,7 +241,6 @@ def lower(model: Any, recipe: Recipe, input_hw: tuple[int, int], workdir: Path,
                 if calibration is None:
                     raise SapiensEdgeError(f"{recipe.name} needs calibration data.")
                 method = calibration.method or recipe.default_calibration_method
-                keep = keep_nodes
                 options["quantization"] = onnx_ptq.quantize_static(
                     fp32_path, out, INPUT_NAME, calibration.batches, calibration.count, method=method,
                     op_types=tuple(recipe.options.get("op_types", onnx_ptq.STATIC_OPS)), external_data=big,

@@ -174,4 +174,3 @@ def quantize_dynamic(model_path: Path, output: Path, *, op_types: tuple[str, ...
                          weight_type=QuantType.QInt8, use_external_data_format=external_data)
     return {"quantizer": "onnxruntime.quantization.quantize_dynamic", "weights": "int8 per-channel",
             "activations": "uint8, quantized at run time", "op_types": list(op_types)}
-

@@ -7,7 +7,7 @@ model measure the ties, not the export. A trained head instead reads a few stron
 coherent directions of its features: labels come in regions and heatmaps have clear peaks.
 
 `make_confident_` gives a random model that property without training: it runs the model once
-on an image and takes the principal directions of the classifier's input features over all pixels.
+on an image and rewrites the classifier from its input features over all pixels.
 Seg: a few classes (6 by default) become the nearest-centre bins of the first principal score, so
 labels form regions whose boundaries follow the image; the other classes never win. Pose: each
 keypoint's readout is the least-squares fit of a Gaussian blob at its own location (what training
@@ -53,8 +53,8 @@ def make_confident_(model: nn.Module, image: torch.Tensor, *, gain: float | None
     """Rewrite the final 1x1 classifier of a seg/pose model in place (see the module docstring).
 
     `image`: a normalized (1, 3, H, W) input (a photo, so the features have image structure).
-    `gain`: logit scale; default 4 for seg and a value that puts the pose heatmap peaks near 1
-    (scores over the 0.3 drawing threshold). `active_classes`: seg classes that appear."""
+    `gain`: logit scale; default 4 for seg and 1 for pose (heatmap peaks at 1, over the 0.3 drawing
+    threshold). `active_classes`: seg classes that appear."""
     task = model.sapiens_info.task if hasattr(model, "sapiens_info") else None
     head = getattr(model, "decode_head", None)
     name = _CLASSIFIERS.get(task or "", "")
@@ -70,25 +70,24 @@ def make_confident_(model: nn.Module, image: torch.Tensor, *, gain: float | None
     feats = seen["x"][0].flatten(1).T.double()  # (pixels, C)
     mean = feats.mean(0)
     centred = feats - mean
-    _, _, v = torch.linalg.svd(centred[:: max(1, centred.shape[0] // 20000)], full_matrices=False)
-    u = v[:2]  # (2, C), orthonormal
-    spread = (centred @ u.T).std(0)
     k = conv.out_channels
     if task == "seg":
+        _, _, v = torch.linalg.svd(centred[:: max(1, centred.shape[0] // 20000)], full_matrices=False)
+        u = v[0]  # the first principal direction
+        spread = (centred @ u).std()
         # logit_j = 2 t_j s - t_j^2 (tangents of s^2): argmax_j = the centre t_j nearest to s.
-        s1 = (centred @ u[0]) / spread[0]
+        s1 = (centred @ u) / spread
         active = min(k, active_classes)
         centres = torch.quantile(s1[:: max(1, s1.numel() // 100000)],
                                  (torch.arange(active, dtype=torch.float64) + 0.5) / active)
         slope = torch.zeros(k, dtype=torch.float64)
         offset = torch.full((k,), -float(centres.square().max()) - 50.0, dtype=torch.float64)  # never wins
         slope[:active], offset[:active] = 2 * centres, -centres.square()
-        weight = slope[:, None] * (u[0] / spread[0])[None]
+        weight = slope[:, None] * (u / spread)[None]
         bias = offset - weight @ mean
         scale = gain if gain is not None else 4.0
     else:
-        fmap = (seen["x"][0].double() - mean[:, None, None])
-        weight, bias = _blob_readouts(fmap, k)
+        weight, bias = _blob_readouts(seen["x"][0].double() - mean[:, None, None], k)
         bias = bias - weight @ mean
         scale = gain if gain is not None else 1.0
     conv.weight.copy_((scale * weight).to(conv.weight.dtype).reshape(conv.weight.shape))
