@@ -169,3 +169,17 @@ def test_palettized_package_holds_exactly_the_torch_twins_weights(artifacts):
     twinned = dict(twin(_model("seg"), recipe, (128, 96)).named_parameters())["backbone.blocks.0.ffn.w12.weight"]
     np.testing.assert_allclose(packaged, twinned.detach().numpy(), rtol=1e-3, atol=1e-4)  # fp16 storage of the LUT
     assert np.unique(packaged[:16]).size <= 16  # one 4-bit LUT for the first 16 output channels
+
+
+def test_tampered_package_is_refused_before_core_ml_is_asked(artifacts, tmp_path):
+    """The manifest's sha256 covers every file inside the .mlpackage folder."""
+    import shutil
+
+    from sapiens_edge.errors import ArtifactError
+
+    copy = tmp_path / "tampered"
+    shutil.copytree(artifacts["coreml-int8"].path, copy)
+    (weights,) = (copy / "model.mlpackage").rglob("weight.bin")
+    weights.write_bytes(weights.read_bytes()[:-16] + b"\0" * 16)
+    with pytest.raises(ArtifactError, match=r"weight\.bin"):
+        runtime.load(copy)
