@@ -16,10 +16,11 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
-# Main job end to end on built-in defaults: 0.1b seg at 1024x768 -> onnx-fp32 + onnx-int8 artifacts,
-# validated against PyTorch, run on the bundled photo, benchmarked side by side (about 3.5 min on 2 cores).
+# Main job end to end on built-in defaults: 0.1b seg at 1024x768 -> onnx-fp32, onnx-int8, tflite-fp32,
+# tflite-int8 artifacts, validated against PyTorch, run on the bundled photo, benchmarked side by side
+# with torch eager, report card in report-output/report.html.
 demo: $(STAMP)
-	$(BIN)/sapiens-edge pipeline --output demo-output --force
+	$(BIN)/sapiens-edge report --output report-output --force
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
@@ -28,4 +29,4 @@ test: $(STAMP) lint
 	$(BIN)/python -m pytest -q
 
 clean:
-	rm -rf $(VENV) build demo-output .pytest_cache .ruff_cache
+	rm -rf $(VENV) build report-output .pytest_cache .ruff_cache

@@ -103,7 +103,7 @@ def standin(name: str, input_hw: tuple[int, int], workdir: Path) -> tuple[Path, 
     """(weights file, model, prepared photo, its input array): the confident stand-in weights of
     `name` written to `workdir` and loaded like a user's checkpoint, and the bundled photo."""
     import sapiens_edge
-    from sapiens_edge.pipeline import write_standin_weights
+    from sapiens_edge.standin import write_standin_weights
 
     weights = workdir / f"{name}.safetensors"
     print(f"{name}: writing confident random weights ...", file=sys.stderr, flush=True)

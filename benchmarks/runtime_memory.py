@@ -29,7 +29,9 @@ m = read_manifest(path, verify=False)
 backend = default_backend(m)
 importlib.import_module(BACKENDS[backend].module)
 # The engines load lazily inside the backends; import them first so the baseline includes them.
-for engine in {"onnxruntime": ("onnxruntime",), "executorch": ("torch", "executorch.runtime")}.get(backend, ()):
+engines = {"onnxruntime": ("onnxruntime",), "executorch": ("torch", "executorch.runtime"),
+           "tflite": ("ai_edge_litert.interpreter",)}
+for engine in engines.get(backend, ()):
     importlib.import_module(engine)
 peak = lambda: resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 base = peak()

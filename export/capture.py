@@ -39,21 +39,26 @@ def prepare(model: nn.Module, rewrites: tuple[str, ...] = ()) -> nn.Module:
 
 
 def capture(model: nn.Module, input_hw: tuple[int, int], *, rewrites: tuple[str, ...] = (),
-            exact_rope: bool = True, progress: Callable[[str], None] = lambda _: None) -> torch.export.ExportedProgram:
-    """`torch.export` of `model` (after `rewrites`) for a (1, 3, H, W) float32 input.
+            exact_rope: bool = True, progress: Callable[[str], None] = lambda _: None,
+            example: torch.Tensor | None = None, rope_rounding: str = "cast") -> torch.export.ExportedProgram:
+    """`torch.export` of `model` (after `rewrites`) for a (1, 3, H, W) float32 input (or `example`,
+    for a wrapper that takes another layout).
 
     `exact_rope`: reproduce the bf16 RoPE rotation bit for bit with fp32 ops and rounding casts
     (fp32 recipes); False rotates in plain fp32 (reduced-precision recipes: the casts cost ~5 % of
-    the run time and their effect is far below fp16/int8 error)."""
+    the run time and their effect is far below fp16/int8 error). `rope_rounding="arith"` does the
+    exact rotation's bf16 rounding with fp32 arithmetic instead of casts (`rope.bf16_round_arith`)."""
     module = prepare(model, rewrites)
     progress(f"capturing with torch.export at {input_hw[0]}x{input_hw[1]}"
              + (f" (rewrites: {', '.join(rewrites)})" if rewrites else ""))
-    with torch.no_grad(), rope_constants(module, input_hw, emulate_bf16=True, exact_bf16=exact_rope):
-        return torch.export.export(module, (example_input(input_hw),), strict=False)
+    with torch.no_grad(), rope_constants(module, input_hw, emulate_bf16=True, exact_bf16=exact_rope,
+                                         rounding=rope_rounding):
+        x = example_input(input_hw) if example is None else example
+        return torch.export.export(module, (x,), strict=False)
 
 
 def output_specs(program: torch.export.ExportedProgram, task: str) -> list[TensorSpec]:
     """The graph outputs of a torch.export program as manifest specs (from the traced metadata)."""
     out_node = next(n for n in program.graph.nodes if n.op == "output")
-    vals = [a.meta["val"] for a in out_node.args[0]]
+    vals = [a.meta["val"] for a in out_node.args[0]]  # a dict output is flattened in key order
     return [TensorSpec(n, list(v.shape), "float32") for n, v in zip(OUTPUT_NAMES[task], vals, strict=True)]

@@ -71,6 +71,8 @@ def export(model, recipe: str | Recipe, output: str | Path, *, weights: str | Pa
         from sapiens_edge.loading import load_model
 
         model = load_model(model, weights)
+        # Ours alone: a target may free its weights once it no longer needs them (memory.drop_weights).
+        model.sapiens_disposable = True
     names = [n for n, _ in model.named_parameters()]
     unmatched = [k for k in keep_float if not any(k in n for n in names)]
     if unmatched:  # a typo would otherwise export a fully quantized model without a word

@@ -88,6 +88,9 @@ _ET_REWRITES = {"rewrites": ("subpixel_deconv", "split_swiglu", "explicit_attent
 # SwiGLU's fused gate/value projection -> two Linears (no Split of the widest activation).
 _ONNX_REWRITES = {"rewrites": ("subpixel_deconv", "split_swiglu", "fused_attention")}
 _ONNX_FP16_REWRITES = {"rewrites": ("subpixel_deconv", "split_swiglu")}
+_TFLITE = ("litert_torch", "ai_edge_litert")
+# As for ExecuTorch: every op inside XNNPACK (LiteRT's CPU delegate).
+_TFLITE_OPTS = {"rewrites": _ET_REWRITES["rewrites"]}
 RECIPES: dict[str, Recipe] = {r.name: r for r in [
     Recipe("onnx-fp32", "onnx", "fp32", "ONNX, fp32 weights and compute; ONNX Runtime CPU/GPU",
            requires=_ONNX, extra="onnx", thresholds=TIGHT, options=_ONNX_REWRITES),
@@ -132,6 +135,16 @@ RECIPES: dict[str, Recipe] = {r.name: r for r in [
     Recipe("coreml-palettized-4bit", "coreml", "palettized-4bit", "Core ML, fp16 compute on 4-bit palettized weights "
            "(k-means LUT per 16 output channels), iOS 18+", requires=_COREML, extra="coreml", thresholds=PALETTIZED,
            options={**_COREML_OPTS, "deployment_target": "iOS18", "weights": "palettized-4bit", "group_size": 16}),
+    Recipe("tflite-fp32", "tflite", "fp32", "TFLite (LiteRT) flatbuffer, fp32, NHWC; LiteRT with XNNPACK "
+           "(Raspberry Pi, Android CPU)", requires=_TFLITE, extra="tflite", thresholds=TIGHT, options=_TFLITE_OPTS),
+    Recipe("tflite-fp16", "tflite", "fp16", "TFLite, fp16 weights (half the file), fp32 compute on CPU; NHWC",
+           requires=_TFLITE, extra="tflite", thresholds=FP16, options=_TFLITE_OPTS),
+    Recipe("tflite-int8-dynamic", "tflite", "int8-dynamic", "TFLite, int8 per-channel weights, activations "
+           "quantized per inference (dynamic-range kernels, no calibration); NHWC", requires=_TFLITE,
+           extra="tflite", thresholds=INT8, options=_TFLITE_OPTS),
+    Recipe("tflite-int8", "tflite", "int8", "TFLite, PT2E static int8 (per-channel symmetric weights, calibrated "
+           "activations), float I/O; NHWC", needs_calibration=True, requires=(*_TFLITE, "torchao"), extra="tflite",
+           thresholds=INT8, options=_TFLITE_OPTS, calibration_methods=("histogram", "minmax")),
 ]}
 
 

@@ -55,7 +55,7 @@ class Target(Protocol):
 
 
 TARGETS = {"onnx": "sapiens_edge.export.onnx", "executorch": "sapiens_edge.export.executorch",
-           "coreml": "sapiens_edge.export.coreml"}
+           "coreml": "sapiens_edge.export.coreml", "tflite": "sapiens_edge.export.tflite"}
 
 
 def get_target(name: str) -> Target:

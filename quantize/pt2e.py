@@ -23,6 +23,20 @@ from sapiens_edge.errors import CalibrationError, RecipeError, SapiensEdgeError
 METHODS = ("histogram", "minmax")
 
 
+def layer_filter(keep_float: tuple[str, ...], matched: set[str] | None = None) -> Callable[[Any], bool]:
+    """A node filter: False for nodes inside a module whose path contains a `keep_float` key
+    (those hits are added to `matched`)."""
+
+    def quantize_node(node) -> bool:
+        paths = [path for path, _ in (node.meta.get("nn_module_stack") or {}).values()]
+        hits = {key for key in keep_float if any(key in path for path in paths)}
+        if matched is not None:
+            matched.update(hits)
+        return not hits
+
+    return quantize_node
+
+
 def xnnpack_quantizer(keep_float: tuple[str, ...] = (), method: str = "histogram", matched: set[str] | None = None):
     """Linears and convs only, int8 per-channel symmetric weights and calibrated int8 activations;
     layers whose module path contains a `keep_float` key stay float. (The quantizer's global
@@ -40,27 +54,29 @@ def xnnpack_quantizer(keep_float: tuple[str, ...] = (), method: str = "histogram
         act = dataclasses.replace(act, observer_or_fake_quant_ctr=MinMaxObserver.with_args(eps=2**-12))
         config = dataclasses.replace(config, input_activation=act, output_activation=act)
 
-    def quantize_node(node) -> bool:
-        paths = [path for path, _ in (node.meta.get("nn_module_stack") or {}).values()]
-        hits = {key for key in keep_float if any(key in path for path in paths)}
-        if matched is not None:
-            matched.update(hits)
-        return not hits
-
     # By operator, not by module type: the module-type filter also tests a conv's weight node, which
     # carries no module stack in a torch.export graph, so convs were silently left in float.
     quantizer = XNNPACKQuantizer()
     for op in (torch.ops.aten.linear.default, torch.ops.aten.conv2d.default):
         quantizer.set_operator_type(op, config)
-    return quantizer.set_filter_function(quantize_node)
+    return quantizer.set_filter_function(layer_filter(keep_float, matched))
+
+
+# A quantizer factory: (keep_float, method, matched) -> a torchao PT2E Quantizer for linears and convs.
+QuantizerFactory = Callable[[tuple[str, ...], str, set[str]], Any]
 
 
 def quantize_static(program, batches: Callable[[], Iterator[np.ndarray]], count: int, *, method: str = "histogram",
                     keep_float: tuple[str, ...] = (), user_keep_float: tuple[str, ...] = (),
-                    progress: Callable[[str], None] = lambda _: None) -> tuple[Any, dict[str, Any]]:
+                    progress: Callable[[str], None] = lambda _: None,
+                    quantizer: QuantizerFactory = xnnpack_quantizer,
+                    quantizer_name: str = "executorch XNNPACKQuantizer (torchao PT2E)",
+                    fold_quantize: bool = True) -> tuple[Any, dict[str, Any]]:
     """(quantized torch.export program, settings) for `program`, calibrated on `batches`.
     `keep_float`: module-path substrings left in float (policy + user); each of `user_keep_float`
-    must match some layer."""
+    must match some layer. `quantizer`: ExecuTorch's XNNPACK quantizer by default (the TFLite
+    target passes litert-torch's, and keeps weights as float + quantize for its converter:
+    `fold_quantize=False`)."""
     import torch
     from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
 
@@ -68,7 +84,7 @@ def quantize_static(program, batches: Callable[[], Iterator[np.ndarray]], count:
         raise SapiensEdgeError(f"Unknown calibration method {method!r} for PT2E; choose one of {', '.join(METHODS)}.")
     example = program.example_inputs[0]
     matched: set[str] = set()
-    prepared = prepare_pt2e(program.module(), xnnpack_quantizer(keep_float, method, matched))
+    prepared = prepare_pt2e(program.module(), quantizer(keep_float, method, matched))
     missing = [k for k in user_keep_float if k not in matched]
     if missing:  # a typo, or a name the export rewrites changed, would otherwise quantize everything
         raise RecipeError(f"--keep-float {', '.join(map(repr, missing))} matches no linear/conv of the captured "
@@ -86,9 +102,9 @@ def quantize_static(program, batches: Callable[[], Iterator[np.ndarray]], count:
                      f"~{elapsed / seen * (count - seen):.0f} s left")
     if seen == 0:
         raise CalibrationError("The calibration set produced no inputs.")
-    converted = convert_pt2e(prepared)
+    converted = convert_pt2e(prepared, fold_quantize=fold_quantize)
     quantized = torch.export.export(converted, example, strict=False)
-    return quantized, {"quantizer": "executorch XNNPACKQuantizer (torchao PT2E)", "weights": "int8 per-channel "
+    return quantized, {"quantizer": quantizer_name, "weights": "int8 per-channel "
                        "symmetric", "activations": "int8 asymmetric, calibrated (static)", "calibration_method": method,
                        "op_types": ["linear", "conv2d"], "kept_float": list(keep_float),
                        "int8_layers": {op: {"int8": q, "total": n} for op, (q, n) in layers.items()}}

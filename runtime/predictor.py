@@ -34,6 +34,15 @@ def _fmt_shape(shape: list[Any]) -> str:
     return "(" + ", ".join(str(d) if _dim(d) else names[i] for i, d in enumerate(shape)) + ")"
 
 
+def nchw_shape(spec: TensorSpec) -> list[Any]:
+    """The spec's shape in NCHW order: the order `Predictor.run` takes and gives for every artifact
+    (a channels-last model file is transposed to and from by its backend)."""
+    shape = list(spec.shape)
+    if spec.layout == "NHWC" and len(shape) == 4:
+        return [shape[0], shape[3], shape[1], shape[2]]
+    return shape
+
+
 def _check_manifest(m: Manifest, folder: Path) -> None:
     where = f"{folder / 'manifest.json'}"
     if m.task not in PROCESSORS and m.task != "backbone":
@@ -44,15 +53,20 @@ def _check_manifest(m: Manifest, folder: Path) -> None:
     if not m.outputs:
         raise ArtifactError(f"{where} lists no outputs; re-export the artifact.")
     spec = m.inputs[0]
-    if len(spec.shape) != 4 or _dim(spec.shape[1]) not in (None, 3):
-        raise ArtifactError(f"{where}: input '{spec.name}' has shape {spec.shape}; expected (N, 3, H, W).")
+    if spec.layout not in ("NCHW", "NHWC"):
+        raise ArtifactError(f"{where}: input '{spec.name}' has layout {spec.layout!r}; this runtime reads NCHW or "
+                            f"NHWC images. Re-export the artifact or upgrade sapiens-edge.")
+    shape = nchw_shape(spec)
+    if len(shape) != 4 or _dim(shape[1]) not in (None, 3):
+        want = "(N, H, W, 3)" if spec.layout == "NHWC" else "(N, 3, H, W)"
+        raise ArtifactError(f"{where}: input '{spec.name}' has shape {spec.shape}; expected {want}.")
     if spec.dtype not in _FLOAT_INPUTS:
         raise ArtifactError(f"{where}: input '{spec.name}' is {spec.dtype}; this runtime feeds normalized "
                             f"float32/float16 images. Re-export the artifact.")
     if len(m.input_hw) != 2 or any(_dim(d) is None for d in m.input_hw):
         raise ArtifactError(f"{where}: input_hw {m.input_hw!r} is not [height, width].")
     for axis, want in ((2, m.input_hw[0]), (3, m.input_hw[1])):
-        if _dim(spec.shape[axis]) not in (None, want):
+        if _dim(shape[axis]) not in (None, want):
             raise ArtifactError(f"{where}: input shape {spec.shape} disagrees with input_hw {m.input_hw}.")
 
 
@@ -90,7 +104,8 @@ class Predictor:
         got = f"{tuple(x.shape)} {x.dtype}" if isinstance(x, np.ndarray) else type(x).__name__
         return InputShapeError(
             f"{self.manifest.model} ({self.manifest.recipe}) expects input '{spec.name}' as a float32 array of "
-            f"shape {_fmt_shape(spec.shape)} (NCHW, normalized); got {got}: {problem}. "
+            f"shape {_fmt_shape(nchw_shape(spec))} (NCHW, normalized; every artifact, whatever its file's layout); "
+            f"got {got}: {problem}. "
             f"predictor.predict(image) does the pre-processing (resize/pad to {self.input_hw[0]}x"
             f"{self.input_hw[1]}, normalize) for you; for run() pass such a batch, e.g. x.astype(np.float32) "
             f"or x[None] for a single (3, H, W) image.")
@@ -104,13 +119,14 @@ class Predictor:
             raise self._shape_error(x, f"{x.ndim} dimension(s) instead of 4")
         if x.dtype != np.float32 and x.dtype.name != spec.dtype:
             raise self._shape_error(x, f"dtype {x.dtype} instead of float32")
+        shape = nchw_shape(spec)
         for axis, label in ((1, "channels"), (2, "height"), (3, "width")):
-            want = _dim(spec.shape[axis])
+            want = _dim(shape[axis])
             if want is not None and x.shape[axis] != want:
                 raise self._shape_error(x, f"{label} {x.shape[axis]} instead of {want}")
         if x.shape[0] == 0:
             raise self._shape_error(x, "empty batch")
-        batch = _dim(spec.shape[0])
+        batch = _dim(shape[0])
         if batch not in (None, 1) and x.shape[0] != batch:
             raise self._shape_error(x, f"batch {x.shape[0]} instead of {batch}")
         return np.ascontiguousarray(x, dtype=spec.dtype)

@@ -172,18 +172,43 @@ def _cmd_validate(args: argparse.Namespace) -> int:
     return 0 if report.passed else 1
 
 
-def _cmd_pipeline(args: argparse.Namespace) -> int:
-    from .errors import require
+def _cmd_bench(args: argparse.Namespace) -> int:
+    from pathlib import Path
 
-    require("torch", "torch", "`sapiens-edge pipeline`")
-    from .pipeline import run_pipeline
+    from .benchmarks import bench_output
+    from .benchmarks.bench import bench, load_validation_reports
 
-    result = run_pipeline(args.output, model=args.model, recipes=args.recipes.split(","), weights=args.weights,
+    if args.weights and not args.torch_baseline:
+        raise SapiensEdgeError("--weights goes with --torch-baseline MODEL (the weights of the torch row).")
+    opts = _backend_options(args)
+    opts.pop("threads", None)
+    runs = None if args.seconds else (args.runs or 10)
+    result = bench(args.artifacts, threads=args.threads, warmup=args.warmup, runs=runs, seconds=args.seconds,
+                   backend=args.backend, backend_options=opts,
+                   torch_baseline=(args.torch_baseline, args.weights) if args.torch_baseline else None,
+                   baseline=args.baseline, memory=args.memory,
+                   validation=load_validation_reports(args.validation),
+                   json_path=Path(args.output) / "bench.json" if args.output else None,
+                   progress=lambda m: print(m, file=sys.stderr, flush=True))
+    bench_output.print_table(result)
+    if args.output:
+        files = bench_output.write_all(result, Path(args.output), plots=not args.no_plots)
+        print(f"wrote {', '.join(str(f) for f in files.values())}")
+    if result.interrupted:
+        return 130
+    return 1 if any(r.status != "ok" for r in result.rows) else 0
+
+
+def _cmd_report(args: argparse.Namespace) -> int:
+    from .report import make_report
+
+    recipes = args.recipes if args.recipes in (None, "default", "all") else args.recipes.split(",")
+    summary = make_report(args.output, model=args.model, recipes=recipes, weights=args.weights,
                           input_size=args.input_size, calibration=args.calibration, runs=args.runs,
                           threads=args.threads, force=args.force)
-    failed = [r["config"] for r in result["recipes"] if not r["passed"]]
+    failed = [name for name, r in summary["recipes"].items() if r["passed"] is False]
     if failed:
-        print(f"validation FAILED for {', '.join(failed)} (see {args.output}/validation-<recipe>.md)", file=sys.stderr)
+        print(f"validation FAILED for {', '.join(failed)} (see {args.output}/validation/<recipe>.md)", file=sys.stderr)
     return 1 if failed and args.strict else 0
 
 
@@ -274,18 +299,36 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--report", help="write the report here (.json, plus .md beside it)")
     backend_args(v)
     v.set_defaults(func=_cmd_validate)
-    pl = sub.add_parser("pipeline", help="export -> validate -> run -> benchmark in one go (built-in defaults)")
-    pl.add_argument("--model", default="sapiens2-0.1b-seg")
-    pl.add_argument("--recipes", default="onnx-fp32,onnx-int8", help="comma-separated recipes")
-    pl.add_argument("--weights", help="checkpoint (default: write seeded stand-in weights and say so)")
-    pl.add_argument("--input-size", type=_parse_hw, help="HxW (default: the model's, 1024x768)")
-    pl.add_argument("--calibration", help="folder of photos for int8 calibration (default: built-in set)")
-    pl.add_argument("--runs", type=int, default=3, help="timed runs per configuration")
-    pl.add_argument("--threads", type=int, help="intra-op threads for torch and ONNX Runtime")
-    pl.add_argument("--output", "-o", required=True)
-    pl.add_argument("--force", action="store_true", help="replace existing outputs")
-    pl.add_argument("--strict", action="store_true", help="exit 1 when a validation fails (a CI gate)")
-    pl.set_defaults(func=_cmd_pipeline)
+    b = sub.add_parser("bench", help="benchmark artifacts side by side on this device (interleaved rounds)")
+    b.add_argument("artifacts", nargs="+", help="artifact folders")
+    backend_args(b)
+    b.add_argument("--warmup", type=int, default=1, help="untimed runs before the rounds (the first is reported)")
+    how = b.add_mutually_exclusive_group()
+    how.add_argument("--runs", type=int, help="timed rounds (default 10)")
+    how.add_argument("--seconds", type=float, help="time rounds for this long instead")
+    b.add_argument("--torch-baseline", metavar="MODEL", help="add PyTorch eager fp32 of this zoo model as a row")
+    b.add_argument("--weights", help="weights of the --torch-baseline model")
+    b.add_argument("--baseline", help="the row ratios refer to (default: the torch row, else the first)")
+    b.add_argument("--validation", nargs="+", default=[], metavar="REPORT",
+                   help="validation reports (.json from `validate --report`) for the accuracy column and plot")
+    b.add_argument("--memory", action="store_true", help="also measure each artifact's peak RSS (fresh process)")
+    b.add_argument("--output", "-o", help="folder for bench.json, bench.csv, bench.md and the plots")
+    b.add_argument("--no-plots", action="store_true", help="skip the plots (they need matplotlib)")
+    b.set_defaults(func=_cmd_bench)
+
+    rp = sub.add_parser("report", help="the main job: export, validate and benchmark a model; write a report card")
+    rp.add_argument("model", nargs="?", default="sapiens2-0.1b-seg", help="zoo name (default sapiens2-0.1b-seg)")
+    rp.add_argument("--recipes", help="comma-separated recipes, 'all' (every recipe available here) or 'default' "
+                                      "(onnx-fp32, onnx-int8, tflite-fp32, tflite-int8)")
+    rp.add_argument("--weights", help="checkpoint (default: write seeded stand-in weights and say so)")
+    rp.add_argument("--input-size", type=_parse_hw, help="HxW (default: the model's, 1024x768)")
+    rp.add_argument("--calibration", help="folder of photos for int8 calibration (default: built-in set)")
+    rp.add_argument("--runs", type=int, default=3, help="timed rounds")
+    rp.add_argument("--threads", type=int, help="intra-op threads for every engine (default: all cores)")
+    rp.add_argument("--output", "-o", required=True)
+    rp.add_argument("--force", action="store_true", help="replace existing outputs")
+    rp.add_argument("--strict", action="store_true", help="exit 1 when a validation fails (a CI gate)")
+    rp.set_defaults(func=_cmd_report)
     return p
 
 

@@ -1,5 +1,5 @@
 """The user path through the CLI on a real zoo model (0.1b seg, a checkpoint file written by the
-test, small input): export -> run -> validate, the pipeline, and the bad inputs of each step."""
+test, small input): export -> run -> validate, the report, and the bad inputs of each step."""
 
 from __future__ import annotations
 
@@ -89,15 +89,30 @@ def test_run_refuses_damaged_artifact(artifact, tmp_path, capsys):
     assert "not found" in capsys.readouterr().err
 
 
-def test_pipeline_end_to_end(seg01, tmp_path, capsys):
+def test_report_end_to_end(seg01, tmp_path, capsys):
+    """The main job on a small input: export, validate, overlays, bench, report card (Markdown +
+    HTML with plots); a recipe that cannot be exported here keeps its row with the reason."""
     _, files = seg01
-    out = tmp_path / "pipe"
-    rc = main(["pipeline", "--weights", str(files["fp32"]), "--recipes", "onnx-fp32", "--input-size", SIZE,
-               "--runs", "1", "--threads", "1", "--strict", "--output", str(out)])
+    out = tmp_path / "report"
+    rc = main(["report", "--weights", str(files["fp32"]), "--recipes", "onnx-fp32,coreml-fp32", "--input-size", SIZE,
+               "--runs", "2", "--threads", "1", "--strict", "--output", str(out)])
     assert rc == 0
-    summary = json.loads((out / "summary.json").read_text())
-    assert summary["recipes"][0]["passed"] and summary["recipes"][0]["latency_s"] > 0
-    assert (out / "validation-onnx-fp32.md").is_file() and (out / "run-onnx-fp32" / "astronaut_overlay.png").is_file()
-    assert "| onnx-fp32 |" in (out / "summary.md").read_text()
-    assert main(["pipeline", "--weights", str(files["fp32"]), "--recipes", "onnx-fp32", "--input-size", SIZE,
+    summary = json.loads((out / "report.json").read_text())
+    assert summary["recipes"]["onnx-fp32"]["passed"] is True
+    rows = {r["name"]: r for r in summary["bench"]["rows"]}
+    assert rows["onnx-fp32"]["stats"]["runs"] == 2 and rows["torch eager fp32"]["stats"]["p50_s"] > 0
+    assert rows["onnx-fp32"]["accuracy"]["gate"] == "PASSED"
+    assert (out / "validation" / "onnx-fp32.md").is_file()
+    assert (out / "overlays" / "onnx-fp32" / "astronaut_overlay.png").is_file()
+    for name in ("bench.json", "bench.csv", "bench.md", "latency.png", "accuracy.png", "report.md", "report.html"):
+        assert (out / name).is_file(), name
+    card = (out / "report.md").read_text()
+    assert "| onnx-fp32 |" in card and "![" in card and "overlays/onnx-fp32/astronaut_overlay.png" in card
+    html = (out / "report.html").read_text()
+    assert '<img src="latency.png"' in html and "onnx-fp32" in html
+    if "coreml-fp32" in summary["skipped"]:  # no coremltools here: the reason is kept
+        assert "coreml" in summary["skipped"]["coreml-fp32"]
+    else:  # exported, but Core ML does not run on Linux: its bench row says why
+        assert rows["coreml-fp32"]["status"] == "unavailable" and "Apple" in rows["coreml-fp32"]["reason"]
+    assert main(["report", "--weights", str(files["fp32"]), "--recipes", "onnx-fp32", "--input-size", SIZE,
                  "--output", str(out)]) == 2  # exists, no --force

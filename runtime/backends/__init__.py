@@ -39,15 +39,16 @@ class BackendInfo:
     extra: str  # pip extra that installs the engine
 
 
-# name -> backend. Later: tflite, torch (reference).
+# name -> backend.
 BACKENDS: dict[str, BackendInfo] = {
     "onnxruntime": BackendInfo("onnxruntime", f"{__name__}.onnxruntime_backend", ("onnx",), "onnx-runtime"),
     "executorch": BackendInfo("executorch", f"{__name__}.executorch_backend", ("executorch",), "executorch"),
     "coreml": BackendInfo("coreml", f"{__name__}.coreml_backend", ("coreml",), "coreml"),
+    "tflite": BackendInfo("tflite", f"{__name__}.tflite_backend", ("tflite",), "tflite-runtime"),
 }
 
 # manifest.target -> the backend used when none is named.
-DEFAULT_FOR_TARGET = {"onnx": "onnxruntime", "executorch": "executorch", "coreml": "coreml"}
+DEFAULT_FOR_TARGET = {"onnx": "onnxruntime", "executorch": "executorch", "coreml": "coreml", "tflite": "tflite"}
 
 
 def register_backend(name: str, module: str, targets: tuple[str, ...] | list[str], extra: str = "",
@@ -93,6 +94,12 @@ def check_target(info: BackendInfo, manifest: Any) -> None:
             f"({manifest.recipe}) is a {manifest.target!r} artifact: {hint}.")
 
 
+def backend_options(name: str) -> tuple[str, ...]:
+    """The options backend `name` takes (its module's OPTIONS), e.g. ('threads',); importing the
+    backend module does not import its engine."""
+    return tuple(getattr(importlib.import_module(get_backend(name).module), "OPTIONS", ()))
+
+
 def open_session(manifest: Any, artifact_dir: str | Path, backend: str | None = None,
                  **options: Any) -> tuple[str, Session]:
     """Pick the backend (``backend`` or the manifest's default), check it can run this target,
@@ -104,5 +111,6 @@ def open_session(manifest: Any, artifact_dir: str | Path, backend: str | None = 
     return name, module.open(manifest, Path(artifact_dir), **options)
 
 
-__all__ = ["BACKENDS", "DEFAULT_FOR_TARGET", "BackendInfo", "Session", "check_target", "default_backend",
+__all__ = ["BACKENDS", "DEFAULT_FOR_TARGET", "BackendInfo", "Session", "backend_options", "check_target",
+           "default_backend",
            "get_backend", "known_backends", "open_session", "register_backend"]

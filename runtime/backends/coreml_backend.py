@@ -32,13 +32,13 @@ def unavailable_reason(platform: str = sys.platform) -> str | None:
 
 
 def open(manifest: Any, artifact_dir: Path, *, compute_units: str | None = None, **options: Any) -> CoreMLSession:
+    reason = unavailable_reason()
+    if reason:  # first: no option makes it run here
+        raise SapiensEdgeError(reason)
     unknown = sorted(set(options) - set(OPTIONS))
     if unknown:
         raise SapiensEdgeError(f"The coreml backend has no option(s) {', '.join(unknown)}; it takes: "
                                f"{', '.join(OPTIONS)}.")
-    reason = unavailable_reason()
-    if reason:
-        raise SapiensEdgeError(reason)
     return CoreMLSession(manifest, Path(artifact_dir), compute_units=compute_units or "all")
 
 

@@ -99,8 +99,25 @@ def _rotate(x: torch.Tensor, sin: torch.Tensor, cos: torch.Tensor, dim: int) -> 
     return torch.cat((head, rotated), dim=dim).to(dtype)
 
 
+# Set by rope_constants(rounding="arith"): round to bf16 with fp32 arithmetic instead of casts.
+_ARITH_ROUND = False
+VELTKAMP_BF16 = 65537.0  # 2^(24 - 8) + 1: splits an fp32 significand after its top 8 bits
+
+
 def _bf16_round(t: torch.Tensor) -> torch.Tensor:
+    if _ARITH_ROUND:
+        return bf16_round_arith(t)
     return t.to(torch.bfloat16).to(t.dtype)
+
+
+def bf16_round_arith(t: torch.Tensor) -> torch.Tensor:
+    """fp32 -> nearest bf16 value (ties to even), as fp32, with a multiply and two subtractions
+    (Veltkamp's split): for runtimes whose fast kernels take no bf16 cast (LiteRT's XNNPACK leaves
+    every CAST to its reference kernels, splitting the graph in ~60 pieces). Equal to the cast for
+    every normal fp32 below 2^111 in magnitude (tested, ties included); larger ones overflow, and
+    subnormals (below 2^-126) may land one bf16 step away."""
+    c = t * VELTKAMP_BF16
+    return c - (c - t)
 
 
 def _rotate_emulated(x: torch.Tensor, sin: torch.Tensor, cos: torch.Tensor, dim: int) -> torch.Tensor:
@@ -118,7 +135,7 @@ def _rotate_emulated(x: torch.Tensor, sin: torch.Tensor, cos: torch.Tensor, dim:
 
 @contextmanager
 def rope_constants(model: nn.Module, input_hw: tuple[int, int], *, emulate_bf16: bool = False,
-                   exact_bf16: bool = True) -> Iterator[None]:
+                   exact_bf16: bool = True, rounding: str = "cast") -> Iterator[None]:
     """Freeze every RoPE table of `model` for `input_hw` as constant tensors.
 
     Inside the block, tracing (torch.export) sees precomputed tables instead of
@@ -126,9 +143,12 @@ def rope_constants(model: nn.Module, input_hw: tuple[int, int], *, emulate_bf16:
     `emulate_bf16=True` stores the (exact) bf16 values as fp32 and rotates in fp32 with explicit
     bf16 rounding casts: same numbers, no bf16 arithmetic in the graph. `exact_bf16=False` (with
     `emulate_bf16`) drops those casts: the bf16-valued tables rotate in plain fp32, which differs
-    from the reference by bf16 rounding of q and k only.
+    from the reference by bf16 rounding of q and k only. `rounding="arith"` does the exact
+    rounding with fp32 arithmetic (`bf16_round_arith`) instead of casts.
     """
-    global _PLAIN_FP32
+    global _PLAIN_FP32, _ARITH_ROUND
+    if rounding not in ("cast", "arith"):
+        raise ValueError(f"rounding must be 'cast' or 'arith', not {rounding!r}")
     ropes = [m for m in model.modules() if isinstance(m, RopeEmbedding)]
     plain = emulate_bf16 and not exact_bf16
     # Plain rotation: tables in the model's compute dtype (an fp16 program gets fp16 constants).
@@ -140,10 +160,11 @@ def rope_constants(model: nn.Module, input_hw: tuple[int, int], *, emulate_bf16:
             m._constants[grid] = (sin.to(dtype or torch.float32), cos.to(dtype or torch.float32)) if emulate_bf16 \
                 else (sin, cos)
     previous, _PLAIN_FP32 = _PLAIN_FP32, plain
+    previous_round, _ARITH_ROUND = _ARITH_ROUND, rounding == "arith"
     try:
         yield
     finally:
-        _PLAIN_FP32 = previous
+        _PLAIN_FP32, _ARITH_ROUND = previous, previous_round
         for m in ropes:
             m._constants.clear()
 

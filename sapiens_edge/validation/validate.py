@@ -21,6 +21,7 @@ import numpy as np
 from sapiens_edge import metadata, runtime
 from sapiens_edge.errors import ImageError, RecipeError, SapiensEdgeError, WeightsNotFoundError
 from sapiens_edge.manifest import sha256_file
+from sapiens_edge.runtime.predictor import nchw_shape
 
 from . import metrics as M
 from .report import MetricResult, ValidationReport
@@ -226,7 +227,7 @@ def structure_mismatch(ref: Sequence[np.ndarray], cand: Sequence[np.ndarray], ma
             problems.append(f"{label}: dtype {c.dtype} from the artifact vs {r.dtype} from the reference")
         if k < len(specs):
             spec = specs[k]
-            want = list(spec.shape)
+            want = nchw_shape(spec)  # run() gives NCHW whatever the file's layout
             fixed = len(want) == c.ndim and all(not isinstance(d, int) or d <= 0 or d == s
                                                 for d, s in zip(want, c.shape, strict=True))
             if not fixed:

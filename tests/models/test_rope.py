@@ -89,3 +89,31 @@ def test_emulated_bf16_rope_is_bitwise_equal_to_native():
     bf16_math = [n for n in ep.graph.nodes if n.op == "call_function" and "mul" in str(n.target)
                  and n.meta["val"].dtype == torch.bfloat16]
     assert not bf16_math
+
+
+def test_bf16_rounding_by_arithmetic_equals_the_cast():
+    """Veltkamp's split (x * 65537, two subtractions) rounds fp32 to bf16 exactly as the cast does
+    (round to nearest, ties to even): random bit patterns across the normal range, and exact ties.
+    (Subnormals below 2^-126 may differ by one bf16 step: no activation of these models is one.)"""
+    from sapiens_edge.models.rope import bf16_round_arith
+
+    gen = torch.Generator().manual_seed(0)
+    bits = torch.randint(0, 2**31 - 1, (2_000_000,), generator=gen, dtype=torch.int64).to(torch.int32)
+    x = bits.view(torch.float32)
+    x = x[torch.isfinite(x) & (x.abs() < 2.0**100) & (x.abs() >= torch.finfo(torch.float32).tiny)]  # normals
+    ties = ((x.view(torch.int32) & ~0xFFFF) | 0x8000).view(torch.float32)  # exactly half a bf16 step
+    for values in (x, -x, ties, -ties, torch.tensor([0.0, 1.0, 3.0, 1e-30, 65504.0])):
+        assert torch.equal(bf16_round_arith(values), values.to(torch.bfloat16).float())
+
+
+def test_arithmetic_rounding_gives_the_same_rotation():
+    """rope_constants(rounding="arith"): the emulated bf16 rotation without casts, bit for bit."""
+    model = randomize_(Sapiens2Backbone(TINY).eval())
+    x = torch.randn(1, 3, 128, 96, generator=torch.Generator().manual_seed(1))
+    outs = {}
+    for rounding in ("cast", "arith"):
+        with torch.no_grad(), rope_constants(model, (128, 96), emulate_bf16=True, rounding=rounding):
+            outs[rounding] = model(x)
+    assert torch.equal(outs["cast"], outs["arith"])
+    with pytest.raises(ValueError, match="rounding"), rope_constants(model, (128, 96), rounding="floor"):
+        pass

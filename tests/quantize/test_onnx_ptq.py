@@ -58,3 +58,29 @@ def test_matmul_outputs_are_not_calibrated(tmp_path):
     onnx_ptq._calibrator(tmp_path / "m.onnx", ("MatMul",), tmp_path / "a.onnx", "percentile", 99.999)
     assert _calibrated(tmp_path / "a.onnx") == {"x"}
 
+
+
+def test_histogram_activations_come_back_as_float16_with_the_same_ranges(tmp_path, monkeypatch):
+    """narrow_outputs: the augmented graph hands activations back in fp16 (half the calibration
+    peak); the ranges drawn from them stay within a small fraction of a uint8 step, in fp32."""
+    _two_convs(tmp_path / "m.onnx")
+    rng = np.random.default_rng(0)
+    images = [rng.standard_normal((1, 4, 8, 8)) * 3 for _ in range(3)]
+
+    def ranges(workdir):
+        workdir.mkdir()
+        return onnx_ptq.calibrate(tmp_path / "m.onnx", "x", lambda: iter(images), 3, method="percentile",
+                                  workdir=workdir)
+
+    narrow = ranges(tmp_path / "narrow")
+    augmented = onnx.load(str(tmp_path / "narrow" / "augmented.onnx"))
+    outputs = {o.name: o.type.tensor_type.elem_type for o in augmented.graph.output}
+    assert outputs["a"] == outputs["r"] == TensorProto.FLOAT16
+    assert outputs["x"] == TensorProto.FLOAT  # a graph input stays as it is
+    monkeypatch.setattr(onnx_ptq, "narrow_outputs", lambda path: 0)
+    wide = ranges(tmp_path / "wide")
+    for name in ("x", "a", "r"):
+        (lo_n, hi_n), (lo_w, hi_w) = narrow[name].range_value, wide[name].range_value
+        assert lo_n.dtype == hi_n.dtype == np.float32
+        step = float(hi_w - lo_w) / 255
+        assert abs(float(lo_n - lo_w)) < 0.2 * step and abs(float(hi_n - hi_w)) < 0.2 * step, name

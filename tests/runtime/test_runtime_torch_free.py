@@ -13,7 +13,8 @@ ALLOWED_OWN = {"sapiens_edge.errors", "sapiens_edge.metadata", "sapiens_edge.fil
                "sapiens_edge"}
 # A backend may import its own engine (inside functions, when an artifact of its kind is loaded):
 # ExecuTorch's Python runtime is the one engine that brings torch along (documented in the README).
-ENGINE_IMPORTS = {"backends/executorch_backend.py": {"executorch"}}
+ENGINE_IMPORTS = {"backends/executorch_backend.py": {"executorch"},
+                  "backends/tflite_backend.py": {"ai_edge_litert", "tflite_runtime"}}
 
 _SNIPPET = """
 import sys

@@ -1,0 +1,301 @@
+"""`sapiens-edge bench`: artifacts side by side on this device, in interleaved rounds.
+
+For each artifact: load time, first-inference latency, steady-state latency (mean, p50, p90, p99,
+std), throughput, file size, and (``memory=True``) the peak RSS of a fresh process that loads it
+and runs once; the torch eager model can join as a baseline row. After the warm-up, every round
+runs each configuration once, in turn, so a slow spell of the machine (thermal throttling on a Pi,
+a busy core) hits all of them alike; ratios are against the chosen baseline's p50.
+
+A row that cannot run (missing or corrupt artifact, backend absent here) is kept with its reason
+and the others go on. The JSON is rewritten after every round, so an interrupted run keeps what it
+measured (`interrupted: true`).
+
+Torch-free unless the torch baseline is asked for.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .stats import latency_stats
+from .sysinfo import system_info
+
+# Each task's headline accuracy metric for the accuracy-latency plot: (metric, higher is better).
+ACCURACY_METRIC = {"seg": ("pixel_agreement", True), "pose": ("keypoint_err_px", False),
+                   "normal": ("angle_mean_deg", False), "pointmap": ("depth_rel_err", False)}
+TORCH_ROW = "torch eager fp32"
+
+
+@dataclass
+class BenchRow:
+    name: str  # recipe (or "torch eager fp32")
+    artifact: str | None
+    status: str = "ok"  # ok | failed | unavailable
+    reason: str = ""
+    recipe: str | None = None
+    task: str | None = None
+    backend: str | None = None
+    backend_summary: str = ""
+    file_mib: float | None = None
+    load_s: float | None = None
+    first_s: float | None = None
+    times_s: list[float] = field(default_factory=list)
+    stats: dict[str, float] = field(default_factory=dict)
+    speedup: float | None = None  # baseline p50 / this p50
+    peak_rss_mib: float | None = None
+    accuracy: dict[str, Any] = field(default_factory=dict)  # from a validation report
+
+
+@dataclass
+class BenchResult:
+    rows: list[BenchRow]
+    baseline: str | None
+    settings: dict[str, Any]
+    system: dict[str, Any]
+    interrupted: bool = False
+    created: str = ""
+
+    def row(self, name: str) -> BenchRow:
+        return next(r for r in self.rows if r.name == name)
+
+    def to_json(self) -> dict[str, Any]:
+        return _jsonable({"schema": "sapiens-edge.bench", "schema_version": 1, **asdict(self)})
+
+
+class _Config:
+    """One configuration being timed: its row and the call that runs one inference."""
+
+    def __init__(self, row: BenchRow, fn: Callable[[], Any] | None, close: Callable[[], None] = lambda: None):
+        self.row, self.fn, self.close = row, fn, close
+
+
+def bench(artifacts: Sequence[str | Path], *, threads: int | None = None, warmup: int = 1, runs: int | None = 10,
+          seconds: float | None = None, backend: str | None = None, backend_options: dict[str, Any] | None = None,
+          torch_baseline: tuple[str, str | Path | None] | None = None, baseline: str | None = None,
+          memory: bool = False, validation: dict[str, dict[str, Any]] | None = None,
+          json_path: str | Path | None = None, clock: Callable[[], float] = time.perf_counter,
+          progress: Callable[[str], None] = lambda _: None) -> BenchResult:
+    """Benchmark `artifacts` side by side. `runs` rounds, or as many as fit in `seconds`;
+    `torch_baseline=(zoo model, weights)` adds the PyTorch eager row; `baseline` names the row the
+    ratios refer to (default: the torch row if present, else the first row that ran);
+    `validation`: artifact path or recipe -> validation report (JSON dict), for the accuracy column
+    and plot."""
+    if (runs is None) == (seconds is None):
+        raise ValueError("give exactly one of runs or seconds")
+    if warmup < 1:
+        raise ValueError("warmup must be at least 1 (the first run is timed on its own as first_s)")
+    options = dict(backend_options or {})
+    if threads:
+        options["threads"] = threads
+    settings = {"threads": threads, "warmup": warmup, "runs": runs, "seconds": seconds, "backend": backend,
+                "backend_options": options}
+    configs: list[_Config] = []
+    if torch_baseline is not None:
+        configs.append(_torch_config(*torch_baseline, threads=threads, clock=clock, progress=progress))
+    for path in artifacts:
+        configs.append(_artifact_config(Path(path), backend, options, clock, progress))
+    for cfg in configs:
+        report = _match_validation(cfg.row, validation or {})
+        if report:
+            cfg.row.accuracy = _accuracy(report)
+        if memory and cfg.row.status == "ok" and cfg.row.artifact:
+            cfg.row.peak_rss_mib = _peak_rss(Path(cfg.row.artifact), threads)
+    result = BenchResult(rows=[c.row for c in configs], baseline=None, settings=settings, system=system_info(),
+                         created=time.strftime("%Y-%m-%dT%H:%M:%S%z"))
+    live = [c for c in configs if c.row.status == "ok"]
+    try:
+        for cfg in live:  # first inference, then the rest of the warm-up
+            _timed(cfg, clock, first=True)
+            for _ in range(warmup - 1):
+                _timed(cfg, clock, record=False)
+        start, done = clock(), 0
+        while live and ((runs is not None and done < runs) or (seconds is not None and clock() - start < seconds)):
+            for cfg in live:
+                _timed(cfg, clock)
+            live = [c for c in live if c.row.status == "ok"]
+            done += 1
+            _finish(result, baseline)
+            progress(f"round {done}" + (f"/{runs}" if runs else "") + ": "
+                     + ", ".join(f"{c.row.name} {c.row.times_s[-1]:.3f} s" for c in live))
+            if json_path:
+                _write_json(result, Path(json_path))
+    except KeyboardInterrupt:
+        result.interrupted = True
+        progress("interrupted: keeping the rounds measured so far")
+    finally:
+        for cfg in configs:
+            cfg.close()
+    _finish(result, baseline)
+    if json_path:
+        _write_json(result, Path(json_path))
+    return result
+
+
+def _timed(cfg: _Config, clock: Callable[[], float], *, first: bool = False, record: bool = True) -> None:
+    row = cfg.row
+    try:
+        t0 = clock()
+        cfg.fn()
+        dt = clock() - t0
+    except Exception as exc:  # one failing configuration must not stop the others
+        row.status, row.reason = "failed", f"inference failed: {type(exc).__name__}: {exc}"
+        return
+    if first:
+        row.first_s = dt
+    elif record:
+        row.times_s.append(dt)
+
+
+def _finish(result: BenchResult, baseline: str | None) -> None:
+    for row in result.rows:
+        row.stats = latency_stats(row.times_s) if row.times_s else {}
+    timed = [r for r in result.rows if r.stats]
+    if baseline is not None:
+        if not any(r.name == baseline for r in result.rows):
+            raise ValueError(f"baseline {baseline!r} is none of the rows: {', '.join(r.name for r in result.rows)}")
+        base = next((r for r in timed if r.name == baseline), None)
+    else:
+        base = next((r for r in timed if r.name == TORCH_ROW), timed[0] if timed else None)
+    result.baseline = base.name if base else baseline
+    for row in result.rows:
+        row.speedup = (base.stats["p50_s"] / row.stats["p50_s"]) if base and row.stats else None
+
+
+def _artifact_config(path: Path, backend: str | None, options: dict[str, Any], clock: Callable[[], float],
+                     progress: Callable[[str], None]) -> _Config:
+    from sapiens_edge import runtime
+    from sapiens_edge.errors import MissingDependencyError, SapiensEdgeError
+    from sapiens_edge.manifest import read_manifest
+    from sapiens_edge.runtime.backends import backend_options, default_backend
+
+    row = BenchRow(name=path.name, artifact=str(path))
+    try:
+        manifest = read_manifest(path)
+        row.name, row.recipe, row.task = manifest.recipe, manifest.recipe, manifest.task
+        row.file_mib = sum((path / f).stat().st_size for f in manifest.files if f != "README.md") / 2**20
+        # The shared settings (threads) go to the backends that take them (Core ML has no thread count).
+        name = backend or default_backend(manifest)
+        accepted = {k: v for k, v in options.items() if k in backend_options(name) or k != "threads"}
+        progress(f"loading {path} ({manifest.recipe}) ...")
+        t0 = clock()
+        predictor = runtime.load(path, name, verify=False, **accepted)  # hashes were just checked
+        row.load_s = clock() - t0
+    except MissingDependencyError as exc:
+        row.status, row.reason = "unavailable", str(exc)
+        return _Config(row, None)
+    except SapiensEdgeError as exc:
+        row.status, row.reason = ("unavailable" if _is_platform_error(exc) else "failed"), str(exc)
+        return _Config(row, None)
+    row.backend = predictor.backend
+    row.backend_summary = predictor.describe().get("summary", "")
+    x = _photo(manifest.task, tuple(manifest.input_hw))
+    return _Config(row, lambda: predictor.run(x), predictor.close)
+
+
+def _is_platform_error(exc: Exception) -> bool:
+    """A backend that exists but not on this platform (Core ML off Apple)."""
+    text = str(exc)
+    return "runs on Apple" in text or "only on Apple" in text or "macOS" in text
+
+
+def _torch_config(model: str, weights: str | Path | None, *, threads: int | None, clock: Callable[[], float],
+                  progress: Callable[[str], None]) -> _Config:
+    row = BenchRow(name=TORCH_ROW, artifact=None, backend="torch")
+    try:
+        import torch
+
+        from sapiens_edge.loading import load_model
+    except ImportError:
+        row.status, row.reason = "unavailable", "needs torch: pip install 'sapiens-edge[torch]'"
+        return _Config(row, None)
+    if threads:
+        torch.set_num_threads(threads)
+    progress(f"loading {model} (torch eager fp32) ...")
+    t0 = clock()
+    net = load_model(model, weights)
+    row.load_s = clock() - t0
+    row.task, row.backend_summary = net.sapiens_info.task, f"PyTorch {torch.__version__} eager fp32"
+    x = torch.from_numpy(_photo(net.sapiens_info.task, net.sapiens_info.input_hw))
+
+    def run() -> None:
+        with torch.inference_mode():
+            net(x)
+
+    return _Config(row, run)
+
+
+def _photo(task: str, input_hw: tuple[int, int]) -> np.ndarray:
+    from sapiens_edge import runtime
+    from sapiens_edge.metadata import bundled_photo
+
+    prepared = runtime.get_processor(task).prepare(runtime.load_image(bundled_photo()), input_hw=input_hw)
+    return np.ascontiguousarray(prepared.inputs, np.float32)
+
+
+def _peak_rss(artifact: Path, threads: int | None) -> float | None:
+    from .runtime_memory import measure
+
+    try:
+        return measure(artifact, threads or os.cpu_count() or 1)["after_run_mib"]
+    except Exception:  # reported as missing, not guessed
+        return None
+
+
+def _match_validation(row: BenchRow, reports: dict[str, dict[str, Any]]) -> dict[str, Any] | None:
+    if row.artifact and str(Path(row.artifact).resolve()) in reports:
+        return reports[str(Path(row.artifact).resolve())]
+    return reports.get(row.name)
+
+
+def _accuracy(report: dict[str, Any]) -> dict[str, Any]:
+    task = report.get("task")
+    metric, higher = ACCURACY_METRIC.get(task, (None, True))
+    value = (report.get("task_metrics") or {}).get(metric, {}).get("mean") if metric else None
+    status = "FATAL" if report.get("fatal") else ("PASSED" if report.get("passed") else "FAILED")
+    return {"metric": metric, "value": value, "higher_is_better": higher, "gate": status}
+
+
+def load_validation_reports(paths: Sequence[str | Path]) -> dict[str, dict[str, Any]]:
+    """Validation JSON reports keyed by their artifact's resolved path and by recipe."""
+    from sapiens_edge.errors import SapiensEdgeError
+
+    out: dict[str, dict[str, Any]] = {}
+    for p in paths:
+        try:
+            doc = json.loads(Path(p).read_text("utf-8"))
+        except (OSError, json.JSONDecodeError) as exc:
+            raise SapiensEdgeError(f"Cannot read validation report {p}: {exc}. Pass the .json that "
+                                   f"`sapiens-edge validate --report` wrote.") from exc
+        if "recipe" not in doc or "task_metrics" not in doc:
+            raise SapiensEdgeError(f"{p} is not a sapiens-edge validation report (no recipe / task_metrics).")
+        out[doc["recipe"]] = doc
+        if doc.get("artifact"):
+            out[str(Path(doc["artifact"]).resolve())] = doc
+    return out
+
+
+def _write_json(result: BenchResult, path: Path) -> None:
+    from sapiens_edge.fileio import atomic_write_json
+
+    atomic_write_json(path, result.to_json())
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, np.generic):
+        return value.item()
+    return value

@@ -1,0 +1,132 @@
+"""What a benchmark ran on: CPU, cores, memory, OS, Python and engine versions, and the board's own
+state on a Jetson (model, L4T/JetPack, power mode) or a Raspberry Pi (model, temperature,
+throttling), where the system exposes them. Reads files and asks tools; never fails a benchmark."""
+
+from __future__ import annotations
+
+import os
+import platform
+import shutil
+import subprocess
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+ENGINES = ("numpy", "onnxruntime", "onnxruntime-gpu", "ai-edge-litert", "tflite-runtime", "executorch", "torch",
+           "coremltools")
+
+
+def _read(path: str) -> str | None:
+    try:
+        return Path(path).read_text("utf-8", errors="replace").strip("\x00\n ")
+    except OSError:
+        return None
+
+
+def _run(cmd: list[str]) -> str | None:
+    if shutil.which(cmd[0]) is None:
+        return None
+    try:
+        out = subprocess.run(cmd, capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.stdout.strip() if out.returncode == 0 else None
+
+
+def cpu_model() -> str:
+    text = _read("/proc/cpuinfo") or ""
+    for key in ("model name", "Hardware", "Model"):
+        for line in text.splitlines():
+            if line.startswith(key) and ":" in line:
+                return line.split(":", 1)[1].strip()
+    return platform.processor() or platform.machine()
+
+
+def physical_cores() -> int | None:
+    text = _read("/proc/cpuinfo") or ""
+    pairs = set()
+    phys = core = None
+    for line in [*text.splitlines(), ""]:
+        if line.startswith("physical id"):
+            phys = line.split(":", 1)[1].strip()
+        elif line.startswith("core id"):
+            core = line.split(":", 1)[1].strip()
+        elif not line.strip():
+            if core is not None:
+                pairs.add((phys, core))
+            phys = core = None
+    return len(pairs) or None
+
+
+def memory_gib() -> float | None:
+    for line in (_read("/proc/meminfo") or "").splitlines():
+        if line.startswith("MemTotal:"):
+            return round(int(line.split()[1]) / 2**20, 1)
+    return None
+
+
+def board() -> dict[str, Any]:
+    """Jetson / Raspberry Pi specifics (empty elsewhere)."""
+    model = _read("/proc/device-tree/model")
+    info: dict[str, Any] = {}
+    tegra = _read("/etc/nv_tegra_release")
+    if tegra or (model and "jetson" in model.lower()):
+        info["kind"] = "jetson"
+        info["model"] = model
+        info["l4t"] = tegra.splitlines()[0] if tegra else None
+        info["jetpack"] = _run(["dpkg-query", "-W", "-f=${Version}", "nvidia-jetpack"])
+        mode = _run(["nvpmodel", "-q"])
+        info["power_mode"] = mode.splitlines()[0] if mode else None
+    elif model and "raspberry pi" in model.lower():
+        info["kind"] = "raspberry-pi"
+        info["model"] = model
+        throttled = _run(["vcgencmd", "get_throttled"])
+        info["throttled"] = throttled.split("=", 1)[-1] if throttled else None  # 0x0: never throttled
+    temp = _read("/sys/class/thermal/thermal_zone0/temp")
+    if info and temp and temp.lstrip("-").isdigit():
+        info["temperature_c"] = int(temp) / 1000
+    return info
+
+
+def gpus() -> list[dict[str, str]]:
+    out = _run(["nvidia-smi", "--query-gpu=name,memory.total,driver_version", "--format=csv,noheader"])
+    if not out:
+        return []
+    rows = []
+    for line in out.splitlines():
+        name, mem, driver = (part.strip() for part in ([*line.split(","), "", ""])[:3])
+        rows.append({"name": name, "memory": mem, "driver": driver})
+    return rows
+
+
+def versions() -> dict[str, str]:
+    found = {}
+    for name in ENGINES:
+        try:
+            found[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            continue
+    return found
+
+
+def system_info() -> dict[str, Any]:
+    return {"cpu": cpu_model(), "logical_cores": os.cpu_count(), "physical_cores": physical_cores(),
+            "memory_gib": memory_gib(), "os": f"{platform.system()} {platform.release()}",
+            "machine": platform.machine(), "python": platform.python_version(), "versions": versions(),
+            "board": board(), "gpus": gpus()}
+
+
+def describe(info: dict[str, Any]) -> str:
+    """One line for tables and plots."""
+    parts = [info.get("cpu") or "?", f"{info.get('logical_cores')} threads", f"{info.get('memory_gib')} GiB",
+             info.get("os") or ""]
+    b = info.get("board") or {}
+    if b.get("model"):
+        parts.insert(0, b["model"])
+    if b.get("power_mode"):
+        parts.append(f"power {b['power_mode']}")
+    if b.get("temperature_c") is not None:
+        parts.append(f"{b['temperature_c']:.0f} °C")
+    if info.get("gpus"):
+        parts.append(", ".join(g["name"] for g in info["gpus"]))
+    return ", ".join(p for p in parts if p)

@@ -1,0 +1,176 @@
+"""`bench`: statistics on made-up timings, interleaved rounds on a fake clock, rows that cannot run,
+interrupted runs, and the table / JSON / CSV / plot outputs (golden column sets)."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+
+import pytest
+
+from sapiens_edge.benchmarks import bench as B
+from sapiens_edge.benchmarks import bench_output as O
+from sapiens_edge.benchmarks.stats import latency_stats, percentile
+
+pytest.importorskip("onnxruntime")
+
+
+def test_latency_stats_on_known_values():
+    s = latency_stats([0.4, 0.1, 0.3, 0.2, 1.0])
+    assert s["runs"] == 5 and s["min_s"] == 0.1 and s["max_s"] == 1.0
+    assert s["mean_s"] == pytest.approx(0.4) and s["p50_s"] == pytest.approx(0.3)
+    assert s["p90_s"] == pytest.approx(0.76)  # numpy's linear interpolation: 0.4 + 0.6 * 0.4
+    assert s["p99_s"] == pytest.approx(0.976)
+    assert s["std_s"] == pytest.approx(math.sqrt(0.5 / 4))  # sample std: squared deviations sum to 0.5
+    assert s["throughput_per_s"] == pytest.approx(2.5)
+    assert percentile([2.0], 99) == 2.0 and math.isnan(latency_stats([])["p50_s"])
+
+
+class FakeClock:
+    """Each configuration's run advances time by its own fixed duration."""
+
+    def __init__(self):
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture(scope="module")
+def tiny_artifact(tmp_path_factory):
+    """A tiny seg model exported with onnx-fp32 (fast), run for real by bench."""
+    pytest.importorskip("torch")
+    from sapiens_edge.export import core
+    from tests.export.shared import tiny_model
+
+    model = tiny_model("seg")
+    path = tmp_path_factory.mktemp("bench") / "seg-fp32"
+    core.export(model, "onnx-fp32", path, input_size=model.sapiens_info.input_hw, progress=lambda _: None)
+    return path
+
+
+def test_rounds_are_interleaved_and_timed_by_the_clock(monkeypatch, tmp_path):
+    clock = FakeClock()
+    order = []
+    durations = {"A": 0.5, "B": 0.25}
+
+    def fake_config(path, backend, options, clk, progress):
+        row = B.BenchRow(name=path.name.upper(), artifact=str(path))
+
+        def run():
+            order.append(row.name)
+            clock.now += durations[row.name]
+
+        return B._Config(row, run)
+
+    monkeypatch.setattr(B, "_artifact_config", fake_config)
+    result = B.bench([tmp_path / "a", tmp_path / "b"], runs=3, warmup=2, clock=clock, json_path=tmp_path / "b.json")
+    # warm-up: A first, A, B first, B; then rounds A B, A B, A B
+    assert order == ["A", "A", "B", "B"] + ["A", "B"] * 3
+    a, b = result.row("A"), result.row("B")
+    assert a.first_s == 0.5 and a.times_s == [0.5] * 3 and b.stats["p50_s"] == 0.25
+    assert result.baseline == "A" and b.speedup == pytest.approx(2.0) and a.speedup == pytest.approx(1.0)
+    saved = json.loads((tmp_path / "b.json").read_text())
+    assert saved["schema"] == "sapiens-edge.bench" and [r["name"] for r in saved["rows"]] == ["A", "B"]
+
+
+def test_seconds_budget_stops_the_rounds(monkeypatch, tmp_path):
+    clock = FakeClock()
+
+    def fake_config(path, backend, options, clk, progress):
+        row = B.BenchRow(name=path.name, artifact=str(path))
+        return B._Config(row, lambda: setattr(clock, "now", clock.now + 1.0))
+
+    monkeypatch.setattr(B, "_artifact_config", fake_config)
+    result = B.bench([tmp_path / "x"], runs=None, seconds=3.5, clock=clock)
+    assert result.row("x").stats["runs"] == 4  # rounds start at 0, 1, 2, 3 s < 3.5 s
+    with pytest.raises(ValueError, match="exactly one"):
+        B.bench([tmp_path / "x"], runs=3, seconds=1.0)
+
+
+def test_broken_and_missing_artifacts_keep_their_rows(tiny_artifact, tmp_path):
+    import shutil
+
+    broken = tmp_path / "broken"
+    shutil.copytree(tiny_artifact, broken)
+    (broken / "model.onnx").write_bytes(b"not a model")
+    result = B.bench([tiny_artifact, broken, tmp_path / "missing"], runs=2, threads=1)
+    ok, bad, missing = result.rows
+    assert ok.status == "ok" and ok.stats["runs"] == 2 and ok.first_s > 0 and ok.load_s > 0 and ok.file_mib > 0
+    assert bad.status == "failed" and "sha256" in bad.reason
+    assert missing.status == "failed" and "not found" in missing.reason
+    assert result.baseline == "onnx-fp32" and ok.speedup == pytest.approx(1.0)
+    table = O.to_markdown(result)
+    assert "FAILED: " in table and "| onnx-fp32 |" in table
+
+
+def test_an_interrupted_run_keeps_its_rounds(monkeypatch, tmp_path):
+    clock = FakeClock()
+    calls = {"n": 0}
+
+    def fake_config(path, backend, options, clk, progress):
+        row = B.BenchRow(name=path.name, artifact=str(path))
+
+        def run():
+            calls["n"] += 1
+            clock.now += 0.1
+            if calls["n"] == 4:  # first + 2 rounds done, then Ctrl-C
+                raise KeyboardInterrupt
+
+        return B._Config(row, run)
+
+    monkeypatch.setattr(B, "_artifact_config", fake_config)
+    result = B.bench([tmp_path / "x"], runs=10, clock=clock, json_path=tmp_path / "partial.json")
+    assert result.interrupted and result.row("x").stats["runs"] == 2
+    saved = json.loads((tmp_path / "partial.json").read_text())
+    assert saved["interrupted"] is True and saved["rows"][0]["stats"]["runs"] == 2
+
+
+def _result_with_accuracy() -> B.BenchResult:
+    rows = []
+    for name, times, acc, gate in (("torch eager fp32", [8.0, 8.2], None, None), ("onnx-int8", [2.4, 2.6], 0.983,
+                                   "PASSED"), ("tflite-int8-dynamic", [2.1, 2.2], 0.965, "FAILED"),
+                                   ("onnx-fp32", [3.8, 3.9], 1.0, "PASSED")):
+        row = B.BenchRow(name=name, artifact=None, times_s=times)
+        if acc is not None:
+            row.accuracy = {"metric": "pixel_agreement", "value": acc, "higher_is_better": True, "gate": gate}
+        rows.append(row)
+    rows.append(B.BenchRow(name="coreml-fp16", artifact=None, status="unavailable", reason="Core ML runs on Apple"))
+    result = B.BenchResult(rows=rows, baseline=None, settings={"threads": 2, "warmup": 1, "runs": 2, "seconds": None},
+                           system={"cpu": "Test CPU", "logical_cores": 2, "memory_gib": 24.0, "os": "Linux"})
+    B._finish(result, None)
+    return result
+
+
+def test_outputs_schema_and_plots(tmp_path):
+    pytest.importorskip("matplotlib")
+    result = _result_with_accuracy()
+    files = O.write_all(result, tmp_path)
+    assert set(files) == {"json", "csv", "markdown", "latency", "accuracy"}
+    rows = list(csv.DictReader(io.StringIO((tmp_path / "bench.csv").read_text())))
+    assert tuple(rows[0]) == O.CSV_COLUMNS  # golden column set
+    assert rows[4]["status"] == "unavailable" and "Apple" in rows[4]["reason"]
+    doc = json.loads((tmp_path / "bench.json").read_text())
+    assert doc["schema_version"] == 1 and doc["baseline"] == "torch eager fp32"
+    assert set(doc["rows"][1]["stats"]) == {"runs", "mean_s", "p50_s", "p90_s", "p99_s", "std_s", "min_s", "max_s",
+                                            "throughput_per_s"}
+    md = (tmp_path / "bench.md").read_text()
+    assert md.splitlines()[4].startswith("| config | p50 s | p90 s |") and "UNAVAILABLE: Core ML" in md
+    for name in ("latency.png", "accuracy.png"):
+        assert (tmp_path / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_pareto_front():
+    pts = [(2.2, 0.965), (2.5, 0.983), (3.9, 1.0), (3.0, 0.97), (2.6, 0.98)]
+    assert O.pareto_front(pts, True) == [(2.2, 0.965), (2.5, 0.983), (3.9, 1.0)]
+    assert O.pareto_front([(1.0, 0.5), (2.0, 0.3), (3.0, 0.4)], False) == [(1.0, 0.5), (2.0, 0.3)]
+
+
+def test_system_info_has_the_basics():
+    from sapiens_edge.benchmarks.sysinfo import describe, system_info
+
+    info = system_info()
+    assert info["logical_cores"] >= 1 and info["python"] and "numpy" in info["versions"]
+    assert info["cpu"] in describe(info)
