@@ -52,6 +52,7 @@ class BenchRow:
     stats: dict[str, float] = field(default_factory=dict)
     speedup: float | None = None  # baseline p50 / this p50
     peak_rss_mib: float | None = None
+    gpu_mem_mib: float | None = None  # a GPU provider's device memory (nvidia-smi), with memory=True
     accuracy: dict[str, Any] = field(default_factory=dict)  # from a validation report
 
 
@@ -108,7 +109,7 @@ def bench(artifacts: Sequence[str | Path], *, threads: int | None = None, warmup
         if report:
             cfg.row.accuracy = _accuracy(report)
         if memory and cfg.row.status == "ok" and cfg.row.artifact:
-            cfg.row.peak_rss_mib = _peak_rss(Path(cfg.row.artifact), threads)
+            cfg.row.peak_rss_mib, cfg.row.gpu_mem_mib = _peak_memory(Path(cfg.row.artifact), threads, backend_options)
     result = BenchResult(rows=[c.row for c in configs], baseline=None, settings=settings, system=system_info(),
                          created=time.strftime("%Y-%m-%dT%H:%M:%S%z"))
     live = [c for c in configs if c.row.status == "ok"]
@@ -241,13 +242,15 @@ def _photo(task: str, input_hw: tuple[int, int]) -> np.ndarray:
     return np.ascontiguousarray(prepared.inputs, np.float32)
 
 
-def _peak_rss(artifact: Path, threads: int | None) -> float | None:
+def _peak_memory(artifact: Path, threads: int | None, options: dict[str, Any] | None) -> tuple[float | None, ...]:
+    """(peak RSS MiB, GPU MiB or None) of a fresh process that loads the artifact and runs it once."""
     from .runtime_memory import measure
 
     try:
-        return measure(artifact, threads or os.cpu_count() or 1)["after_run_mib"]
+        row = measure(artifact, threads or os.cpu_count() or 1, options)
     except Exception:  # reported as missing, not guessed
-        return None
+        return None, None
+    return row["after_run_mib"], row.get("gpu_mib")
 
 
 def _match_validation(row: BenchRow, reports: dict[str, dict[str, Any]]) -> dict[str, Any] | None:

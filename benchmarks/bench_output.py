@@ -13,7 +13,7 @@ from .sysinfo import describe
 
 CSV_COLUMNS = ("name", "status", "reason", "recipe", "backend", "file_mib", "load_s", "first_s", "runs", "mean_s",
                "p50_s", "p90_s", "p99_s", "std_s", "throughput_per_s", "speedup", "peak_rss_mib",
-               "accuracy_metric", "accuracy", "gate", "artifact")
+               "gpu_mem_mib", "accuracy_metric", "accuracy", "gate", "artifact")
 
 
 def _flat(row: BenchRow) -> dict[str, Any]:
@@ -22,7 +22,7 @@ def _flat(row: BenchRow) -> dict[str, Any]:
             "backend": row.backend, "file_mib": row.file_mib, "load_s": row.load_s, "first_s": row.first_s,
             "runs": s.get("runs", 0), "mean_s": s.get("mean_s"), "p50_s": s.get("p50_s"), "p90_s": s.get("p90_s"),
             "p99_s": s.get("p99_s"), "std_s": s.get("std_s"), "throughput_per_s": s.get("throughput_per_s"),
-            "speedup": row.speedup, "peak_rss_mib": row.peak_rss_mib,
+            "speedup": row.speedup, "peak_rss_mib": row.peak_rss_mib, "gpu_mem_mib": row.gpu_mem_mib,
             "accuracy_metric": row.accuracy.get("metric"), "accuracy": row.accuracy.get("value"),
             "gate": row.accuracy.get("gate"), "artifact": row.artifact}
 
@@ -80,12 +80,16 @@ def print_table(result: BenchResult) -> None:
     except ImportError:
         print(to_markdown(result))
         return
+    console = Console()
+    if not console.is_terminal:  # a log file or a pipe: the Markdown table, unwrapped
+        print(to_markdown(result))
+        return
     table = Table(title=f"sapiens-edge bench: {describe(result.system)}", caption=f"ratios vs {result.baseline}")
     for k, h in enumerate(HEADERS):
         table.add_column(h, justify="left" if k == 0 or h == "accuracy" else "right")
     for cells in table_rows(result):
         table.add_row(*cells)
-    Console().print(table)
+    console.print(table)
 
 
 def write_plots(result: BenchResult, folder: Path) -> list[Path]:
@@ -109,8 +113,9 @@ def write_plots(result: BenchResult, folder: Path) -> list[Path]:
     colors = ["#888888" if r.name == result.baseline else "#1f77b4" for r in timed]
     ax.barh(names, p50, xerr=[[0] * len(timed), [b - a for a, b in zip(p50, p90, strict=True)]], color=colors,
             capsize=3)
-    for y, (v, r) in enumerate(zip(p50, timed, strict=True)):
-        ax.text(v, y, f" {v:.2f} s" + (f" ({r.speedup:.2f}x)" if r.speedup else ""), va="center", fontsize=8)
+    for y, (v, hi, r) in enumerate(zip(p50, p90, timed, strict=True)):
+        ax.text(hi, y, f"   {v:.2f} s" + (f" ({r.speedup:.2f}x)" if r.speedup else ""), va="center", fontsize=8)
+    ax.set_xlim(0, max(p90) * 1.3)
     ax.invert_yaxis()
     ax.set_xlabel("latency, s (bar: p50, whisker: p90)")
     ax.set_title(describe(result.system), fontsize=8)

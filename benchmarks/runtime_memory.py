@@ -24,7 +24,7 @@ from sapiens_edge import runtime
 from sapiens_edge.manifest import read_manifest
 from sapiens_edge.runtime.backends import BACKENDS, default_backend
 import importlib
-path, threads = sys.argv[1], int(sys.argv[2])
+path, threads, options = sys.argv[1], int(sys.argv[2]), json.loads(sys.argv[3])
 m = read_manifest(path, verify=False)
 backend = default_backend(m)
 importlib.import_module(BACKENDS[backend].module)
@@ -35,16 +35,27 @@ for engine in engines.get(backend, ()):
     importlib.import_module(engine)
 peak = lambda: resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 base = peak()
-p = runtime.load(path, verify=False, threads=threads)
+p = runtime.load(path, verify=False, threads=threads, **options)
 loaded = peak()
 p.run(np.zeros([1, 3, *m.input_hw], np.float32))
-print(json.dumps({"baseline_mib": base, "after_load_mib": loaded, "after_run_mib": peak()}))
+row = {"baseline_mib": base, "after_load_mib": loaded, "after_run_mib": peak()}
+try:  # a GPU provider: this process's device memory, as the driver reports it
+    import os, subprocess
+    out = subprocess.run(["nvidia-smi", "--query-compute-apps=pid,used_memory", "--format=csv,noheader,nounits"],
+                         capture_output=True, text=True, timeout=10).stdout
+    used = [float(b) for a, b in (line.split(",") for line in out.splitlines() if "," in line) if int(a) == os.getpid()]
+    row["gpu_mib"] = sum(used) if used else None
+except (OSError, ValueError, subprocess.SubprocessError):
+    row["gpu_mib"] = None
+print(json.dumps(row))
 """
 
 
-def measure(artifact: Path, threads: int) -> dict:
-    out = subprocess.run([sys.executable, "-c", _CHILD, str(artifact), str(threads)], capture_output=True, text=True,
-                         check=True)
+def measure(artifact: Path, threads: int, options: dict | None = None) -> dict:
+    """Peak RSS (and GPU memory, where nvidia-smi reports it) of a fresh process that loads
+    `artifact` with backend `options` (e.g. {"provider": "cuda"}) and runs it once."""
+    out = subprocess.run([sys.executable, "-c", _CHILD, str(artifact), str(threads), json.dumps(options or {})],
+                         capture_output=True, text=True, check=True)
     row = json.loads(out.stdout.strip().splitlines()[-1])
     manifest = json.loads((artifact / "manifest.json").read_text())
     row["file_mib"] = sum((artifact / f).stat().st_size for f in manifest["files"] if f != "README.md") / 2**20

@@ -59,7 +59,7 @@ def _swap_into_place(work: Path, output: Path, force: bool) -> None:
 
 
 # pip extra that runs each target's artifacts, and what an app does with the model file.
-RUNTIME_EXTRA = {"onnx": "onnx-runtime", "executorch": "executorch"}
+RUNTIME_EXTRA = {"onnx": "onnx-runtime", "executorch": "executorch", "tflite": "tflite-runtime"}
 IN_AN_APP = {
     "executorch": """
 ## In an app
@@ -68,6 +68,15 @@ Android (`org.pytorch.executorch`): `Module.load(path)`, then
 normalized float32 image in NCHW order (planar RGB); outputs come back in the order listed above.
 iOS: the same program through ExecuTorch's Swift/Obj-C `Module`. Models with the Core ML delegate
 (`executorch-coreml-*`) run on Apple devices only.
+""",
+    "tflite": """
+## In an app
+The model is channels-last: input `image` is the normalized float32 image as (1, H, W, 3) (HWC
+pixels, as Android bitmaps and camera frames come), outputs are (1, H', W', C) where the layout says
+NHWC. Android: LiteRT `Interpreter` / `CompiledModel` with the XNNPACK delegate (on by default),
+signature `serving_default`. Raspberry Pi / Linux: `pip install 'sapiens-edge[tflite-runtime]'`
+(ai-edge-litert; no torch), or `tflite_runtime.interpreter.Interpreter` where a device has it.
+`sapiens-edge run` and `runtime.load` take NCHW like every artifact and transpose for you.
 """,
 }
 
@@ -82,7 +91,7 @@ def render_readme(m: Manifest, folder: Path, name: str) -> str:
         f"`{m.source_weights.get('path')}` (sha256 {str(m.source_weights.get('sha256'))[:16]}...)")
     h, w = m.input_hw
     extra = RUNTIME_EXTRA.get(m.target, m.target)
-    note = "       # numpy + Pillow + the runtime; no torch" if m.target == "onnx" else "  # brings torch"
+    note = "       # numpy + Pillow + the runtime; no torch" if m.target in ("onnx", "tflite") else "  # brings torch"
     return f"""# {m.model} — {m.recipe}
 
 Sapiens2 **{m.task}** model exported by sapiens-edge ({m.target}, {m.precision}).

@@ -140,7 +140,8 @@ def calibrate(model_path: Path, input_name: str, batches: Callable[[], Iterator[
         progress(f"calibrating ({method}) {seen}/{count} images, {elapsed:.0f} s elapsed, ~{eta:.0f} s left")
     if seen == 0:
         raise CalibrationError("The calibration set produced no inputs.")
-    return _as_float32(calibrator.compute_data())
+    with contextlib.redirect_stdout(io.StringIO()):  # ORT prints its settings here
+        return _as_float32(calibrator.compute_data())
 
 
 def _collect_histograms(calibrator, feed: dict[str, np.ndarray]) -> None:

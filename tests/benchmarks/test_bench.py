@@ -150,7 +150,10 @@ def test_outputs_schema_and_plots(tmp_path):
     files = O.write_all(result, tmp_path)
     assert set(files) == {"json", "csv", "markdown", "latency", "accuracy"}
     rows = list(csv.DictReader(io.StringIO((tmp_path / "bench.csv").read_text())))
-    assert tuple(rows[0]) == O.CSV_COLUMNS  # golden column set
+    assert tuple(rows[0]) == (  # golden: scripts read these columns
+        "name", "status", "reason", "recipe", "backend", "file_mib", "load_s", "first_s", "runs", "mean_s", "p50_s",
+        "p90_s", "p99_s", "std_s", "throughput_per_s", "speedup", "peak_rss_mib", "gpu_mem_mib", "accuracy_metric",
+        "accuracy", "gate", "artifact")
     assert rows[4]["status"] == "unavailable" and "Apple" in rows[4]["reason"]
     doc = json.loads((tmp_path / "bench.json").read_text())
     assert doc["schema_version"] == 1 and doc["baseline"] == "torch eager fp32"
@@ -174,3 +177,10 @@ def test_system_info_has_the_basics():
     info = system_info()
     assert info["logical_cores"] >= 1 and info["python"] and "numpy" in info["versions"]
     assert info["cpu"] in describe(info)
+
+
+def test_memory_is_measured_in_a_fresh_process(tiny_artifact):
+    result = B.bench([tiny_artifact], runs=1, threads=1, memory=True)
+    row = result.rows[0]
+    assert row.status == "ok" and row.peak_rss_mib > 50  # Python + numpy + ONNX Runtime + the model
+    assert row.gpu_mem_mib is None  # the CPU provider; no GPU figure is made up
