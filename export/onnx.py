@@ -85,7 +85,8 @@ def forget_rewriter_graphs() -> None:
     except ImportError:  # another onnxscript layout: nothing we know to clear
         return
     for obj in gc.get_objects():
-        if isinstance(obj, PatternMatcher):
+        # By type: isinstance() on a dead weak proxy among gc's objects raises ReferenceError.
+        if issubclass(type(obj), PatternMatcher):
             for attr in ("_graph", "_match", "_current_node", "_tracer"):
                 if attr in vars(obj):
                     setattr(obj, attr, None)
