@@ -89,8 +89,8 @@ _ET_REWRITES = {"rewrites": ("subpixel_deconv", "split_swiglu", "explicit_attent
 _ONNX_REWRITES = {"rewrites": ("subpixel_deconv", "split_swiglu", "fused_attention")}
 _ONNX_FP16_REWRITES = {"rewrites": ("subpixel_deconv", "split_swiglu")}
 _TFLITE = ("litert_torch", "ai_edge_litert")
-# As for ExecuTorch: every op inside XNNPACK (LiteRT's CPU delegate).
-_TFLITE_OPTS = {"rewrites": _ET_REWRITES["rewrites"]}
+# As for ExecuTorch: every op inside XNNPACK (LiteRT's CPU delegate); GQA's kv expansion as a concat.
+_TFLITE_OPTS = {"rewrites": (*_ET_REWRITES["rewrites"], "concat_kv")}
 RECIPES: dict[str, Recipe] = {r.name: r for r in [
     Recipe("onnx-fp32", "onnx", "fp32", "ONNX, fp32 weights and compute; ONNX Runtime CPU/GPU",
            requires=_ONNX, extra="onnx", thresholds=TIGHT, options=_ONNX_REWRITES),

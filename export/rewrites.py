@@ -106,6 +106,22 @@ def explicit_attention(model: nn.Module) -> int:
     return len(blocks)
 
 
+def concat_expand_kv(attn: Attention, t: torch.Tensor, num_heads: int) -> torch.Tensor:
+    """GQA kv expansion as a concatenation of r copies along a new axis (exact): LiteRT's XNNPACK
+    delegate takes a CONCATENATION, whereas the converter turns the broadcast multiply into a
+    BROADCAST_TO that XNNPACK leaves to LiteRT's own kernels."""
+    b, kv, n, d = t.shape
+    return torch.cat([t[:, :, None]] * (num_heads // kv), dim=2).reshape(b, num_heads, n, d)
+
+
+def concat_kv(model: nn.Module) -> int:
+    """GQA's kv expansion of every `Attention` as `concat_expand_kv`; returns how many blocks."""
+    blocks = [m for m in model.modules() if isinstance(m, Attention) and m.num_kv_heads != m.num_heads]
+    for m in blocks:
+        m.expand_kv = types.MethodType(concat_expand_kv, m)
+    return len(blocks)
+
+
 class LinearMeanRMSNorm(nn.Module):
     """RMSNorm whose mean of squares (+ eps) is a 1-output linear layer: delegates such as XNNPACK
     lower linears but not a mean over the last axis or a scalar add. Same weight."""
@@ -210,4 +226,5 @@ def subpixel_deconv(model: nn.Module) -> int:
 REWRITES: dict[str, Callable[[nn.Module], int]] = {"subpixel_deconv": subpixel_deconv,
                                                    "fused_attention": fused_attention, "split_swiglu": split_swiglu,
                                                    "explicit_attention": explicit_attention,
-                                                   "delegate_norms": delegate_norms, "scaled_norms": scaled_norms}
+                                                   "delegate_norms": delegate_norms, "scaled_norms": scaled_norms,
+                                                   "concat_kv": concat_kv}
