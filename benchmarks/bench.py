@@ -81,12 +81,14 @@ class _Config:
 
 def bench(artifacts: Sequence[str | Path], *, threads: int | None = None, warmup: int = 1, runs: int | None = 10,
           seconds: float | None = None, backend: str | None = None, backend_options: dict[str, Any] | None = None,
-          torch_baseline: tuple[str, str | Path | None] | None = None, baseline: str | None = None,
+          torch_baseline: tuple[str, str | Path | None] | None = None, torch_device: str = "cpu",
+          baseline: str | None = None,
           memory: bool = False, validation: dict[str, dict[str, Any]] | None = None,
           json_path: str | Path | None = None, clock: Callable[[], float] = time.perf_counter,
           progress: Callable[[str], None] = lambda _: None) -> BenchResult:
     """Benchmark `artifacts` side by side. `runs` rounds, or as many as fit in `seconds`;
-    `torch_baseline=(zoo model, weights)` adds the PyTorch eager row; `baseline` names the row the
+    `torch_baseline=(zoo model, weights)` adds the PyTorch eager row (on `torch_device`: "cpu" or
+    "cuda"); `baseline` names the row the
     ratios refer to (default: the torch row if present, else the first row that ran);
     `validation`: artifact path or recipe -> validation report (JSON dict), for the accuracy column
     and plot."""
@@ -101,7 +103,8 @@ def bench(artifacts: Sequence[str | Path], *, threads: int | None = None, warmup
                 "backend_options": options}
     configs: list[_Config] = []
     if torch_baseline is not None:
-        configs.append(_torch_config(*torch_baseline, threads=threads, clock=clock, progress=progress))
+        configs.append(_torch_config(*torch_baseline, threads=threads, device=torch_device, clock=clock,
+                                     progress=progress))
     for path in artifacts:
         configs.append(_artifact_config(Path(path), backend, options, clock, progress))
     for cfg in configs:
@@ -165,7 +168,7 @@ def _finish(result: BenchResult, baseline: str | None) -> None:
             raise ValueError(f"baseline {baseline!r} is none of the rows: {', '.join(r.name for r in result.rows)}")
         base = next((r for r in timed if r.name == baseline), None)
     else:
-        base = next((r for r in timed if r.name == TORCH_ROW), timed[0] if timed else None)
+        base = next((r for r in timed if r.name.startswith(TORCH_ROW)), timed[0] if timed else None)
     result.baseline = base.name if base else baseline
     for row in result.rows:
         row.speedup = (base.stats["p50_s"] / row.stats["p50_s"]) if base and row.stats else None
@@ -208,9 +211,9 @@ def _is_platform_error(exc: Exception) -> bool:
     return "runs on Apple" in text or "only on Apple" in text or "macOS" in text
 
 
-def _torch_config(model: str, weights: str | Path | None, *, threads: int | None, clock: Callable[[], float],
-                  progress: Callable[[str], None]) -> _Config:
-    row = BenchRow(name=TORCH_ROW, artifact=None, backend="torch")
+def _torch_config(model: str, weights: str | Path | None, *, threads: int | None, device: str,
+                  clock: Callable[[], float], progress: Callable[[str], None]) -> _Config:
+    row = BenchRow(name=TORCH_ROW if device == "cpu" else f"{TORCH_ROW} ({device})", artifact=None, backend="torch")
     try:
         import torch
 
@@ -218,18 +221,25 @@ def _torch_config(model: str, weights: str | Path | None, *, threads: int | None
     except ImportError:
         row.status, row.reason = "unavailable", "needs torch: pip install 'sapiens-edge[torch]'"
         return _Config(row, None)
+    if device not in ("cpu", "cuda"):
+        raise ValueError(f"torch_device must be 'cpu' or 'cuda', not {device!r}")
+    if device == "cuda" and not torch.cuda.is_available():
+        row.status, row.reason = "unavailable", f"this torch ({torch.__version__}) sees no CUDA device"
+        return _Config(row, None)
     if threads:
         torch.set_num_threads(threads)
-    progress(f"loading {model} (torch eager fp32) ...")
+    progress(f"loading {model} (torch eager fp32, {device}) ...")
     t0 = clock()
-    net = load_model(model, weights)
+    net = load_model(model, weights).to(device)
     row.load_s = clock() - t0
-    row.task, row.backend_summary = net.sapiens_info.task, f"PyTorch {torch.__version__} eager fp32"
-    x = torch.from_numpy(_photo(net.sapiens_info.task, net.sapiens_info.input_hw))
+    row.task, row.backend_summary = net.sapiens_info.task, f"PyTorch {torch.__version__} eager fp32 ({device})"
+    x = torch.from_numpy(_photo(net.sapiens_info.task, net.sapiens_info.input_hw)).to(device)
 
     def run() -> None:
         with torch.inference_mode():
             net(x)
+        if device == "cuda":  # kernels are asynchronous: time them to the end
+            torch.cuda.synchronize()
 
     return _Config(row, run)
 

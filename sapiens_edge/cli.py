@@ -186,6 +186,7 @@ def _cmd_bench(args: argparse.Namespace) -> int:
     result = bench(args.artifacts, threads=args.threads, warmup=args.warmup, runs=runs, seconds=args.seconds,
                    backend=args.backend, backend_options=opts,
                    torch_baseline=(args.torch_baseline, args.weights) if args.torch_baseline else None,
+                   torch_device=args.torch_device,
                    baseline=args.baseline, memory=args.memory,
                    validation=load_validation_reports(args.validation),
                    json_path=Path(args.output) / "bench.json" if args.output else None,
@@ -308,6 +309,7 @@ def build_parser() -> argparse.ArgumentParser:
     how.add_argument("--seconds", type=float, help="time rounds for this long instead")
     b.add_argument("--torch-baseline", metavar="MODEL", help="add PyTorch eager fp32 of this zoo model as a row")
     b.add_argument("--weights", help="weights of the --torch-baseline model")
+    b.add_argument("--torch-device", choices=["cpu", "cuda"], default="cpu", help="device of the torch row")
     b.add_argument("--baseline", help="the row ratios refer to (default: the torch row, else the first)")
     b.add_argument("--validation", nargs="+", default=[], metavar="REPORT",
                    help="validation reports (.json from `validate --report`) for the accuracy column and plot")

@@ -184,3 +184,14 @@ def test_memory_is_measured_in_a_fresh_process(tiny_artifact):
     row = result.rows[0]
     assert row.status == "ok" and row.peak_rss_mib > 50  # Python + numpy + ONNX Runtime + the model
     assert row.gpu_mem_mib is None  # the CPU provider; no GPU figure is made up
+
+
+def test_torch_cuda_row_without_cuda_says_why(tiny_artifact):
+    torch = pytest.importorskip("torch")
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA: the row would run")
+    result = B.bench([tiny_artifact], runs=1, threads=1, torch_baseline=("sapiens2-0.1b-seg", None),
+                     torch_device="cuda")
+    row = result.rows[0]
+    assert row.name == "torch eager fp32 (cuda)" and row.status == "unavailable" and "CUDA" in row.reason
+    assert result.baseline == "onnx-fp32"  # the first row that ran
