@@ -29,3 +29,15 @@ def torch_outputs(model: torch.nn.Module, x: np.ndarray) -> list[np.ndarray]:
     with torch.no_grad():
         out = model(torch.from_numpy(x))
     return [o.numpy() for o in (out if isinstance(out, tuple) else (out,))]
+
+
+def wrecked_copy(artifact, model_file: str, tmp_path):
+    """A copy of the artifact folder whose model file's first 64 bytes (its header) are zeroed."""
+    import shutil
+
+    bad = tmp_path / "bad"
+    shutil.copytree(artifact, bad)
+    data = bytearray((bad / model_file).read_bytes())
+    data[:64] = bytes(64)
+    (bad / model_file).write_bytes(bytes(data))
+    return bad

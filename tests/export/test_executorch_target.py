@@ -19,7 +19,7 @@ from sapiens_edge.export import core
 from sapiens_edge.export.executorch import MUST_DELEGATE
 from sapiens_edge.export.rewrites import LinearMeanRMSNorm, SpatialMeanInstanceNorm, explicit_sdpa
 from sapiens_edge.validation import metrics as M
-from tests.export.shared import photo_input, torch_outputs
+from tests.export.shared import photo_input, torch_outputs, wrecked_copy
 
 validate_module = importlib.import_module("sapiens_edge.validation.validate")
 QUIET = {"progress": lambda _: None}
@@ -111,13 +111,7 @@ def test_pose_fp32_matches_pytorch(models, tmp_path):
 
 
 def test_damaged_program_is_a_clear_error(artifacts, tmp_path):
-    import shutil
-
-    bad = tmp_path / "bad"
-    shutil.copytree(artifacts["executorch-xnnpack-fp32"].path, bad)
-    data = bytearray((bad / "model.pte").read_bytes())
-    data[:64] = bytes(64)  # wreck the flatbuffer header
-    (bad / "model.pte").write_bytes(bytes(data))
+    bad = wrecked_copy(artifacts["executorch-xnnpack-fp32"].path, "model.pte", tmp_path)  # flatbuffer header zeroed
     with pytest.raises(ArtifactError, match=r"sha256|changed|hash"):
         runtime.load(bad)  # caught by the manifest's hashes
     with pytest.raises(ArtifactError, match="ExecuTorch could not load"):

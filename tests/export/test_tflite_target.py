@@ -19,7 +19,7 @@ from sapiens_edge.errors import ArtifactError, SapiensEdgeError
 from sapiens_edge.export import core
 from sapiens_edge.runtime.backends.tflite_backend import delegation_report, make_interpreter, weight_types
 from sapiens_edge.validation import metrics as M
-from tests.export.shared import photo_input, torch_outputs
+from tests.export.shared import photo_input, torch_outputs, wrecked_copy
 from tests.helpers import ASTRONAUT
 
 validate_module = importlib.import_module("sapiens_edge.validation.validate")
@@ -152,13 +152,7 @@ print("ok")
 
 
 def test_damaged_file_is_a_clear_error(artifacts, tmp_path):
-    import shutil
-
-    bad = tmp_path / "bad"
-    shutil.copytree(artifacts["tflite-fp32"].path, bad)
-    data = bytearray((bad / "model.tflite").read_bytes())
-    data[:64] = bytes(64)  # wreck the flatbuffer header
-    (bad / "model.tflite").write_bytes(bytes(data))
+    bad = wrecked_copy(artifacts["tflite-fp32"].path, "model.tflite", tmp_path)  # flatbuffer header zeroed
     with pytest.raises(ArtifactError, match=r"sha256|changed"):
         runtime.load(bad)
     with pytest.raises(ArtifactError, match="LiteRT could not load"):

@@ -176,3 +176,14 @@ def test_closed_predictor_refuses_to_run(artifact):
     p.close()
     with pytest.raises(SapiensEdgeError, match="closed"):
         p.run(np.zeros((1, 3, H, W), np.float32))
+
+
+def test_input_layout_is_checked(tmp_path):
+    """NHWC manifests are read channels-last; an unknown layout, or an NHWC shape whose last axis is not
+    3, is refused with what was expected."""
+    odd = make_artifact(tmp_path / "odd", inputs=[TensorSpec("image", [1, 3, H, W], "float32", "CHWN")])
+    with pytest.raises(ArtifactError, match=r"layout 'CHWN'.*NCHW or NHWC"):
+        runtime.load(odd)
+    bad = make_artifact(tmp_path / "nhwc", inputs=[TensorSpec("image", [1, 3, H, W], "float32", "NHWC")])
+    with pytest.raises(ArtifactError, match=r"expected \(N, H, W, 3\)"):
+        runtime.load(bad)
