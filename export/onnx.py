@@ -24,7 +24,7 @@ from sapiens_edge.manifest import TensorSpec
 from sapiens_edge.memory import drop_weights, release_memory
 
 from . import fused_attention
-from .capture import capture, example_input
+from .capture import capture, example_input, prepare
 from .recipes import Recipe
 from .targets import INPUT_NAME, OUTPUT_NAMES, CalibrationData, Lowered
 
@@ -47,12 +47,16 @@ def graph_output_specs(proto) -> list[TensorSpec]:
 
 def to_onnx_fp32(model: Any, input_hw: tuple[int, int], task: str, *, rewrites: tuple[str, ...] = (),
                  exact_rope: bool = True, progress: Callable[[str], None] = lambda _: None):
-    """Capture `model` and convert it to a simplified, checked fp32 ModelProto (opset 23)."""
+    """Capture `model` and convert it to a simplified, checked fp32 ModelProto (opset 23). A model
+    that `export()` loaded itself has its weights freed once captured (`memory.drop_weights`)."""
     import torch
 
     onnx = require("onnx", "onnx", "ONNX export")
     require("onnxscript", "onnx", "ONNX export (the dynamo exporter)")
     program = capture(model, input_hw, rewrites=rewrites, exact_rope=exact_rope, progress=progress)
+    # The program holds its own (rewritten) copy: the original's 1.6 GB (0.4b) would otherwise sit
+    # under the conversion and onnxslim, the export's peak.
+    drop_weights(model)
     progress(f"converting to ONNX (opset {OPSET}, dynamo exporter) ...")
     names = OUTPUT_NAMES[task]
     onnx_program = torch.onnx.export(program, (example_input(input_hw),), dynamo=True, opset_version=OPSET,
@@ -65,6 +69,7 @@ def to_onnx_fp32(model: Any, input_hw: tuple[int, int], task: str, *, rewrites: 
     release_memory()
     progress("simplifying the graph (onnxslim) ...")
     proto = _slim(proto)
+    forget_rewriter_graphs()
     release_memory()
     actual = [o.name for o in proto.graph.output]
     if actual != names:
@@ -73,23 +78,33 @@ def to_onnx_fp32(model: Any, input_hw: tuple[int, int], task: str, *, rewrites: 
 
 
 def forget_rewriter_graphs() -> None:
-    """Drop the exported graph that onnxscript's rewrite rules keep. The rules are module-level
-    objects whose matchers hold the last graph they matched (`_graph`, `_match`, `_current_node`):
-    after `torch.onnx.export(optimize=True)` that graph is the exported model with every weight, so
-    a second copy of the model stayed alive under the rest of the export (0.9 GiB on 0.1b seg, about
-    3 GiB on 0.4b: the baseline under calibration). Matchers re-initialise this state per match."""
+    """Drop the graphs that the rewriters' module-level pattern matchers keep from their last match.
+    onnxscript's (`_graph`, `_match`, `_current_node`): after `torch.onnx.export(optimize=True)`
+    that graph is the exported model with every weight (0.9 GiB on 0.1b seg, about 3 GiB on 0.4b).
+    onnxslim's (an attribute per pattern node, e.g. `conv_0`): the last matched node leads to its
+    whole graph, whose constants still point into the ModelProto given to onnxslim, and one live
+    TensorProto keeps that message's entire arena (every weight) alive: 1.6 GiB on 0.4b under
+    calibration. Both kinds of matcher set this state afresh on each match."""
     import gc
 
     try:
         from onnxscript.rewriter._matcher import PatternMatcher
     except ImportError:  # another onnxscript layout: nothing we know to clear
-        return
+        PatternMatcher = None
+    try:
+        from onnxslim.core.pattern import PatternMatcher as SlimMatcher
+    except ImportError:
+        SlimMatcher = None
     for obj in gc.get_objects():
         # By type: isinstance() on a dead weak proxy among gc's objects raises ReferenceError.
-        if issubclass(type(obj), PatternMatcher):
+        kind = type(obj)
+        if PatternMatcher is not None and issubclass(kind, PatternMatcher):
             for attr in ("_graph", "_match", "_current_node", "_tracer"):
                 if attr in vars(obj):
                     setattr(obj, attr, None)
+        elif SlimMatcher is not None and issubclass(kind, SlimMatcher):
+            for attr in getattr(obj, "pattern_dict", {}):
+                vars(obj).pop(attr, None)
 
 
 def _slim(proto):
@@ -196,17 +211,28 @@ def float_nodes(proto, task: str | None = None, extra: tuple[str, ...] = (),
     return names
 
 
-def weight_sources(proto, model: Any) -> dict[str, str]:
-    """ONNX weight initializer -> the model parameter it holds, matched by value: the exporter and
-    onnxslim rename linear weights (`val_16_weight`, transposed for Gemm). A parameter is looked for
-    as is, transposed, and by halves along its first axis (the split SwiGLU projection)."""
+def _digest(a: np.ndarray) -> str:
     import hashlib
 
-    from onnx import TensorProto, numpy_helper
+    return hashlib.sha1(np.ascontiguousarray(a, dtype=np.float32).tobytes()).hexdigest()
 
-    def digest(a: np.ndarray) -> str:
-        return hashlib.sha1(np.ascontiguousarray(a, dtype=np.float32).tobytes()).hexdigest()
 
+def parameter_digests(model: Any, rewrites: tuple[str, ...] = ()) -> dict[str, str]:
+    """Digest of each 2-D parameter's value -> its name, as is, transposed, and by halves along its
+    first axis (the split SwiGLU projection): what `weight_sources` looks ONNX weights up in. Then
+    the parameters that only the `rewrites` create (e.g. `rotate_ffn_input`'s rotations, which
+    `quantize.policy` keeps float by name), under their names in the rewritten model. Taken before
+    the export frees the model's weights."""
+    known = _digests(model)
+    if rewrites:
+        rewritten = prepare(model, rewrites)
+        for digest, name in _digests(rewritten).items():
+            known.setdefault(digest, name)  # the model's own names first: user patterns name those
+        del rewritten
+    return known
+
+
+def _digests(model: Any) -> dict[str, str]:
     known: dict[str, str] = {}
     for name, param in model.named_parameters():
         if param.ndim != 2:
@@ -214,12 +240,20 @@ def weight_sources(proto, model: Any) -> dict[str, str]:
         w = param.detach().float().numpy()
         half = w.shape[0] // 2
         for part in (w, w[:half], w[half:]) if w.shape[0] % 2 == 0 else (w,):
-            known[digest(part)] = name
-            known[digest(part.T)] = name
+            known[_digest(part)] = name
+            known[_digest(part.T)] = name
+    return known
+
+
+def weight_sources(proto, known: dict[str, str]) -> dict[str, str]:
+    """ONNX weight initializer -> the model parameter it holds (`known`: `parameter_digests`), matched
+    by value: the exporter and onnxslim rename linear weights (`val_16_weight`, transposed for Gemm)."""
+    from onnx import TensorProto, numpy_helper
+
     out = {}
     for t in proto.graph.initializer:
         if len(t.dims) == 2 and t.data_type == TensorProto.FLOAT:
-            source = known.get(digest(numpy_helper.to_array(t)))
+            source = known.get(_digest(numpy_helper.to_array(t)))
             if source:
                 out[t.name] = source
     return out
@@ -232,6 +266,8 @@ def lower(model: Any, recipe: Recipe, input_hw: tuple[int, int], workdir: Path,
     task = info.task
     rewrites = tuple(recipe.options.get("rewrites", ()))
     exact_rope = recipe.precision == "fp32"
+    static_int8 = recipe.precision == "int8" and calibration is not None
+    digests = parameter_digests(model, rewrites) if static_int8 else {}
     onnx, proto = to_onnx_fp32(model, input_hw, task, rewrites=rewrites, exact_rope=exact_rope, progress=progress)
     outputs = graph_output_specs(proto)  # fp32 I/O for every precision
     out = workdir / MODEL_FILE
@@ -251,13 +287,12 @@ def lower(model: Any, recipe: Recipe, input_hw: tuple[int, int], workdir: Path,
         elif recipe.precision in ("int8", "int8-dynamic"):
             from sapiens_edge.quantize import onnx_ptq
 
-            # Found on the in-memory graph: `weight_sources` reads the weights' values.
-            keep = (float_nodes(proto, task, calibration.keep_float, weight_sources(proto, model))
-                    if recipe.precision == "int8" and calibration is not None else [])
+            # Found on the in-memory graph: `weight_sources` matches the weights' values.
+            sources = weight_sources(proto, digests)
+            keep = float_nodes(proto, task, calibration.keep_float, sources) if static_int8 else []
             save(proto, fp32_path)
             big = not _small_enough_to_measure(proto)
             del proto
-            drop_weights(model)  # nothing below reads the torch model
             release_memory()  # the graph is on disk now; calibration and the quantizer reload it
             if recipe.precision == "int8":
                 if calibration is None:

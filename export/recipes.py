@@ -91,6 +91,11 @@ _ONNX_FP16_REWRITES = {"rewrites": ("subpixel_deconv", "split_swiglu")}
 _TFLITE = ("litert_torch", "ai_edge_litert")
 # As for ExecuTorch: every op inside XNNPACK (LiteRT's CPU delegate); GQA's kv expansion as a concat.
 _TFLITE_OPTS = {"rewrites": (*_ET_REWRITES["rewrites"], "concat_kv")}
+# Static int8 (calibrated per-tensor activations): SwiGLU's down projection reads a Hadamard-rotated
+# input (export.rewrites.rotate_ffn_input), its heavy-tailed activations being the largest int8 error.
+_ONNX_INT8_REWRITES = {"rewrites": (*_ONNX_REWRITES["rewrites"], "rotate_ffn_input")}
+_ET_INT8_REWRITES = {"rewrites": (*_ET_REWRITES["rewrites"], "rotate_ffn_input")}
+_TFLITE_INT8_OPTS = {"rewrites": (*_TFLITE_OPTS["rewrites"], "rotate_ffn_input")}
 RECIPES: dict[str, Recipe] = {r.name: r for r in [
     Recipe("onnx-fp32", "onnx", "fp32", "ONNX, fp32 weights and compute; ONNX Runtime CPU/GPU",
            requires=_ONNX, extra="onnx", thresholds=TIGHT, options=_ONNX_REWRITES),
@@ -99,7 +104,7 @@ RECIPES: dict[str, Recipe] = {r.name: r for r in [
            options=_ONNX_FP16_REWRITES),
     Recipe("onnx-int8", "onnx", "int8", "ONNX static QDQ int8: per-channel symmetric weights, calibrated "
            "activations (ONNX Runtime quantizer)", needs_calibration=True, requires=_ONNX, extra="onnx",
-           thresholds=INT8, options=_ONNX_REWRITES,
+           thresholds=INT8, options=_ONNX_INT8_REWRITES,
            calibration_methods=("percentile", "minmax", "entropy")),
     Recipe("onnx-int8-dynamic", "onnx", "int8-dynamic", "ONNX dynamic int8: int8 weights, activations "
            "quantized at run time (no calibration)", requires=_ONNX, extra="onnx", thresholds=INT8,
@@ -112,7 +117,7 @@ RECIPES: dict[str, Recipe] = {r.name: r for r in [
     Recipe("executorch-xnnpack-int8", "executorch", "int8", "ExecuTorch .pte, PT2E static int8 (XNNPACK quantizer: "
            "per-channel symmetric weights, calibrated activations), XNNPACK delegate", needs_calibration=True,
            requires=(*_EXECUTORCH, "torchao"), extra="executorch", thresholds=INT8,
-           options=_ET_REWRITES, calibration_methods=("histogram", "minmax")),
+           options=_ET_INT8_REWRITES, calibration_methods=("histogram", "minmax")),
     Recipe("executorch-coreml-fp16", "executorch", "fp16", "ExecuTorch .pte with the Core ML delegate, fp16 "
            "(iOS 17+ / macOS 14+: runs on Apple devices only, exported anywhere)",
            requires=(*_EXECUTORCH, "coremltools"), extra="executorch", thresholds=FP16,
@@ -144,7 +149,7 @@ RECIPES: dict[str, Recipe] = {r.name: r for r in [
            extra="tflite", thresholds=INT8, options=_TFLITE_OPTS),
     Recipe("tflite-int8", "tflite", "int8", "TFLite, PT2E static int8 (per-channel symmetric weights, calibrated "
            "activations), float I/O; NHWC", needs_calibration=True, requires=(*_TFLITE, "torchao"), extra="tflite",
-           thresholds=INT8, options=_TFLITE_OPTS, calibration_methods=("histogram", "minmax")),
+           thresholds=INT8, options=_TFLITE_INT8_OPTS, calibration_methods=("histogram", "minmax")),
 ]}
 
 

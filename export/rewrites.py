@@ -6,6 +6,7 @@ meaning: the same weights, re-arranged. Results change only by fp32 summation or
 
 from __future__ import annotations
 
+import math
 import types
 from collections.abc import Callable
 
@@ -198,6 +199,70 @@ def delegate_norms(model: nn.Module) -> int:
             + _replace(model, lambda m: isinstance(m, nn.SiLU), SigmoidSiLU))
 
 
+def hadamard(n: int) -> torch.Tensor:
+    """The n x n Walsh-Hadamard matrix scaled to be orthonormal (Sylvester's construction; n a power
+    of 2). Symmetric, so it is its own inverse."""
+    if n < 1 or n & (n - 1):
+        raise ValueError(f"Hadamard size must be a power of 2, got {n}")
+    h = torch.ones(1, 1, dtype=torch.float64)
+    while h.shape[0] < n:
+        h = torch.cat([torch.cat([h, h], 1), torch.cat([h, -h], 1)], 0)
+    return (h / math.sqrt(n)).float()
+
+
+class BlockRotation(nn.Module):
+    """x -> x rotated by a block-diagonal Hadamard matrix along its last axis (blocks of `block`):
+    a linear layer on the (..., n/block, block) view. Named `rotation` so that int8 recipes keep it
+    in float (`quantize.policy.NEVER_QUANTIZE`): its purpose is what the next layer's int8 input sees."""
+
+    def __init__(self, block: int):
+        super().__init__()
+        self.block = block
+        self.rotation = nn.Linear(block, block, bias=False)
+        with torch.no_grad():
+            self.rotation.weight.copy_(hadamard(block))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        shape = x.shape
+        return self.rotation(x.reshape(*shape[:-1], shape[-1] // self.block, self.block)).reshape(shape)
+
+
+class RotatedInputLinear(nn.Module):
+    """`linear` on a Hadamard-rotated input: y = (W H)(H x) + b, H block-diagonal orthonormal and
+    symmetric, equal to W x + b up to fp32 rounding. Static int8 quantizes the input per tensor, and
+    SwiGLU's product silu(gate) * value is heavy-tailed (rare large values set the range, the rest
+    share few steps); rotated, each element mixes `block` of them and comes out near-Gaussian.
+    QuaRot / SpinQuant rotate the same tensor (the FFN down projection's input) online, as here."""
+
+    def __init__(self, linear: nn.Linear, block: int = 64):
+        super().__init__()
+        self.rotate = BlockRotation(block)
+        self.linear = nn.Linear(linear.in_features, linear.out_features, bias=linear.bias is not None)
+        with torch.no_grad():
+            h = hadamard(block).double()
+            w = linear.weight.double().reshape(linear.out_features, -1, block)
+            self.linear.weight.copy_((w @ h).reshape(linear.out_features, -1))
+            if linear.bias is not None:
+                self.linear.bias.copy_(linear.bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.linear(self.rotate(x))
+
+
+def rotate_ffn_input(model: nn.Module, block: int = 64) -> int:
+    """The down projection (`w3`) of every SwiGLU (fused or split) -> `RotatedInputLinear` with blocks
+    of `block` (or the largest power of 2 dividing the FFN width, from 8 up); returns how many.
+    Meant for static int8 recipes: the rotation is one more fp32 matmul per block."""
+    ffns = [m for m in model.modules() if isinstance(m, (SwiGLUFFN, SplitSwiGLU)) and isinstance(m.w3, nn.Linear)]
+    done = 0
+    for m in ffns:
+        size = math.gcd(m.w3.in_features, block)  # block is a power of 2: so is the gcd
+        if size >= 8:
+            m.w3 = RotatedInputLinear(m.w3, size)
+            done += 1
+    return done
+
+
 def split_swiglu(model: nn.Module) -> int:
     """Replace every `SwiGLUFFN` of `model` by `SplitSwiGLU`; returns how many were replaced."""
     return _replace(model, lambda m: isinstance(m, SwiGLUFFN), SplitSwiGLU)
@@ -227,4 +292,4 @@ REWRITES: dict[str, Callable[[nn.Module], int]] = {"subpixel_deconv": subpixel_d
                                                    "fused_attention": fused_attention, "split_swiglu": split_swiglu,
                                                    "explicit_attention": explicit_attention,
                                                    "delegate_norms": delegate_norms, "scaled_norms": scaled_norms,
-                                                   "concat_kv": concat_kv}
+                                                   "concat_kv": concat_kv, "rotate_ffn_input": rotate_ffn_input}

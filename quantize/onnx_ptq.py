@@ -119,8 +119,10 @@ def calibrate(model_path: Path, input_name: str, batches: Callable[[], Iterator[
     """Activation ranges (ONNX Runtime `TensorsData`) of `model_path` over the calibration inputs."""
     augmented = workdir / "augmented.onnx"
     calibrator = _calibrator(model_path, op_types, augmented, method, percentile, skip_nodes)
-    # The calibrator keeps its augmented ModelProto for the output names only: drop its weights.
-    del calibrator.model.graph.initializer[:]
+    # After augmenting, the calibrator reads nothing from its ModelProto: swap it for the saved graph
+    # without weights. Deleting the initializers in place would not do: protobuf keeps the bytes in
+    # the message's arena until the whole message goes (1.5 GiB under the whole calibration of 0.4b).
+    calibrator.model = _without_weights(augmented)
     release_memory()
     if method != "minmax":  # the histogram methods read whole activations back
         narrow_outputs(augmented)
@@ -135,6 +137,9 @@ def calibrate(model_path: Path, input_name: str, batches: Callable[[], Iterator[
         else:
             _collect_histograms(calibrator, feed)
         seen += 1
+        # The image's activations are freed but glibc keeps the pages (its mmap threshold has risen to
+        # their size), and the next image's peak lands on top of them: 1.5 GiB on 0.4b.
+        release_memory()
         elapsed = time.perf_counter() - t0
         eta = elapsed / seen * (count - seen)
         progress(f"calibrating ({method}) {seen}/{count} images, {elapsed:.0f} s elapsed, ~{eta:.0f} s left")
@@ -142,6 +147,15 @@ def calibrate(model_path: Path, input_name: str, batches: Callable[[], Iterator[
         raise CalibrationError("The calibration set produced no inputs.")
     with contextlib.redirect_stdout(io.StringIO()):  # ORT prints its settings here
         return _as_float32(calibrator.compute_data())
+
+
+def _without_weights(path: Path):
+    """The ModelProto at `path` without its initializers (nor their external data)."""
+    import onnx
+
+    proto = onnx.load(str(path), load_external_data=False)
+    del proto.graph.initializer[:]
+    return proto
 
 
 def _collect_histograms(calibrator, feed: dict[str, np.ndarray]) -> None:

@@ -17,9 +17,10 @@ from __future__ import annotations
 
 KEEP_FLOAT = ("patch_embed", "conv_seg", "conv_pose")
 KEEP_FLOAT_BY_TASK = {"seg": ("decode_head.",)}
-# Export-rewrite helpers that are linears in form but statistics in meaning (RMSNorm's mean of
-# squares): quantizing them would quantize the norm itself.
-NEVER_QUANTIZE = ("mean_sq",)
+# Export-rewrite helpers that are linears in form but not layers of the model: RMSNorm's mean of
+# squares (quantizing it would quantize the norm itself) and the Hadamard rotation in front of a
+# down projection (`export.rewrites.rotate_ffn_input`: it exists so that the int8 input comes after it).
+NEVER_QUANTIZE = ("mean_sq", "rotation")
 
 
 def keep_float_keys(task: str | None, extra: tuple[str, ...] = ()) -> tuple[str, ...]:

@@ -12,11 +12,13 @@ import torch
 
 onnx = pytest.importorskip("onnx")
 pytest.importorskip("onnxruntime")
+from onnx import numpy_helper  # noqa: E402
 
 from sapiens_edge import runtime  # noqa: E402
 from sapiens_edge.export import core  # noqa: E402
 from sapiens_edge.export.fused_attention import TokenMajorAttention, fused_attention  # noqa: E402
 from sapiens_edge.export.rewrites import SubPixelConvTranspose, subpixel_deconv  # noqa: E402
+from sapiens_edge.export.rewrites import hadamard as hadamard_matrix  # noqa: E402
 from sapiens_edge.validation import metrics as M  # noqa: E402
 from tests.export.shared import photo_input, tiny_model, torch_outputs  # noqa: E402
 from tests.helpers import randomize_  # noqa: E402
@@ -99,21 +101,25 @@ def test_int8_is_smaller_and_records_calibration(models, tmp_path):
     fp32 = core.export(model, "onnx-fp32", tmp_path / "fp32", input_size=hw, **QUIET)
     int8 = core.export(model, "onnx-int8", tmp_path / "int8", input_size=hw, calibration_limit=3, **QUIET)
     size = (int8.path / "model.onnx").stat().st_size / (fp32.path / "model.onnx").stat().st_size
-    assert size < 0.45  # tiny models carry fixed overhead (RoPE tables, QDQ scales); 0.1b measures ~0.27
+    # Tiny models carry fixed overhead (RoPE tables, QDQ scales, the fp32 64x64 rotations); 0.1b measures ~0.32
+    assert size < 0.47
     opts = int8.manifest.export_options
     assert opts["calibration"]["count"] == 3 and opts["calibration"]["source"] == "built-in"
     assert opts["quantization"]["calibration_method"] == "percentile" and "Conv" in opts["quantization"]["op_types"]
     # The caller's model is the caller's: only a model export() loaded itself has its weights freed.
     assert not any(p.is_meta for p in model.parameters())
-    # onnxscript's module-level rewrite rules kept the last graph they matched, with every weight (a
-    # second copy of the model under the rest of the export); forget_rewriter_graphs drops it.
+    # onnxscript's and onnxslim's module-level pattern matchers kept the last graph they matched, with
+    # every weight (a second copy of the model under the rest of the export); forget_rewriter_graphs drops it.
     import gc
 
     from onnxscript.rewriter._matcher import PatternMatcher
+    from onnxslim.core.pattern import PatternMatcher as SlimMatcher
 
-    holding = [m for m in gc.get_objects()
-               if issubclass(type(m), PatternMatcher) and getattr(m, "_graph", None) is not None]
+    objects = gc.get_objects()
+    holding = [m for m in objects if issubclass(type(m), PatternMatcher) and getattr(m, "_graph", None) is not None]
     assert holding == []
+    slim = [m for m in objects if issubclass(type(m), SlimMatcher)]
+    assert slim and not [m for m in slim if set(vars(m)) & set(m.pattern_dict)]  # no matched node kept
 
 
 def test_drop_weights_frees_only_models_export_loaded():
@@ -186,6 +192,29 @@ def test_split_swiglu_is_exact():
     assert split_swiglu(model) == model.sapiens_info.arch.depth
 
 
+def test_rotated_ffn_input_is_exact_and_evens_out_the_int8_input():
+    from sapiens_edge.export.rewrites import RotatedInputLinear, rotate_ffn_input
+    from sapiens_edge.models.layers import SwiGLUFFN
+
+    h = hadamard_matrix(64)
+    torch.testing.assert_close(h @ h, torch.eye(64), rtol=0, atol=1e-6)  # orthonormal and symmetric
+    torch.manual_seed(0)
+    ffn = randomize_(SwiGLUFFN(64, 256).eval())
+    x = torch.randn(1, 50, 64)
+    with torch.no_grad():
+        plain = ffn(x)
+        rotated = RotatedInputLinear(ffn.w3, 64)
+        gate, value = ffn.w12(x).chunk(2, dim=-1)
+        hidden = torch.nn.functional.silu(gate) * value
+        torch.testing.assert_close(rotated(hidden), plain, rtol=1e-5, atol=1e-5)
+        # What a per-tensor int8 range sees: the peak over the spread, lower once rotated.
+        turned = rotated.rotate(hidden)
+        assert turned.abs().max() / turned.std() < 0.8 * (hidden.abs().max() / hidden.std())
+    model = tiny_model("seg")
+    assert rotate_ffn_input(model) == model.sapiens_info.arch.depth
+    assert rotate_ffn_input(model) == 0  # already rotated
+
+
 def test_calibration_method_is_selectable(models, tmp_path):
     model = models["seg"]
     hw = model.sapiens_info.input_hw
@@ -212,7 +241,14 @@ def test_calibration_method_is_selectable(models, tmp_path):
     assert weights_are_float(block0_attn) and computes_in_float(block0_attn)
     assert block1_attn and not any(producers.get(n.input[1]) != "DequantizeLinear" for n in block1_attn)
     assert not computes_in_float(block1_attn)
-    assert len(opts["kept_float"]) == len(head_convs) + len(block0_attn) + 1  # + the patch embedding
+    # The Hadamard rotations in front of the SwiGLU down projections (rotate_ffn_input) stay float too.
+    inits = {t.name: numpy_helper.to_array(t) for t in graph.initializer if len(t.dims) == 2}
+    hadamard = hadamard_matrix(64).numpy()
+    rotations = [n for n in graph.node if n.op_type in ("MatMul", "Gemm") and n.input[1] in inits
+                 and inits[n.input[1]].shape == hadamard.shape and np.allclose(inits[n.input[1]], hadamard)]
+    assert len(rotations) == len(model.backbone.blocks)
+    assert weights_are_float(rotations) and computes_in_float(rotations)
+    assert len(opts["kept_float"]) == len(head_convs) + len(block0_attn) + len(rotations) + 1  # + patch embedding
     from sapiens_edge.errors import RecipeError
 
     with pytest.raises(RecipeError, match="no calibration method"):
