@@ -277,8 +277,12 @@ def test_keep_float_finds_linears_by_weight_whatever_the_graph_calls_them(models
                and n.input[1] not in {t.name for t in graph.input}]
     float_linears = [n for n in linears if producers.get(n.input[1]) != "DequantizeLinear"]
     depth = len(model.backbone.blocks)
-    assert len(float_linears) == depth, [n.input[1] for n in float_linears]  # one w3 per block, nothing else
-    assert len(linears) - depth >= 4 * depth  # q, k, v, proj, gate, value ... are int8
+    # Per block, w3 and the Hadamard rotation in front of it (rotate_ffn_input), nothing else.
+    assert len(float_linears) == 2 * depth, [n.input[1] for n in float_linears]
+    inits = {t.name: numpy_helper.to_array(t) for t in graph.initializer if list(t.dims) == [64, 64]}
+    hadamard = hadamard_matrix(64).numpy()
+    assert sum(n.input[1] in inits and np.allclose(inits[n.input[1]], hadamard) for n in float_linears) == depth
+    assert len(linears) - 2 * depth >= 4 * depth  # q, k, v, proj, gate, value ... are int8
     from sapiens_edge.errors import RecipeError
 
     with pytest.raises(RecipeError, match="'q_norm' matches no Conv/MatMul/Gemm weight"):
