@@ -24,7 +24,7 @@ from sapiens_edge.manifest import TensorSpec
 from sapiens_edge.memory import drop_weights, release_memory
 
 from . import fused_attention
-from .capture import capture, example_input, prepare
+from .capture import capture, example_input
 from .recipes import Recipe
 from .targets import INPUT_NAME, OUTPUT_NAMES, CalibrationData, Lowered
 
@@ -46,14 +46,22 @@ def graph_output_specs(proto) -> list[TensorSpec]:
 
 
 def to_onnx_fp32(model: Any, input_hw: tuple[int, int], task: str, *, rewrites: tuple[str, ...] = (),
-                 exact_rope: bool = True, progress: Callable[[str], None] = lambda _: None):
+                 exact_rope: bool = True, progress: Callable[[str], None] = lambda _: None,
+                 digests: dict[str, str] | None = None):
     """Capture `model` and convert it to a simplified, checked fp32 ModelProto (opset 23). A model
-    that `export()` loaded itself has its weights freed once captured (`memory.drop_weights`)."""
+    that `export()` loaded itself has its weights freed once captured (`memory.drop_weights`).
+    `digests`, if given, receives `parameter_digests` of the model and then of the captured (rewritten)
+    program, for `weight_sources`."""
     import torch
 
     onnx = require("onnx", "onnx", "ONNX export")
     require("onnxscript", "onnx", "ONNX export (the dynamo exporter)")
+    if digests is not None:
+        digests.update(parameter_digests(model.named_parameters()))
     program = capture(model, input_hw, rewrites=rewrites, exact_rope=exact_rope, progress=progress)
+    if digests is not None:  # parameters only the rewrites create (e.g. rotate_ffn_input's rotations)
+        for digest, name in parameter_digests(program.state_dict.items()).items():
+            digests.setdefault(digest, name)  # the model's own names first: user patterns name those
     # The program holds its own (rewritten) copy: the original's 1.6 GB (0.4b) would otherwise sit
     # under the conversion and onnxslim, the export's peak.
     drop_weights(model)
@@ -217,24 +225,12 @@ def _digest(a: np.ndarray) -> str:
     return hashlib.sha1(np.ascontiguousarray(a, dtype=np.float32).tobytes()).hexdigest()
 
 
-def parameter_digests(model: Any, rewrites: tuple[str, ...] = ()) -> dict[str, str]:
-    """Digest of each 2-D parameter's value -> its name, as is, transposed, and by halves along its
-    first axis (the split SwiGLU projection): what `weight_sources` looks ONNX weights up in. Then
-    the parameters that only the `rewrites` create (e.g. `rotate_ffn_input`'s rotations, which
-    `quantize.policy` keeps float by name), under their names in the rewritten model. Taken before
-    the export frees the model's weights."""
-    known = _digests(model)
-    if rewrites:
-        rewritten = prepare(model, rewrites)
-        for digest, name in _digests(rewritten).items():
-            known.setdefault(digest, name)  # the model's own names first: user patterns name those
-        del rewritten
-    return known
-
-
-def _digests(model: Any) -> dict[str, str]:
+def parameter_digests(params) -> dict[str, str]:
+    """Digest of each 2-D tensor's value -> its name, for (name, tensor) pairs, as is, transposed,
+    and by halves along its first axis (the split SwiGLU projection): what `weight_sources` looks
+    ONNX weights up in."""
     known: dict[str, str] = {}
-    for name, param in model.named_parameters():
+    for name, param in params:
         if param.ndim != 2:
             continue
         w = param.detach().float().numpy()
@@ -267,8 +263,9 @@ def lower(model: Any, recipe: Recipe, input_hw: tuple[int, int], workdir: Path,
     rewrites = tuple(recipe.options.get("rewrites", ()))
     exact_rope = recipe.precision == "fp32"
     static_int8 = recipe.precision == "int8" and calibration is not None
-    digests = parameter_digests(model, rewrites) if static_int8 else {}
-    onnx, proto = to_onnx_fp32(model, input_hw, task, rewrites=rewrites, exact_rope=exact_rope, progress=progress)
+    digests: dict[str, str] | None = {} if static_int8 else None
+    onnx, proto = to_onnx_fp32(model, input_hw, task, rewrites=rewrites, exact_rope=exact_rope, progress=progress,
+                               digests=digests)
     outputs = graph_output_specs(proto)  # fp32 I/O for every precision
     out = workdir / MODEL_FILE
     options: dict[str, Any] = {"opset": OPSET, "exporter": "torch.onnx.export(dynamo=True)",
@@ -288,7 +285,7 @@ def lower(model: Any, recipe: Recipe, input_hw: tuple[int, int], workdir: Path,
             from sapiens_edge.quantize import onnx_ptq
 
             # Found on the in-memory graph: `weight_sources` matches the weights' values.
-            sources = weight_sources(proto, digests)
+            sources = weight_sources(proto, digests) if digests is not None else {}
             keep = float_nodes(proto, task, calibration.keep_float, sources) if static_int8 else []
             save(proto, fp32_path)
             big = not _small_enough_to_measure(proto)
