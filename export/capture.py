@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Callable
+from typing import Any
 
 import torch
 from torch import nn
@@ -26,16 +27,36 @@ def example_input(input_hw: tuple[int, int]) -> torch.Tensor:
     return torch.zeros(1, 3, h, w, dtype=torch.float32)
 
 
-def prepare(model: nn.Module, rewrites: tuple[str, ...] = ()) -> nn.Module:
+def prepare(model: nn.Module, rewrites: tuple[str, ...] = (), *, always_copy: bool = False) -> nn.Module:
     """The module that gets captured: eval, fp32, with `rewrites` applied to a copy (the caller's
-    model is left alone)."""
+    model is left alone; without rewrites it is returned as is unless `always_copy`)."""
     model = model.eval()
-    if not rewrites:
+    if not rewrites and not always_copy:
         return model
     model = copy.deepcopy(model)
     for name in rewrites:
         REWRITES[name](model)
     return model
+
+
+def prepare_static_int8(model: nn.Module, recipe: Any, calibration: Any,
+                        progress: Callable[[str], None] = lambda _: None) -> tuple[nn.Module, dict[str, Any]]:
+    """What a static int8 recipe captures: `prepare` (a copy with the recipe's rewrites), then, when the
+    recipe's `weight_rounding` is "gptq", the transformer blocks' linears rounded onto the int8 grid
+    by GPTQ over the calibration set (`quantize.gptq`), except the layers the int8 policy keeps in
+    float. The target's own quantizer then reproduces those weights exactly. Returns the module and
+    what was done (for the manifest)."""
+    module = prepare(model, tuple(recipe.options.get("rewrites", ())), always_copy=True)
+    module.sapiens_disposable = True  # our copy: a target may free its weights once captured
+    if recipe.options.get("weight_rounding") != "gptq":
+        return module, {"method": "nearest (the target's quantizer)"}
+    from sapiens_edge.quantize.gptq import gptq_
+    from sapiens_edge.quantize.policy import keep_float_keys
+
+    keep = keep_float_keys(model.sapiens_info.task, calibration.keep_float)
+    progress("GPTQ: rounding the transformer blocks' weights on the calibration images ...")
+    info = gptq_(module, calibration.batches(), skip=lambda name: any(k in name for k in keep), progress=progress)
+    return module, info
 
 
 def capture(model: nn.Module, input_hw: tuple[int, int], *, rewrites: tuple[str, ...] = (),

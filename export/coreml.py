@@ -37,7 +37,7 @@ from sapiens_edge import metadata
 from sapiens_edge.errors import SapiensEdgeError, require
 from sapiens_edge.manifest import TensorSpec
 
-from .capture import capture, output_specs, prepare
+from .capture import capture, output_specs, prepare, prepare_static_int8
 from .recipes import Recipe
 from .targets import INPUT_NAME, OUTPUT_NAMES, CalibrationData, Lowered
 
@@ -76,8 +76,11 @@ def _program(model: nn.Module, recipe: Recipe, input_hw: tuple[int, int], input_
              calibration: CalibrationData | None, progress: Callable[[str], None]) -> tuple[Any, dict[str, Any]]:
     """The ATEN-dialect program coremltools converts (PT2E-quantized for W8A8), and what was done."""
     rewrites = tuple(recipe.options.get("rewrites", ()))
-    module = prepare(model, rewrites)
     options: dict[str, Any] = {"rewrites": list(rewrites), "rope": "fp32"}
+    if recipe.options.get("activations") == "int8" and calibration is not None:  # rewritten, GPTQ-rounded copy
+        module, options["weight_rounding"] = prepare_static_int8(model, recipe, calibration, progress)
+    else:
+        module = prepare(model, rewrites)
     if str(recipe.options.get("weights", "")).startswith("palettized-"):
         # Palettized in torch, then converted (the LUTs travel as _COREML_ buffers): the exported
         # weights are exactly the torch twin's, which is what gets measured off Apple.
@@ -125,15 +128,29 @@ def _inputs(ct, input_kind: str, input_hw: tuple[int, int]) -> list:
     return [ct.TensorType(name=INPUT_NAME, shape=(1, 3, h, w), dtype=np.float32)]
 
 
-def _compress(mlmodel, recipe: Recipe, progress: Callable[[str], None]) -> tuple[Any, dict[str, Any]]:
+def float_consts(mlmodel, keep: tuple[str, ...]) -> list[str]:
+    """The converted program's weight constants that belong to layers the int8 policy keeps in float.
+    The converter names a parameter's constant after its path (`p_inner_decode_head_conv_seg_weight_to_fp16`
+    for `inner.decode_head.conv_seg.weight`), so the policy's name patterns match with '.' as '_'."""
+    keys = [k.replace(".", "_") for k in keep]
+    return sorted(op.name for f in mlmodel._mil_program.functions.values() for op in f.operations
+                  if op.op_type == "const" and op.name.startswith("p_") and any(k in op.name for k in keys))
+
+
+def _compress(mlmodel, recipe: Recipe, task: str, progress: Callable[[str], None]) -> tuple[Any, dict[str, Any]]:
     import coremltools.optimize.coreml as cto
+
+    from sapiens_edge.quantize.policy import keep_float_keys
 
     weights = recipe.options.get("weights")
     if weights == "int8":
         progress("quantizing weights to int8 (per output channel, symmetric) ...")
         op = cto.OpLinearQuantizerConfig(mode="linear_symmetric", dtype="int8", granularity="per_channel")
-        out = cto.linear_quantize_weights(mlmodel, config=cto.OptimizationConfig(global_config=op))
-        return out, {"weights": "int8 linear symmetric, per output channel (coremltools.optimize.coreml)"}
+        kept = float_consts(mlmodel, keep_float_keys(task))  # as in every int8 recipe: patch embedding, seg head
+        config = cto.OptimizationConfig(global_config=op, op_name_configs={name: None for name in kept})
+        out = cto.linear_quantize_weights(mlmodel, config=config)
+        return out, {"weights": "int8 linear symmetric, per output channel (coremltools.optimize.coreml)",
+                     "kept_fp16": kept}
     return mlmodel, {}  # palettized recipes were compressed in torch (`_program`)
 
 
@@ -175,7 +192,7 @@ def lower(model: Any, recipe: Recipe, input_hw: tuple[int, int], workdir: Path,
                          outputs=[ct.TensorType(name=n, dtype=np.float32) for n in names],
                          compute_precision=precision,
                          minimum_deployment_target=getattr(ct.target, target_name), skip_model_load=True)
-    mlmodel, compression = _compress(mlmodel, recipe, progress)
+    mlmodel, compression = _compress(mlmodel, recipe, task, progress)
     options.update(compression)
     mlmodel.short_description = f"Sapiens2 {model.sapiens_info.name} ({recipe.name}), exported by sapiens-edge"
     mlmodel.user_defined_metadata.update(_user_metadata(model, recipe, input_hw, input_kind))

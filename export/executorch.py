@@ -27,7 +27,7 @@ from torch import nn
 from sapiens_edge.errors import SapiensEdgeError, require
 from sapiens_edge.manifest import TensorSpec
 
-from .capture import capture, output_specs, prepare
+from .capture import capture, output_specs, prepare, prepare_static_int8
 from .recipes import Recipe
 from .targets import INPUT_NAME, CalibrationData, Lowered
 
@@ -123,6 +123,10 @@ def lower(model: Any, recipe: Recipe, input_hw: tuple[int, int], workdir: Path,
     elif recipe.precision == "fp16":  # Core ML converts the fp32 graph to fp16 itself
         program = capture(model, input_hw, rewrites=rewrites, exact_rope=False, progress=progress)
         options["fp16"] = {"compute": "float16 (Core ML compute precision)", "io": "float32"}
+    elif recipe.precision == "int8" and calibration is not None:
+        module, options["weight_rounding"] = prepare_static_int8(model, recipe, calibration, progress)
+        program = capture(module, input_hw, exact_rope=False, progress=progress)
+        del module
     else:
         program = capture(model, input_hw, rewrites=rewrites, exact_rope=False, progress=progress)
     if recipe.precision == "int8":

@@ -42,7 +42,7 @@ from torch import nn
 from sapiens_edge.errors import SapiensEdgeError, require
 from sapiens_edge.manifest import TensorSpec
 
-from .capture import capture, output_specs
+from .capture import capture, output_specs, prepare_static_int8
 from .recipes import Recipe
 from .targets import INPUT_NAME, OUTPUT_NAMES, CalibrationData, Lowered
 
@@ -172,13 +172,19 @@ def lower(model: Any, recipe: Recipe, input_hw: tuple[int, int], workdir: Path,
     rewrites = tuple(recipe.options.get("rewrites", ()))
     h, w = input_hw
     example = torch.zeros(1, h, w, 3)
-    wrapped = ChannelsLastIO(model.eval(), names)
     exact = recipe.precision == "fp32"  # bf16-exact RoPE, rounded with arithmetic XNNPACK runs
-    program = capture(wrapped, input_hw, rewrites=rewrites, exact_rope=exact, rope_rounding="arith",
-                      progress=progress, example=example)
+    options: dict[str, Any] = {}
+    if recipe.precision == "int8" and calibration is not None:  # rewritten (and GPTQ-rounded) copy
+        module, options["weight_rounding"] = prepare_static_int8(model, recipe, calibration, progress)
+        program = capture(ChannelsLastIO(module, names), input_hw, exact_rope=exact, rope_rounding="arith",
+                          progress=progress, example=example)
+        del module
+    else:
+        program = capture(ChannelsLastIO(model.eval(), names), input_hw, rewrites=rewrites, exact_rope=exact,
+                          rope_rounding="arith", progress=progress, example=example)
     outputs = [channels_last(s) for s in output_specs(program, task)]
-    options: dict[str, Any] = {"rewrites": list(rewrites), "layout": "NHWC input and image outputs",
-                               "rope": "bf16-exact (fp32 ops, rounding by Veltkamp split)" if exact else "fp32"}
+    options.update({"rewrites": list(rewrites), "layout": "NHWC input and image outputs",
+                    "rope": "bf16-exact (fp32 ops, rounding by Veltkamp split)" if exact else "fp32"})
     user_keep = calibration.keep_float if calibration is not None else ()
     keep = keep_float_keys(task, user_keep)
     quant_config = None

@@ -9,7 +9,8 @@ measured anywhere is what each recipe does to the numbers, on the PyTorch model:
   within one int8 step of the twin's), fp32 compute.
 * palettized 4/6-bit: `PostTrainingPalettizer`, k-means LUT per group of 16 output channels, fp32
   compute: the very weights the export converts (it palettizes in torch, then converts).
-* `w8a8`: the export's own PT2E program (same quantizer, policy and calibration), run in torch.
+* `w8a8`: the export's own PT2E program (same rewrites, GPTQ rounding, quantizer, policy and
+  calibration), run in torch.
 
 Compression and fp16 are measured separately (fp32 compute for the compressed twins), so each
 number says what one step costs; the device adds fp16 on top.
@@ -37,7 +38,8 @@ def twin(model: nn.Module, recipe: Any, input_hw: tuple[int, int], calibration: 
         from coremltools.optimize.torch.quantization import PostTrainingQuantizer, PostTrainingQuantizerConfig
 
         config = PostTrainingQuantizerConfig.from_dict({"global_config": {
-            "weight_dtype": "int8", "granularity": "per_channel", "quantization_scheme": "symmetric"}})
+            "weight_dtype": "int8", "granularity": "per_channel", "quantization_scheme": "symmetric"},
+            "module_name_configs": float_modules(model)})
         return PostTrainingQuantizer(copy.deepcopy(model), config).compress()
     if weights and weights.startswith("palettized-"):
         return palettized(model, recipe)
@@ -50,6 +52,16 @@ def twin(model: nn.Module, recipe: Any, input_hw: tuple[int, int], calibration: 
     raise SapiensEdgeError(f"No torch twin for recipe {recipe.name!r}.")
 
 
+def float_modules(model: nn.Module) -> dict[str, None]:
+    """Layers the int8 policy keeps in float (`quantize.policy`: patch embedding, the seg head, ...),
+    as coremltools.optimize.torch `module_name_configs` that leave them uncompressed."""
+    from sapiens_edge.quantize.policy import keep_float_keys
+
+    keep = keep_float_keys(model.sapiens_info.task)
+    return {name: None for name, m in model.named_modules()
+            if isinstance(m, (nn.Linear, nn.Conv2d, nn.ConvTranspose2d)) and any(k in f"{name}." for k in keep)}
+
+
 def palettized(model: nn.Module, recipe: Any) -> nn.Module:
     """A copy of `model` with `recipe`'s palettization (coremltools.optimize.torch): the weights take
     their LUT values, and the LUTs ride along as `_COREML_` buffers that `ct.convert` turns into
@@ -58,18 +70,20 @@ def palettized(model: nn.Module, recipe: Any) -> nn.Module:
 
     nbits = int(recipe.options["weights"].removeprefix("palettized-").removesuffix("bit"))
     config = PostTrainingPalettizerConfig.from_dict({"global_config": {
-        "n_bits": nbits, "granularity": "per_grouped_channel", "group_size": int(recipe.options["group_size"])}})
+        "n_bits": nbits, "granularity": "per_grouped_channel", "group_size": int(recipe.options["group_size"])},
+        "module_name_configs": float_modules(model)})
     return PostTrainingPalettizer(copy.deepcopy(model), config).compress()
 
 
 def _w8a8(model: nn.Module, recipe: Any, input_hw: tuple[int, int], calibration: Any) -> nn.Module:
-    from sapiens_edge.export.capture import capture
+    from sapiens_edge.export.capture import capture, prepare_static_int8
     from sapiens_edge.quantize import pt2e
     from sapiens_edge.quantize.policy import keep_float_keys
 
     if calibration is None:
         raise SapiensEdgeError(f"{recipe.name} needs calibration data.")
-    program = capture(model, input_hw, rewrites=tuple(recipe.options.get("rewrites", ())), exact_rope=False)
+    module, _ = prepare_static_int8(model, recipe, calibration)  # rewrites, and GPTQ as the export does
+    program = capture(module, input_hw, exact_rope=False)
     keep = keep_float_keys(model.sapiens_info.task, calibration.keep_float)
     quantized, _ = pt2e.quantize_static(program, calibration.batches, calibration.count,
                                         method=calibration.method or recipe.default_calibration_method,

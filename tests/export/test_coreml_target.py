@@ -66,14 +66,13 @@ def test_program_structure(artifacts, recipe):
     if storage is None:
         assert program["weight_storage"] == {}
         assert program["weight_dtypes"].get(dtype, 0) >= linears
-    elif recipe == "coreml-w8a8":  # int8 linears; the patch embedding and the seg head stay float (policy)
-        assert program["weight_storage"][storage] == program["op_counts"]["linear"]
-    elif storage == "constexpr_lut_to_dense":  # every linear; layers whose output channels do not split
-        # into groups of 16 (the 29-class classifier) or under 2048 weights keep fp16
-        assert program["weight_storage"][storage] >= program["op_counts"]["linear"] + 1
-    else:  # every linear/conv big enough to compress reads a compressed weight
-        assert program["weight_storage"][storage] >= linears - 2  # coremltools skips weights under 2048 elements
+    else:  # every linear is compressed; the patch embedding and the seg head stay fp16 (int8 policy)
+        assert program["weight_storage"][storage] == program["op_counts"]["linear"] < linears
         assert program["weight_dtypes"][dtype] == program["weight_storage"][storage]
+    if recipe == "coreml-int8":
+        kept = art.manifest.export_options["kept_fp16"]
+        assert any("patch_embed" in k for k in kept) and any("decode_head" in k for k in kept)
+        assert not any("blocks" in k for k in kept)
     # what the manifest says is what the saved package holds
     import coremltools as ct
 
@@ -110,7 +109,9 @@ def test_compressed_packages_are_smaller(artifacts):
 
     fp16 = size("coreml-fp16")
     assert size("coreml-fp32") > 1.8 * fp16
-    assert size("coreml-int8") < 0.7 * fp16
+    # the patch embedding and the seg head keep fp16 (int8 policy): on this 2-block model they are
+    # half the weights; on 0.4b they are 7 % of them
+    assert size("coreml-int8") < 0.8 * fp16
     # (6-bit is not below int8 on a model this small: a 64-entry fp16 LUT per 16 channels of 64
     # weights, and the fp16 layers palettization skips, weigh as much as the 2 bits saved)
     assert size("coreml-palettized-4bit") < size("coreml-palettized-6bit") < 0.75 * fp16

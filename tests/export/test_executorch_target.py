@@ -88,6 +88,8 @@ def test_int8_parity(artifacts, models, tiny_reference):
     # (7 per block: q, k, v, proj, SwiGLU gate, value, down), the norms' mean-of-squares helpers are not.
     assert q["int8_layers"]["conv2d"]["int8"] == 0, q["int8_layers"]
     assert q["int8_layers"]["linear"]["int8"] == 7 * len(models["seg"].backbone.blocks), q["int8_layers"]
+    # ... and those are the ones GPTQ rounded (quantize.gptq; the quantizer reproduces them exactly)
+    assert art.manifest.export_options["weight_rounding"]["layers"] == q["int8_layers"]["linear"]["int8"]
     report = validate_module.validate(art.path, progress=lambda _: None)
     assert report.fatal is None
     tensor_checks = [c for c in report.checks if c.metric in M.TENSOR_METRICS]

@@ -27,6 +27,16 @@ validate_module = importlib.import_module("sapiens_edge.validation.validate")
 QUIET = {"progress": lambda _: None}
 
 
+def weight_values(graph) -> dict[str, np.ndarray]:
+    """Constant weights by the name their consumers read: initializers, and the Casts to fp32 in front
+    of the fp16-stored weights of float layers (`export.onnx.store_float_weights_fp16`)."""
+    values = {t.name: numpy_helper.to_array(t) for t in graph.initializer}
+    for n in graph.node:
+        if n.op_type == "Cast" and n.input[0] in values:
+            values[n.output[0]] = values[n.input[0]].astype(np.float32)
+    return values
+
+
 @pytest.mark.parametrize("task", ["pose", "seg", "normal", "pointmap"])
 def test_fp32_matches_pytorch(models, task, tmp_path):
     model = models[task]
@@ -106,6 +116,18 @@ def test_int8_is_smaller_and_records_calibration(models, tmp_path):
     opts = int8.manifest.export_options
     assert opts["calibration"]["count"] == 3 and opts["calibration"]["source"] == "built-in"
     assert opts["quantization"]["calibration_method"] == "percentile" and "Conv" in opts["quantization"]["op_types"]
+    # The layers left in float (the seg head, the patch embedding) store fp16 weights behind a Cast to fp32
+    graph = onnx.load(str(int8.path / "model.onnx")).graph
+    fp16 = {t.name for t in graph.initializer if t.data_type == onnx.TensorProto.FLOAT16}
+    casts = {n.output[0] for n in graph.node if n.op_type == "Cast" and n.input[0] in fp16}
+    stored = [n for n in graph.node if n.op_type in ("Conv", "MatMul", "Gemm") and len(n.input) > 1
+              and n.input[1] in casts]
+    assert len(stored) == opts["quantization"]["fp16_stored_layers"]
+    # every block's Hadamard rotation (exact in fp16: +-1/8), the patch embedding and the head convs
+    # of over 1024 weights (the 29-class classifier has 232)
+    assert sum(n.op_type == "Conv" for n in stored) == 5 and len(stored) == 5 + len(model.backbone.blocks)
+    big_fp32 = {t.name for t in graph.initializer if t.data_type == onnx.TensorProto.FLOAT and np.prod(t.dims) >= 1024}
+    assert not any(n.op_type == "Conv" and n.input[1] in big_fp32 for n in graph.node)
     # The caller's model is the caller's: only a model export() loaded itself has its weights freed.
     assert not any(p.is_meta for p in model.parameters())
     # onnxscript's and onnxslim's module-level pattern matchers kept the last graph they matched, with
@@ -242,7 +264,7 @@ def test_calibration_method_is_selectable(models, tmp_path):
     assert block1_attn and not any(producers.get(n.input[1]) != "DequantizeLinear" for n in block1_attn)
     assert not computes_in_float(block1_attn)
     # The Hadamard rotations in front of the SwiGLU down projections (rotate_ffn_input) stay float too.
-    inits = {t.name: numpy_helper.to_array(t) for t in graph.initializer if len(t.dims) == 2}
+    inits = {k: v for k, v in weight_values(graph).items() if v.ndim == 2}
     hadamard = hadamard_matrix(64).numpy()
     rotations = [n for n in graph.node if n.op_type in ("MatMul", "Gemm") and n.input[1] in inits
                  and inits[n.input[1]].shape == hadamard.shape and np.allclose(inits[n.input[1]], hadamard)]
@@ -279,7 +301,7 @@ def test_keep_float_finds_linears_by_weight_whatever_the_graph_calls_them(models
     depth = len(model.backbone.blocks)
     # Per block, w3 and the Hadamard rotation in front of it (rotate_ffn_input), nothing else.
     assert len(float_linears) == 2 * depth, [n.input[1] for n in float_linears]
-    inits = {t.name: numpy_helper.to_array(t) for t in graph.initializer if list(t.dims) == [64, 64]}
+    inits = {k: v for k, v in weight_values(graph).items() if v.shape == (64, 64)}
     hadamard = hadamard_matrix(64).numpy()
     assert sum(n.input[1] in inits and np.allclose(inits[n.input[1]], hadamard) for n in float_linears) == depth
     assert len(linears) - 2 * depth >= 4 * depth  # q, k, v, proj, gate, value ... are int8

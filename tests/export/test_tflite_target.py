@@ -102,6 +102,8 @@ def test_int8_parity(artifacts, models, tiny_reference, recipe):
     int8_linears = layers["fully_connected"]["int8"]
     norm_rows = 2 * models["seg"].sapiens_info.arch.depth  # ln1, ln2 of every block (+ q/k norms per head)
     assert 0 < int8_linears <= layers["fully_connected"]["total"] - norm_rows, layers
+    if recipe == "tflite-int8":  # GPTQ rounded exactly the block linears that are int8 (quantize.gptq)
+        assert art.manifest.export_options["weight_rounding"]["layers"] == 7 * models["seg"].sapiens_info.arch.depth
     report = validate_module.validate(art.path, progress=lambda _: None)
     assert report.fatal is None
     tensor_checks = [c for c in report.checks if c.metric in M.TENSOR_METRICS]

@@ -56,6 +56,13 @@ def test_twins_leave_the_model_alone_and_compress_weights(setup):
     # 4-bit LUT per group of 16 output channels: at most 16 distinct values per group
     assert max(g.unique().numel() for g in w.reshape(-1, 16, w.shape[1])) <= 16
     assert w.unique().numel() > 16  # ... and the groups have LUTs of their own
+    # The int8 policy's float layers (patch embedding, seg head) keep their weights, as in every int8 recipe
+    for twin_model in (pal, twin(model, get_recipe("coreml-int8"), model.sapiens_info.input_hw)):
+        params = dict(twin_model.named_parameters())
+        for name in ("backbone.patch_embed.projection.weight", "decode_head.conv_seg.weight",
+                     "decode_head.deconv_layers.0.weight"):
+            assert torch.equal(params[name], before[name]), name
+        assert not torch.equal(params["backbone.blocks.1.attn.wq.weight"], before["backbone.blocks.1.attn.wq.weight"])
 
 def test_w8a8_twin_is_the_calibrated_pt2e_program(setup):
     pytest.importorskip("executorch")
