@@ -75,7 +75,9 @@ def gptq_round(weight: torch.Tensor, hessian: torch.Tensor, *, block_size: int =
     h += damping * torch.mean(torch.diag(h)) * torch.eye(columns, dtype=h.dtype)
     # Upper Cholesky factor of H^-1: row i holds the update that column i's error propagates.
     hinv = torch.linalg.cholesky(torch.cholesky_inverse(torch.linalg.cholesky(h)), upper=True)
-    scale = w.abs().amax(1).clamp_min(1e-12) / QMAX
+    # The scale in fp64, so that 127 * (max / 127) gives back max exactly in fp32: the quantizer's scale.
+    exact_scale = weight.detach().abs().amax(1).double().clamp_min(1e-12) / QMAX
+    scale = exact_scale.float()
     pinned_col = w.abs().argmax(1)
     pinned_val = torch.sign(w[torch.arange(out_features), pinned_col]) * QMAX
     levels = torch.zeros_like(w)
@@ -94,8 +96,6 @@ def gptq_round(weight: torch.Tensor, hessian: torch.Tensor, *, block_size: int =
             block[:, i:].addr_(err, hblock[i, i:], alpha=-1.0)
             errors[:, i] = err
         w[:, end:] -= errors @ hinv[start:end, end:]  # the block's errors, onto the columns still to round
-    # In fp64, so that 127 * (max / 127) gives back max exactly in fp32: the quantizer's scale.
-    exact_scale = weight.detach().abs().amax(1).double().clamp_min(1e-12) / QMAX
     return (levels.double() * exact_scale[:, None]).to(weight.dtype)
 
 

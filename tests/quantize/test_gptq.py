@@ -154,3 +154,13 @@ def test_gptq_takes_the_calibration_images_it_needs(monkeypatch):
     assert gptq_(copy.deepcopy(module), calib.batches(), skip=lambda n: "rotation" in n)["images"] == 2
     monkeypatch.setattr(gptq, "TOKENS_PER_INPUT", 3)
     assert gptq_(module, calib.batches(), skip=lambda n: "rotation" in n)["images"] == 3
+
+
+def test_gptq_says_what_is_missing():
+    from sapiens_edge.errors import CalibrationError, SapiensEdgeError
+
+    module = prepare(tiny_model("seg"), (), always_copy=True)
+    with pytest.raises(CalibrationError, match="no images"):
+        gptq_(module, iter(()), skip=lambda n: False)
+    with pytest.raises(SapiensEdgeError, match=r"`backbone\.blocks` ModuleList"):
+        gptq_(torch.nn.Linear(4, 4), iter(()), skip=lambda n: False)
