@@ -27,6 +27,7 @@ class BackboneArch:
     num_storage_tokens: int = 8
     window_size: int = 4
     rope_base: float = 100.0
+    full_attention_blocks: int = 8  # blocks at each end with full MHA (8 in every released size)
 
     @property
     def head_dim(self) -> int:
@@ -38,7 +39,8 @@ class BackboneArch:
 
     def kv_heads(self, block: int) -> int:
         """Blocks 0-7 and the last 8 are full MHA; the middle ones are GQA with h/2 kv heads."""
-        full = block < 8 or block >= self.depth - 8
+        edge = self.full_attention_blocks
+        full = block < edge or block >= self.depth - edge
         return self.num_heads if full else self.num_heads // 2
 
 

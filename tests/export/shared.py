@@ -8,7 +8,7 @@ import torch
 from sapiens_edge import runtime
 from sapiens_edge.models import Sapiens2TaskModel
 from sapiens_edge.models.synthetic import make_confident_
-from tests.helpers import ASTRONAUT, randomize_, tiny_info
+from tests.helpers import ASTRONAUT, TINY_EXPORT, randomize_, tiny_info
 
 
 def photo_input(task: str, input_hw: tuple[int, int]) -> np.ndarray:
@@ -17,7 +17,7 @@ def photo_input(task: str, input_hw: tuple[int, int]) -> np.ndarray:
 
 
 def tiny_model(task: str, seed: int = 0) -> torch.nn.Module:
-    info = tiny_info(task)
+    info = tiny_info(task, TINY_EXPORT)
     model = randomize_(Sapiens2TaskModel(info).eval(), seed=seed)
     model.sapiens_info, model.sapiens_weights, model.sapiens_weights_path, model.sapiens_seed = info, None, None, seed
     if task in ("seg", "pose"):
