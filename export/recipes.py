@@ -121,6 +121,12 @@ RECIPES: dict[str, Recipe] = {r.name: r for r in [
            "per-channel symmetric weights, calibrated activations), XNNPACK delegate", needs_calibration=True,
            requires=(*_EXECUTORCH, "torchao"), extra="executorch", thresholds=INT8,
            options=_ET_INT8_REWRITES, calibration_methods=("histogram", "minmax")),
+    Recipe("executorch-xnnpack-int8-dynamic", "executorch", "int8", "ExecuTorch .pte, PT2E int8: GPTQ-rounded "
+           "per-channel weights; the transformer's linears quantize their activations per inference (XNNPACK qd8, "
+           "fp32 outputs), convs calibrated static; XNNPACK delegate", needs_calibration=True,
+           requires=(*_EXECUTORCH, "torchao"), extra="executorch", thresholds=INT8,
+           options={**_ET_INT8_REWRITES, "dynamic_layers": ("backbone.blocks",)},
+           calibration_methods=("histogram", "minmax")),
     Recipe("executorch-coreml-fp16", "executorch", "fp16", "ExecuTorch .pte with the Core ML delegate, fp16 "
            "(iOS 17+ / macOS 14+: runs on Apple devices only, exported anywhere)",
            requires=(*_EXECUTORCH, "coremltools"), extra="executorch", thresholds=FP16,

@@ -37,10 +37,23 @@ def layer_filter(keep_float: tuple[str, ...], matched: set[str] | None = None) -
     return quantize_node
 
 
-def xnnpack_quantizer(keep_float: tuple[str, ...] = (), method: str = "histogram", matched: set[str] | None = None):
+def _in_modules(keys: tuple[str, ...]) -> Callable[[Any], bool]:
+    """True for nodes inside a module whose path contains one of `keys`."""
+
+    def inside(node) -> bool:
+        paths = [path for path, _ in (node.meta.get("nn_module_stack") or {}).values()]
+        return any(key in path for key in keys for path in paths)
+
+    return inside
+
+
+def xnnpack_quantizer(keep_float: tuple[str, ...] = (), method: str = "histogram", matched: set[str] | None = None,
+                      dynamic: tuple[str, ...] = ()):
     """Linears and convs only, int8 per-channel symmetric weights and calibrated int8 activations;
     layers whose module path contains a `keep_float` key stay float. (The quantizer's global
-    setting would also quantize every add, mul and cat: the residual stream and RoPE in int8.)"""
+    setting would also quantize every add, mul and cat: the residual stream and RoPE in int8.)
+    Linears whose path contains a `dynamic` key get XNNPACK's dynamic config instead: int8 weights,
+    activations quantized per inference, fp32 outputs (no calibrated range, no output rounding)."""
     import torch
     from executorch.backends.xnnpack.quantizer.xnnpack_quantizer import (
         XNNPACKQuantizer,
@@ -54,12 +67,22 @@ def xnnpack_quantizer(keep_float: tuple[str, ...] = (), method: str = "histogram
         act = dataclasses.replace(act, observer_or_fake_quant_ctr=MinMaxObserver.with_args(eps=2**-12))
         config = dataclasses.replace(config, input_activation=act, output_activation=act)
 
+    keep = layer_filter(keep_float, matched)
     # By operator, not by module type: the module-type filter also tests a conv's weight node, which
     # carries no module stack in a torch.export graph, so convs were silently left in float.
-    quantizer = XNNPACKQuantizer()
+    static = XNNPACKQuantizer()
     for op in (torch.ops.aten.linear.default, torch.ops.aten.conv2d.default):
-        quantizer.set_operator_type(op, config)
-    return quantizer.set_filter_function(layer_filter(keep_float, matched))
+        static.set_operator_type(op, config)
+    if not dynamic:
+        return static.set_filter_function(keep)
+    from torchao.quantization.pt2e.quantizer import ComposableQuantizer
+
+    is_dynamic = _in_modules(dynamic)
+    static.set_filter_function(lambda n: keep(n) and not is_dynamic(n))
+    dyn = XNNPACKQuantizer().set_operator_type(
+        torch.ops.aten.linear.default, get_symmetric_quantization_config(is_per_channel=True, is_dynamic=True))
+    dyn.set_filter_function(lambda n: keep(n) and is_dynamic(n))
+    return ComposableQuantizer([dyn, static])
 
 
 # A quantizer factory: (keep_float, method, matched) -> a torchao PT2E Quantizer for linears and convs.

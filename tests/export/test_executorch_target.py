@@ -35,10 +35,14 @@ def artifacts(models, tmp_path_factory):
     model = models["seg"]
     hw = model.sapiens_info.input_hw
     return {r: core.export(model, r, root / r, input_size=hw, calibration_limit=2, **QUIET)
-            for r in ("executorch-xnnpack-fp32", "executorch-xnnpack-fp16", "executorch-xnnpack-int8")}
+            for r in XNNPACK_RECIPES}
 
 
-@pytest.mark.parametrize("recipe", ["executorch-xnnpack-fp32", "executorch-xnnpack-fp16", "executorch-xnnpack-int8"])
+XNNPACK_RECIPES = ("executorch-xnnpack-fp32", "executorch-xnnpack-fp16", "executorch-xnnpack-int8",
+                   "executorch-xnnpack-int8-dynamic")
+
+
+@pytest.mark.parametrize("recipe", XNNPACK_RECIPES)
 def test_everything_that_computes_is_delegated(artifacts, recipe):
     report = artifacts[recipe].manifest.export_options["delegation"]
     assert report["delegated_nodes"] > 0
@@ -98,6 +102,28 @@ def test_int8_parity(artifacts, models, tiny_reference):
     assert agreement >= TINY_INT8_FLOORS["pixel_agreement"][1], agreement
     fp32_size = (artifacts["executorch-xnnpack-fp32"].path / "model.pte").stat().st_size
     assert (art.path / "model.pte").stat().st_size < 0.6 * fp32_size  # tiny: fixed overhead; 0.1b is ~0.27
+
+
+def test_int8_dynamic_linears(artifacts, models, tiny_reference):
+    """The block linears quantize their activations per inference (fp32 outputs), the rest as in
+    executorch-xnnpack-int8: same layers int8, same GPTQ weights, closer to the float model."""
+    art = artifacts["executorch-xnnpack-int8-dynamic"]
+    q = art.manifest.export_options["quantization"]
+    assert q["dynamic_layers"] == ["backbone.blocks"]
+    static = artifacts["executorch-xnnpack-int8"].manifest.export_options
+    assert q["int8_layers"] == static["quantization"]["int8_layers"]
+    assert art.manifest.export_options["weight_rounding"]["layers"] == static["weight_rounding"]["layers"]
+    report = validate_module.validate(art.path, progress=lambda _: None)
+    assert report.fatal is None and all(c.passed for c in report.checks if c.metric in M.TENSOR_METRICS)
+    assert report.task_metrics["pixel_agreement"]["mean"] >= TINY_INT8_FLOORS["pixel_agreement"][1]
+    x = photo_input("seg", models["seg"].sapiens_info.input_hw)
+    ref = torch_outputs(models["seg"], x)[0]
+    errors = {}
+    for name in ("executorch-xnnpack-int8", "executorch-xnnpack-int8-dynamic"):
+        with runtime.load(artifacts[name].path) as p:
+            errors[name] = M.rel_l2(ref, p.run(x)[0])
+    # No calibrated per-tensor range and no int8 rounding of the outputs (tiny seg: 3.8e-4 -> 1.8e-4)
+    assert errors["executorch-xnnpack-int8-dynamic"] < errors["executorch-xnnpack-int8"], errors
 
 
 def test_pose_fp32_matches_pytorch(models, tmp_path):

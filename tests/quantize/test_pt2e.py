@@ -26,12 +26,12 @@ class TwoLayers(nn.Module):
         return self.head(torch.relu(self.body(self.stem(x).mean((2, 3)))))
 
 
-def _observers(method: str, keep_float: tuple[str, ...] = ()) -> dict[str, list[str]]:
+def _observers(method: str, keep_float: tuple[str, ...] = (), dynamic: tuple[str, ...] = ()) -> dict[str, list[str]]:
     """Observer class names feeding each conv and linear of the prepared model."""
     from torchao.quantization.pt2e.quantize_pt2e import prepare_pt2e
 
     program = torch.export.export(TwoLayers().eval(), (torch.randn(2, 3, 4, 4),))
-    prepared = prepare_pt2e(program.module(), pt2e.xnnpack_quantizer(keep_float, method))
+    prepared = prepare_pt2e(program.module(), pt2e.xnnpack_quantizer(keep_float, method, dynamic=dynamic))
     found: dict[str, list[str]] = {}
     for node in prepared.graph.nodes:
         if node.op == "call_function" and ("linear" in str(node.target) or "conv" in str(node.target)):
@@ -59,6 +59,22 @@ def test_keep_float_leaves_matching_layers_unobserved():
     obs = _observers("histogram", keep_float=("head",))
     # The head's weight stays float; its input is still observed as the body's (int8) output.
     assert "PerChannelMinMaxObserver" not in obs["head"] and "PerChannelMinMaxObserver" in obs["body"], obs
+
+
+def test_dynamic_layers_get_runtime_activation_quantization():
+    """`dynamic` linears: per-channel int8 weights, activations by a PlaceholderObserver (quantized per
+    inference, no calibrated range) and no observer on their outputs; the rest stays static."""
+    obs = _observers("histogram", dynamic=("body",))
+    assert "PlaceholderObserver" in obs["body"] and "PerChannelMinMaxObserver" in obs["body"], obs
+    assert "HistogramObserver" not in obs["body"], obs
+    assert "HistogramObserver" in obs["stem"] and "PlaceholderObserver" not in obs["stem"], obs
+    # the head reads the body's fp32 output through relu: calibrated static as before
+    assert "HistogramObserver" in obs["head"], obs
+
+
+def test_keep_float_wins_over_dynamic():
+    obs = _observers("histogram", keep_float=("body",), dynamic=("body",))
+    assert "PerChannelMinMaxObserver" not in obs["body"] and "PlaceholderObserver" not in obs["body"], obs
 
 
 def test_unknown_method_is_refused():
