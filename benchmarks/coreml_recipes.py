@@ -17,6 +17,8 @@ import sys
 import time
 from pathlib import Path
 
+from .sysinfo import describe, system_info
+
 DEFAULT_RECIPES = ("coreml-fp32", "coreml-fp16", "coreml-int8", "coreml-w8a8", "coreml-palettized-6bit",
                    "coreml-palettized-4bit")
 
@@ -105,6 +107,7 @@ def main(argv: list[str] | None = None) -> int:
 
     rows, (h, w) = run_models(args.models, args.input_size, args.workdir, lambda name, hw, workdir: bench_model(
         name, args.recipes.split(","), hw, workdir, args.calibration_limit, args.reuse, twins=not args.no_twins))
+    print(f"machine: {describe(system_info())}")
     print(f"input {h}x{w}; task metrics of each recipe's torch twin vs torch fp32 (Core ML runs on Apple only)")
     print(table(rows))
     if args.json:

@@ -26,6 +26,8 @@ from typing import Any
 
 import numpy as np
 
+from .sysinfo import describe, system_info
+
 
 def _photo(task: str, input_hw: tuple[int, int]) -> tuple[Any, np.ndarray]:
     from sapiens_edge import runtime
@@ -235,6 +237,7 @@ def main(argv: list[str] | None = None) -> int:
     rows, (h, w) = run_models(args.models, args.input_size, args.workdir, lambda name, hw, workdir: bench_model(
         name, args.recipes.split(","), hw, args.runs, args.threads, workdir, args.calibration_limit,
         not args.no_bf16, tuple(args.keep_float), args.reuse))
+    print(f"machine: {describe(system_info())}")
     print(f"input {h}x{w}, batch 1, {args.threads} threads, median of {args.runs} runs; parity vs torch fp32")
     print(table(rows))
     if args.json:

@@ -42,6 +42,27 @@ def cpu_model() -> str:
     return platform.processor() or platform.machine()
 
 
+# The instructions that decide int8 and bf16 speed. A VM often masks the model name ("AMD EPYC"), and
+# the same name covers Zen 4 (512-bit ops in two halves) and Zen 5 (full width): int8 ran 2x slower
+# on the former here at a similar fp32 speed, so results carry family/model and these flags.
+SPEED_FLAGS = ("avx2", "avx512f", "avx512_vnni", "avx_vnni", "avx512_bf16", "amx_int8", "amx_bf16",  # x86
+               "asimddp", "i8mm", "asimdhp", "bf16", "sve", "sve2")  # arm64 (/proc/cpuinfo "Features")
+
+
+def cpu_features(cpuinfo: str | None = None) -> dict[str, Any]:
+    """Vendor, family/model (x86) or implementer/part (arm64), and which of `SPEED_FLAGS` the CPU has."""
+    text = _read("/proc/cpuinfo") if cpuinfo is None else cpuinfo
+    fields: dict[str, str] = {}
+    for line in (text or "").splitlines():
+        key, sep, value = line.partition(":")
+        if sep and key.strip() not in fields:
+            fields[key.strip()] = value.strip()
+    found = set((fields.get("flags") or fields.get("Features") or "").split())
+    ids = {"vendor": fields.get("vendor_id"), "family": fields.get("cpu family"), "model": fields.get("model"),
+           "implementer": fields.get("CPU implementer"), "part": fields.get("CPU part")}
+    return {**{k: v for k, v in ids.items() if v}, "flags": [f for f in SPEED_FLAGS if f in found]}
+
+
 def physical_cores() -> int | None:
     text = _read("/proc/cpuinfo") or ""
     pairs = set()
@@ -110,7 +131,8 @@ def versions() -> dict[str, str]:
 
 
 def system_info() -> dict[str, Any]:
-    return {"cpu": cpu_model(), "logical_cores": os.cpu_count(), "physical_cores": physical_cores(),
+    return {"cpu": cpu_model(), "cpu_features": cpu_features(), "logical_cores": os.cpu_count(),
+            "physical_cores": physical_cores(),
             "memory_gib": memory_gib(), "os": f"{platform.system()} {platform.release()}",
             "machine": platform.machine(), "python": platform.python_version(), "versions": versions(),
             "board": board(), "gpus": gpus()}
@@ -118,7 +140,12 @@ def system_info() -> dict[str, Any]:
 
 def describe(info: dict[str, Any]) -> str:
     """One line for tables and plots."""
-    parts = [info.get("cpu") or "?", f"{info.get('logical_cores')} threads", f"{info.get('memory_gib')} GiB",
+    feats = info.get("cpu_features") or {}
+    ident = (f"family {feats['family']} model {feats['model']}" if feats.get("family")
+             else f"part {feats['part']}" if feats.get("part") else "")
+    cpu = " ".join(p for p in (info.get("cpu") or "?", f"({ident})" if ident else "",
+                               "+".join(feats.get("flags") or ())) if p)
+    parts = [cpu, f"{info.get('logical_cores')} threads", f"{info.get('memory_gib')} GiB",
              info.get("os") or ""]
     b = info.get("board") or {}
     if b.get("model"):

@@ -179,6 +179,38 @@ def test_system_info_has_the_basics():
     assert info["cpu"] in describe(info)
 
 
+ZEN4_CPUINFO = """processor\t: 0
+vendor_id\t: AuthenticAMD
+cpu family\t: 25
+model\t\t: 17
+model name\t: AMD EPYC
+flags\t\t: fpu sse2 avx2 avx512f avx512_vnni avx512_bf16 vaes
+processor\t: 1
+vendor_id\t: AuthenticAMD
+cpu family\t: 25
+"""
+
+PI5_CPUINFO = """processor\t: 0
+BogoMIPS\t: 108.00
+Features\t: fp asimd evtstrm aes pmull sha1 sha2 crc32 atomics fphp asimdhp cpuid asimdrdm lrcpc dcpop asimddp
+CPU implementer\t: 0x41
+CPU part\t: 0xd0b
+"""
+
+
+def test_cpu_features_identify_the_core_behind_a_masked_name():
+    from sapiens_edge.benchmarks.sysinfo import cpu_features, describe
+
+    zen4 = cpu_features(ZEN4_CPUINFO)
+    assert zen4 == {"vendor": "AuthenticAMD", "family": "25", "model": "17",
+                    "flags": ["avx2", "avx512f", "avx512_vnni", "avx512_bf16"]}
+    pi5 = cpu_features(PI5_CPUINFO)
+    assert pi5 == {"implementer": "0x41", "part": "0xd0b", "flags": ["asimddp", "asimdhp"]}
+    line = describe({"cpu": "AMD EPYC", "cpu_features": zen4, "logical_cores": 2, "memory_gib": 24, "os": "Linux"})
+    assert line.startswith("AMD EPYC (family 25 model 17) avx2+avx512f+avx512_vnni+avx512_bf16, 2 threads")
+    assert cpu_features("") == {"flags": []}  # unreadable /proc/cpuinfo: nothing made up
+
+
 def test_memory_is_measured_in_a_fresh_process(tiny_artifact):
     result = B.bench([tiny_artifact], runs=1, threads=1, memory=True)
     row = result.rows[0]
