@@ -146,7 +146,7 @@ def _compress(mlmodel, recipe: Recipe, task: str, progress: Callable[[str], None
     if weights == "int8":
         progress("quantizing weights to int8 (per output channel, symmetric) ...")
         op = cto.OpLinearQuantizerConfig(mode="linear_symmetric", dtype="int8", granularity="per_channel")
-        kept = float_consts(mlmodel, keep_float_keys(task))  # as in every int8 recipe: patch embedding, seg head
+        kept = float_consts(mlmodel, keep_float_keys(task))  # the int8 policy's float layers
         config = cto.OptimizationConfig(global_config=op, op_name_configs={name: None for name in kept})
         out = cto.linear_quantize_weights(mlmodel, config=config)
         return out, {"weights": "int8 linear symmetric, per output channel (coremltools.optimize.coreml)",

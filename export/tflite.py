@@ -21,7 +21,7 @@
   convs included, whatever the PT2E annotation says: 96.5 % pixel agreement on 0.1b seg.)
 * int8: PT2E static, the same layers with calibrated int8 activations (the calibration sets of
   every int8 recipe), float input and outputs. The layers `quantize.policy` keeps in float stay
-  float in both int8 recipes (patch embedding, classifiers, the seg head).
+  float in both int8 recipes (patch embedding, classifiers, the seg head, the pose head's 1x1 convs).
 * What XNNPACK does not take is recorded in the manifest (`export_options.delegation`).
 """
 

@@ -104,3 +104,28 @@ def test_keep_float_pattern_that_matches_no_layer_is_an_error():
         pt2e.quantize_static(program, batches, 1, keep_float=("head", "bdy"), user_keep_float=("bdy",))
     _, info = pt2e.quantize_static(program, batches, 1, keep_float=("head", "body"), user_keep_float=("body",))
     assert info["kept_float"] == ["head", "body"]
+
+
+def test_pose_policy_keeps_the_heads_1x1_convs_and_classifier_float():
+    """quantize.policy for pose: the head's 1x1 conv layers and the classifier keep float weights (they
+    decide near-tied heatmap peaks), the transformer's linears are int8."""
+    from torchao.quantization.pt2e.quantize_pt2e import prepare_pt2e
+
+    from sapiens_edge.quantize.policy import keep_float_keys
+    from tests.export.shared import tiny_model
+
+    model = tiny_model("pose")
+    h, w = model.sapiens_info.input_hw
+    program = torch.export.export(model, (torch.randn(1, 3, h, w),))
+    prepared = prepare_pt2e(program.module(), pt2e.xnnpack_quantizer(keep_float_keys("pose")))
+    weight_observed: dict[str, bool] = {}
+    for node in prepared.graph.nodes:
+        if node.op == "call_function" and node.target in (torch.ops.aten.linear.default, torch.ops.aten.conv2d.default):
+            path = [p for p, _ in node.meta.get("nn_module_stack", {}).values()][-1]
+            weight = node.args[1]
+            weight_observed[path] = getattr(weight, "op", None) == "call_module" and "PerChannel" in type(
+                getattr(prepared, weight.target)).__name__
+    convs = {p: o for p, o in weight_observed.items() if "decode_head.conv_layers" in p}
+    assert convs and not any(convs.values()), convs
+    assert not any(o for p, o in weight_observed.items() if "conv_pose" in p or "patch_embed" in p)
+    assert any(o for p, o in weight_observed.items() if ".blocks." in p and ".attn." in p), weight_observed
