@@ -23,28 +23,23 @@ from sapiens_edge.errors import CalibrationError, RecipeError, SapiensEdgeError
 METHODS = ("histogram", "minmax")
 
 
+def _module_hits(node, keys: tuple[str, ...]) -> set[str]:
+    """The `keys` contained in the path of a module that `node` runs inside."""
+    paths = [path for path, _ in (node.meta.get("nn_module_stack") or {}).values()]
+    return {key for key in keys if any(key in path for path in paths)}
+
+
 def layer_filter(keep_float: tuple[str, ...], matched: set[str] | None = None) -> Callable[[Any], bool]:
     """A node filter: False for nodes inside a module whose path contains a `keep_float` key
     (those hits are added to `matched`)."""
 
     def quantize_node(node) -> bool:
-        paths = [path for path, _ in (node.meta.get("nn_module_stack") or {}).values()]
-        hits = {key for key in keep_float if any(key in path for path in paths)}
+        hits = _module_hits(node, keep_float)
         if matched is not None:
             matched.update(hits)
         return not hits
 
     return quantize_node
-
-
-def _in_modules(keys: tuple[str, ...]) -> Callable[[Any], bool]:
-    """True for nodes inside a module whose path contains one of `keys`."""
-
-    def inside(node) -> bool:
-        paths = [path for path, _ in (node.meta.get("nn_module_stack") or {}).values()]
-        return any(key in path for key in keys for path in paths)
-
-    return inside
 
 
 def xnnpack_quantizer(keep_float: tuple[str, ...] = (), method: str = "histogram", matched: set[str] | None = None,
@@ -77,11 +72,10 @@ def xnnpack_quantizer(keep_float: tuple[str, ...] = (), method: str = "histogram
         return static.set_filter_function(keep)
     from torchao.quantization.pt2e.quantizer import ComposableQuantizer
 
-    is_dynamic = _in_modules(dynamic)
-    static.set_filter_function(lambda n: keep(n) and not is_dynamic(n))
+    static.set_filter_function(lambda n: keep(n) and not _module_hits(n, dynamic))
     dyn = XNNPACKQuantizer().set_operator_type(
         torch.ops.aten.linear.default, get_symmetric_quantization_config(is_per_channel=True, is_dynamic=True))
-    dyn.set_filter_function(lambda n: keep(n) and is_dynamic(n))
+    dyn.set_filter_function(lambda n: keep(n) and bool(_module_hits(n, dynamic)))
     return ComposableQuantizer([dyn, static])
 
 
