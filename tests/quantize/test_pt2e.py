@@ -104,6 +104,15 @@ def test_keep_float_pattern_that_matches_no_layer_is_an_error():
         pt2e.quantize_static(program, batches, 1, keep_float=("head", "bdy"), user_keep_float=("bdy",))
     _, info = pt2e.quantize_static(program, batches, 1, keep_float=("head", "body"), user_keep_float=("body",))
     assert info["kept_float"] == ["head", "body"]
+    # The same check with dynamic layers (executorch-xnnpack-int8-dynamic: two composed quantizers)
+    import functools
+
+    dynamic = functools.partial(pt2e.xnnpack_quantizer, dynamic=("body",))
+    with pytest.raises(RecipeError, match="'bdy' matches no linear/conv"):
+        pt2e.quantize_static(program, batches, 1, keep_float=("bdy",), user_keep_float=("bdy",), quantizer=dynamic)
+    _, info = pt2e.quantize_static(program, batches, 1, keep_float=("body",), user_keep_float=("body",),
+                                   quantizer=dynamic)
+    assert info["kept_float"] == ["body"]
 
 
 def test_pose_policy_keeps_the_heads_1x1_convs_and_classifier_float():
