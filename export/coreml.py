@@ -13,8 +13,9 @@
   models: their statistics run over full-resolution maps.
 * Compression: int8 weights (linear, symmetric, per output channel) with
   `coremltools.optimize.coreml` on the converted program; palettized weights (k-means LUTs of 4 or
-  6 bits, one per group of 16 output channels) with `coremltools.optimize.torch` before conversion
-  (its LUTs convert to `constexpr_lut_to_dense`), so the measured torch twin is the export. W8A8
+  6 bits, one per group of 16 output channels, the entries each weight takes chosen by GPTQ on the
+  calibration set) with `coremltools.optimize.torch` before conversion (its LUTs convert to
+  `constexpr_lut_to_dense`), so the measured torch twin is the export. W8A8
   (int8 activations too) is quantized in torch with PT2E (`quantize/pt2e.py`, the calibration sets
   of every int8 recipe) and then converted: Core ML's own activation calibration runs the model,
   which needs macOS.
@@ -84,14 +85,10 @@ def _program(model: nn.Module, recipe: Recipe, input_hw: tuple[int, int], input_
     if str(recipe.options.get("weights", "")).startswith("palettized-"):
         # Palettized in torch, then converted (the LUTs travel as _COREML_ buffers): the exported
         # weights are exactly the torch twin's, which is what gets measured off Apple.
-        from sapiens_edge.quantize.coreml_twin import palettized
+        from sapiens_edge.quantize.coreml_twin import palettize
 
-        nbits = recipe.options["weights"].removeprefix("palettized-").removesuffix("bit")
-        group = int(recipe.options["group_size"])
-        progress(f"palettizing weights ({nbits}-bit k-means LUT per group of {group} output channels) ...")
-        module = palettized(module, recipe)
-        options["weights"] = (f"palettized {nbits}-bit k-means, one LUT per {group} output channels "
-                              "(coremltools.optimize.torch, converted to constexpr_lut_to_dense)")
+        module, palettized = palettize(module, recipe, calibration, progress)
+        options.update(palettized)
     if input_kind == "image":
         module = ImageInput(module)
     program = capture(module, input_hw, exact_rope=False, progress=progress)

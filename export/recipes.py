@@ -144,11 +144,15 @@ RECIPES: dict[str, Recipe] = {r.name: r for r in [
            thresholds=INT8, options={**_COREML_OPTS, "deployment_target": "iOS17", "activations": "int8", **_GPTQ},
            calibration_methods=("histogram", "minmax")),
     Recipe("coreml-palettized-6bit", "coreml", "palettized-6bit", "Core ML, fp16 compute on 6-bit palettized weights "
-           "(k-means LUT per 16 output channels), iOS 18+", requires=_COREML, extra="coreml", thresholds=PALETTIZED,
-           options={**_COREML_OPTS, "deployment_target": "iOS18", "weights": "palettized-6bit", "group_size": 16}),
+           "(k-means LUT per 16 output channels, entries chosen by GPTQ on the calibration set), iOS 18+",
+           needs_calibration=True, requires=_COREML, extra="coreml", thresholds=PALETTIZED,
+           options={**_COREML_OPTS, "deployment_target": "iOS18", "weights": "palettized-6bit", "group_size": 16,
+                    **_GPTQ}),
     Recipe("coreml-palettized-4bit", "coreml", "palettized-4bit", "Core ML, fp16 compute on 4-bit palettized weights "
-           "(k-means LUT per 16 output channels), iOS 18+", requires=_COREML, extra="coreml", thresholds=PALETTIZED,
-           options={**_COREML_OPTS, "deployment_target": "iOS18", "weights": "palettized-4bit", "group_size": 16}),
+           "(k-means LUT per 16 output channels, entries chosen by GPTQ on the calibration set), iOS 18+",
+           needs_calibration=True, requires=_COREML, extra="coreml", thresholds=PALETTIZED,
+           options={**_COREML_OPTS, "deployment_target": "iOS18", "weights": "palettized-4bit", "group_size": 16,
+                    **_GPTQ}),
     Recipe("tflite-fp32", "tflite", "fp32", "TFLite (LiteRT) flatbuffer, fp32, NHWC; LiteRT with XNNPACK "
            "(Raspberry Pi, Android CPU)", requires=_TFLITE, extra="tflite", thresholds=TIGHT, options=_TFLITE_OPTS),
     Recipe("tflite-fp16", "tflite", "fp16", "TFLite, fp16 weights (half the file), fp32 compute on CPU; NHWC",

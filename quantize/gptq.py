@@ -67,20 +67,52 @@ def gptq_round(weight: torch.Tensor, hessian: torch.Tensor, *, block_size: int =
                damping: float = 0.01) -> torch.Tensor:
     """`weight` (out, in) rounded onto the int8 grid by GPTQ with `hessian` (in, in) = sum of x x^T
     over the layer's calibration inputs; each row keeps its largest |weight| (so its scale)."""
+    out_features = weight.shape[0]
+    # The scale in fp64, so that 127 * (max / 127) gives back max exactly in fp32: the quantizer's scale.
+    exact_scale = weight.detach().abs().amax(1).double().clamp_min(1e-12) / QMAX
+    scale = exact_scale.float()
+    pinned_col = weight.detach().abs().argmax(1)
+    pinned_val = torch.sign(weight.detach()[torch.arange(out_features), pinned_col]).float() * QMAX
+
+    def to_grid(col: torch.Tensor, index: int) -> tuple[torch.Tensor, torch.Tensor]:
+        q = (col / scale).round().clamp(-QMAX, QMAX)
+        pinned = pinned_col == index
+        q[pinned] = pinned_val[pinned]
+        return q, q * scale
+
+    levels = _gptq_columns(weight, hessian, to_grid, block_size=block_size, damping=damping)
+    return (levels.double() * exact_scale[:, None]).to(weight.dtype)
+
+
+def gptq_round_lut(weight: torch.Tensor, hessian: torch.Tensor, lut: torch.Tensor, *, block_size: int = 128,
+                   damping: float = 0.01) -> torch.Tensor:
+    """`weight` (out, in) rounded by GPTQ onto the lookup table of its row, `lut` (out, K): each
+    value becomes one of its row's K entries (a palettized weight whose LUT is unchanged)."""
+    table = lut.detach().float()
+
+    def to_lut(col: torch.Tensor, _index: int) -> tuple[torch.Tensor, torch.Tensor]:
+        nearest = (col[:, None] - table).abs().argmin(1)
+        value = table.gather(1, nearest[:, None]).squeeze(1)
+        return value, value
+
+    return _gptq_columns(weight, hessian, to_lut, block_size=block_size, damping=damping).to(weight.dtype)
+
+
+def _gptq_columns(weight: torch.Tensor, hessian: torch.Tensor,
+                  quantize: Callable[[torch.Tensor, int], tuple[torch.Tensor, torch.Tensor]], *,
+                  block_size: int, damping: float) -> torch.Tensor:
+    """GPTQ's column loop: `quantize(column, index)` gives (what to store, its float value); the
+    difference to the float value, scaled by the inverse Hessian, goes onto the columns not yet
+    quantized. Returns the stored columns."""
     w = weight.detach().float().clone()  # fp32 throughout, as the reference implementation (damped H)
-    out_features, columns = w.shape
+    columns = w.shape[1]
     h = hessian.detach().float().clone()
     dead = torch.diag(h) == 0  # inputs that were always zero: any value there is as good
     h[dead, dead] = 1.0
     h += damping * torch.mean(torch.diag(h)) * torch.eye(columns, dtype=h.dtype)
     # Upper Cholesky factor of H^-1: row i holds the update that column i's error propagates.
     hinv = torch.linalg.cholesky(torch.cholesky_inverse(torch.linalg.cholesky(h)), upper=True)
-    # The scale in fp64, so that 127 * (max / 127) gives back max exactly in fp32: the quantizer's scale.
-    exact_scale = weight.detach().abs().amax(1).double().clamp_min(1e-12) / QMAX
-    scale = exact_scale.float()
-    pinned_col = w.abs().argmax(1)
-    pinned_val = torch.sign(w[torch.arange(out_features), pinned_col]) * QMAX
-    levels = torch.zeros_like(w)
+    stored = torch.zeros_like(w)
     for start in range(0, columns, block_size):
         end = min(start + block_size, columns)
         block = w[:, start:end].clone()
@@ -88,23 +120,30 @@ def gptq_round(weight: torch.Tensor, hessian: torch.Tensor, *, block_size: int =
         hblock = hinv[start:end, start:end]
         for i in range(end - start):
             col = block[:, i]
-            q = (col / scale).round().clamp(-QMAX, QMAX)
-            pinned = pinned_col == start + i
-            q[pinned] = pinned_val[pinned]
-            levels[:, start + i] = q
-            err = (col - q * scale) / hblock[i, i]
+            stored[:, start + i], value = quantize(col, start + i)
+            err = (col - value) / hblock[i, i]
             block[:, i:].addr_(err, hblock[i, i:], alpha=-1.0)
             errors[:, i] = err
         w[:, end:] -= errors @ hinv[start:end, end:]  # the block's errors, onto the columns still to round
-    return (levels.double() * exact_scale[:, None]).to(weight.dtype)
+    return stored
+
+
+Rounder = Callable[[list[str], torch.Tensor, torch.Tensor], torch.Tensor]
+
+
+def _int8_rounder(_names: list[str], stacked: torch.Tensor, hessian: torch.Tensor) -> torch.Tensor:
+    return gptq_round(stacked, hessian)
 
 
 def gptq_(model: nn.Module, batches: Iterable[np.ndarray], *, skip: Callable[[str], bool],
-          progress: Callable[[str], None] = lambda _: None) -> dict[str, Any]:
+          progress: Callable[[str], None] = lambda _: None, rounder: Rounder | None = None,
+          grid: str = "the int8 symmetric per-channel grid") -> dict[str, Any]:
     """Round, in place, the weights of every `nn.Linear` inside `model`'s transformer blocks whose
     parameter name (`backbone.blocks.3.attn.wq.weight`) `skip` does not accept, by GPTQ on the
     calibration `batches` (model inputs, (1, 3, H, W) float32; the first ones that give
-    `TOKENS_PER_INPUT` tokens per input channel of the widest layer). Returns what was done."""
+    `TOKENS_PER_INPUT` tokens per input channel of the widest layer). `rounder(parameter names,
+    their weights stacked by rows, the Hessian they share)` does one GPTQ (default: onto the int8
+    grid, `gptq_round`; `grid` names it in what is returned). Returns what was done."""
     t0 = time.perf_counter()
     blocks = transformer_blocks(model)
     prefix = {id(m): name for name, m in model.named_modules()}
@@ -128,14 +167,16 @@ def gptq_(model: nn.Module, batches: Iterable[np.ndarray], *, skip: Callable[[st
             for names, hessian in hessians:  # layers reading one input share a Hessian: one GPTQ, rows stacked
                 stacked = torch.cat([layers[n].weight for n in names])
                 rows = [layers[n].weight.shape[0] for n in names]
-                for name, part in zip(names, gptq_round(stacked, hessian).split(rows), strict=True):
+                full_names = [f"{prefix[id(block)]}.{n}.weight" for n in names]
+                for name, part in zip(names, (rounder or _int8_rounder)(full_names, stacked, hessian).split(rows),
+                                      strict=True):
                     layers[name].weight.copy_(part)
                     rounded += 1
             del hessians
             elapsed = time.perf_counter() - t0
             progress(f"GPTQ: block {index + 1}/{len(blocks)} rounded, {elapsed:.0f} s elapsed, "
                      f"~{elapsed / (index + 1) * (len(blocks) - index - 1):.0f} s left")
-    return {"method": "GPTQ, block by block, onto the int8 symmetric per-channel grid (quantize.gptq)",
+    return {"method": f"GPTQ, block by block, onto {grid} (quantize.gptq)",
             "layers": rounded, "kept_float": kept, "images": count, "seconds": round(time.perf_counter() - t0, 1)}
 
 

@@ -159,6 +159,7 @@ def test_palettized_package_holds_exactly_the_torch_twins_weights(artifacts):
     import coremltools as ct
     import coremltools.optimize.coreml as cto
 
+    from sapiens_edge.export.calibration import calibration_data
     from sapiens_edge.export.recipes import get_recipe
     from sapiens_edge.quantize.coreml_twin import twin
 
@@ -167,7 +168,8 @@ def test_palettized_package_holds_exactly_the_torch_twins_weights(artifacts):
     weights = cto.get_weights_metadata(cto.decompress_weights(loaded), weight_threshold=1024)
     (key,) = [k for k in weights if "blocks_0_ffn_w12" in k]
     packaged = np.asarray(weights[key].val, np.float32)
-    twinned = dict(twin(_model("seg"), recipe, (128, 96)).named_parameters())["backbone.blocks.0.ffn.w12.weight"]
+    calib = calibration_data("seg", (128, 96), None, 2)  # the export's: calibration_limit=2
+    twinned = dict(twin(_model("seg"), recipe, (128, 96), calib).named_parameters())["backbone.blocks.0.ffn.w12.weight"]
     np.testing.assert_allclose(packaged, twinned.detach().numpy(), rtol=1e-3, atol=1e-4)  # fp16 storage of the LUT
     assert np.unique(packaged[:16]).size <= 16  # one 4-bit LUT for the first 16 output channels
 

@@ -13,7 +13,7 @@ pytest.importorskip("coremltools")
 from sapiens_edge.export.calibration import calibration_data  # noqa: E402
 from sapiens_edge.export.recipes import get_recipe  # noqa: E402
 from sapiens_edge.models import Sapiens2TaskModel  # noqa: E402
-from sapiens_edge.quantize.coreml_twin import twin  # noqa: E402
+from sapiens_edge.quantize.coreml_twin import LUT_BUFFER, palettize, twin  # noqa: E402
 from tests.export.shared import photo_input  # noqa: E402
 from tests.helpers import TINY, randomize_, tiny_info  # noqa: E402
 
@@ -40,7 +40,8 @@ def _rel_err(module, x, ref) -> float:
 def test_twins_damage_grows_as_bits_shrink(setup):
     model, x, ref = setup
     hw = model.sapiens_info.input_hw
-    err = {r: _rel_err(twin(model, get_recipe(r), hw), x, ref)
+    calib = calibration_data("seg", hw, None, 2)
+    err = {r: _rel_err(twin(model, get_recipe(r), hw, calib), x, ref)
            for r in ("coreml-fp32", "coreml-fp16", "coreml-int8", "coreml-palettized-6bit", "coreml-palettized-4bit")}
     assert err["coreml-fp32"] == 0
     assert 0 < err["coreml-fp16"] < 1e-2
@@ -50,7 +51,8 @@ def test_twins_damage_grows_as_bits_shrink(setup):
 def test_twins_leave_the_model_alone_and_compress_weights(setup):
     model, _, _ = setup
     before = {n: p.clone() for n, p in model.named_parameters()}
-    pal = twin(model, get_recipe("coreml-palettized-4bit"), model.sapiens_info.input_hw)
+    pal = twin(model, get_recipe("coreml-palettized-4bit"), model.sapiens_info.input_hw,
+               calibration_data("seg", model.sapiens_info.input_hw, None, 2))
     assert all(torch.equal(before[n], p) for n, p in model.named_parameters())
     w = dict(pal.named_parameters())["backbone.blocks.0.ffn.w12.weight"].detach()  # (512, 64)
     # 4-bit LUT per group of 16 output channels: at most 16 distinct values per group
@@ -72,5 +74,30 @@ def test_w8a8_twin_is_the_calibrated_pt2e_program(setup):
     calib = calibration_data("seg", hw, None, 2)
     err = _rel_err(twin(model, recipe, hw, calib), x, ref)
     assert 1e-3 < err < 0.5, err
+    with pytest.raises(Exception, match="needs calibration"):
+        twin(model, recipe, hw)
+
+
+def test_palettized_twin_chooses_lut_entries_by_gptq(setup):
+    """GPTQ keeps each group's LUT and picks among its entries; the output comes closer to float
+    than with every weight at its nearest entry, and without calibration it says what is missing."""
+    model, x, ref = setup
+    hw = model.sapiens_info.input_hw
+    recipe = get_recipe("coreml-palettized-4bit")
+    nearest_recipe = dataclasses.replace(recipe, options={**recipe.options, "weight_rounding": None})
+    calib = calibration_data("seg", hw, None, 2)
+    gptq_model, info = palettize(model, recipe, calib)
+    nearest_model, nearest_info = palettize(model, nearest_recipe)
+    assert info["weight_rounding"]["layers"] == 6 * len(model.backbone.blocks)
+    assert nearest_info["weight_rounding"]["method"].startswith("nearest")
+    gptq_mods, nearest_mods = dict(gptq_model.named_modules()), dict(nearest_model.named_modules())
+    name = "backbone.blocks.1.ffn.w12"
+    lut = gptq_mods[name].get_buffer(LUT_BUFFER)  # (groups, 1, 16, 1)
+    assert torch.equal(lut, nearest_mods[name].get_buffer(LUT_BUFFER))  # same k-means LUTs
+    w = gptq_mods[name].weight.detach()
+    for group, rows in enumerate(w.split(16)):
+        assert set(rows.flatten().tolist()) <= set(lut[group].flatten().tolist())
+    assert not torch.equal(w, nearest_mods[name].weight)
+    assert _rel_err(gptq_model, x, ref) < 0.8 * _rel_err(nearest_model, x, ref)
     with pytest.raises(Exception, match="needs calibration"):
         twin(model, recipe, hw)

@@ -15,7 +15,7 @@ from sapiens_edge.export.calibration import calibration_data
 from sapiens_edge.export.capture import prepare, prepare_static_int8
 from sapiens_edge.export.recipes import get_recipe
 from sapiens_edge.models import Sapiens2TaskModel
-from sapiens_edge.quantize.gptq import QMAX, gptq_, gptq_round, round_to_grid
+from sapiens_edge.quantize.gptq import QMAX, gptq_, gptq_round, gptq_round_lut, round_to_grid
 from tests.helpers import TINY, randomize_, tiny_info
 
 QUIET = {"progress": lambda _: None}
@@ -56,6 +56,24 @@ def test_gptq_lowers_the_output_error_and_stays_on_the_grid():
     q0 = gptq_round(w, (x0.T @ x0).double())
     assert torch.isfinite(q0).all()
     _on_grid(q0, w)
+
+
+def test_gptq_onto_a_lut_picks_each_rows_entries_and_lowers_the_output_error():
+    """The palettized Core ML recipes: GPTQ chooses among each row's LUT entries (the LUT is kept)."""
+    g = torch.Generator().manual_seed(0)
+    mix = torch.eye(128) + 0.5 * torch.randn(128, 128, generator=g) / 12
+    x = torch.randn(1500, 128, generator=g) @ mix
+    w = torch.randn(64, 128, generator=g) / 12
+    # one 16-entry LUT per 16 rows, spread over each group's range (as k-means would place them)
+    lut = torch.stack([torch.quantile(w[r // 16 * 16:r // 16 * 16 + 16].flatten(), torch.linspace(0.02, 0.98, 16))
+                       for r in range(64)])
+    q = gptq_round_lut(w, (x.T @ x).double(), lut)
+    assert all(set(q[r].tolist()) <= set(lut[r].tolist()) for r in range(64))
+    nearest = lut.gather(1, (w[:, :, None] - lut[:, None, :]).abs().argmin(2))
+    err_gptq = ((q - w) @ x.T).square().sum()
+    err_nearest = ((nearest - w) @ x.T).square().sum()
+    assert err_gptq < 0.85 * err_nearest, (err_gptq, err_nearest)
+    assert (q != nearest).any()  # it did choose differently
 
 
 def test_gptq_rounds_the_block_linears_and_leaves_the_policy_float_layers_alone():
