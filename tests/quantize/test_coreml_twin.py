@@ -101,3 +101,18 @@ def test_palettized_twin_chooses_lut_entries_by_gptq(setup):
     assert _rel_err(gptq_model, x, ref) < 0.8 * _rel_err(nearest_model, x, ref)
     with pytest.raises(Exception, match="needs calibration"):
         twin(model, recipe, hw)
+
+
+def test_keep_float_leaves_matched_layers_unpalettized(setup):
+    """`--keep-float` (the calibration's keep_float) applies to palettization as to int8."""
+    model, _, _ = setup
+    calib = calibration_data("seg", model.sapiens_info.input_hw, None, 2)
+    calib.keep_float = ("blocks.0.attn.",)
+    compressed, info = palettize(model, get_recipe("coreml-palettized-4bit"), calib)
+    modules, params = dict(compressed.named_modules()), dict(model.named_parameters())
+    for name in ("wq", "wk", "wv", "proj"):
+        layer = modules[f"backbone.blocks.0.attn.{name}"]
+        assert LUT_BUFFER not in dict(layer.named_buffers())
+        assert torch.equal(layer.weight, params[f"backbone.blocks.0.attn.{name}.weight"])
+    assert LUT_BUFFER in dict(modules["backbone.blocks.1.attn.wq"].named_buffers())
+    assert info["weight_rounding"]["layers"] == 6 * len(model.backbone.blocks) - 4
