@@ -58,8 +58,9 @@ def export(model, recipe: str | Recipe, output: str | Path, *, weights: str | Pa
         choices = ", ".join(rec.calibration_methods) or "none: it needs no calibration"
         raise RecipeError(f"Recipe {rec.name!r} has no calibration method {calibration_method!r} ({choices}).")
     if keep_float and not rec.needs_calibration:
-        raise RecipeError(f"Recipe {rec.name!r} quantizes nothing statically; --keep-float applies to calibrated "
-                          f"int8 recipes ({', '.join(r for r, x in RECIPES.items() if x.needs_calibration)}).")
+        calibrated = ", ".join(r for r, x in RECIPES.items() if x.needs_calibration)
+        raise RecipeError(f"Recipe {rec.name!r} quantizes nothing statically; --keep-float applies to the "
+                          f"calibrated int8 and palettized recipes ({calibrated}).")
     if rec.needs_calibration:
         calib = calibration_data(info.task, input_hw, calibration, calibration_limit)
         calib.method, calib.keep_float = calibration_method, tuple(keep_float)
