@@ -55,7 +55,9 @@ def export(model, recipe: str | Recipe, output: str | Path, *, weights: str | Pa
     target_options = check_target_options(rec, target_options or {})
     calib = None
     if calibration_method is not None and calibration_method not in rec.calibration_methods:
-        choices = ", ".join(rec.calibration_methods) or "none: it needs no calibration"
+        choices = ", ".join(rec.calibration_methods) or (
+            "none to choose: it uses the calibration images for GPTQ only" if rec.needs_calibration
+            else "none: it needs no calibration")
         raise RecipeError(f"Recipe {rec.name!r} has no calibration method {calibration_method!r} ({choices}).")
     if keep_float and not rec.needs_calibration:
         calibrated = ", ".join(r for r, x in RECIPES.items() if x.needs_calibration)

@@ -128,15 +128,13 @@ def _gptq_columns(weight: torch.Tensor, hessian: torch.Tensor,
     return stored
 
 
-Rounder = Callable[[list[str], torch.Tensor, torch.Tensor], torch.Tensor]
-
-
 def _int8_rounder(_names: list[str], stacked: torch.Tensor, hessian: torch.Tensor) -> torch.Tensor:
     return gptq_round(stacked, hessian)
 
 
 def gptq_(model: nn.Module, batches: Iterable[np.ndarray], *, skip: Callable[[str], bool],
-          progress: Callable[[str], None] = lambda _: None, rounder: Rounder | None = None,
+          progress: Callable[[str], None] = lambda _: None,
+          rounder: Callable[[list[str], torch.Tensor, torch.Tensor], torch.Tensor] = _int8_rounder,
           grid: str = "the int8 symmetric per-channel grid") -> dict[str, Any]:
     """Round, in place, the weights of every `nn.Linear` inside `model`'s transformer blocks whose
     parameter name (`backbone.blocks.3.attn.wq.weight`) `skip` does not accept, by GPTQ on the
@@ -168,8 +166,7 @@ def gptq_(model: nn.Module, batches: Iterable[np.ndarray], *, skip: Callable[[st
                 stacked = torch.cat([layers[n].weight for n in names])
                 rows = [layers[n].weight.shape[0] for n in names]
                 full_names = [f"{prefix[id(block)]}.{n}.weight" for n in names]
-                for name, part in zip(names, (rounder or _int8_rounder)(full_names, stacked, hessian).split(rows),
-                                      strict=True):
+                for name, part in zip(names, rounder(full_names, stacked, hessian).split(rows), strict=True):
                     layers[name].weight.copy_(part)
                     rounded += 1
             del hessians

@@ -149,6 +149,9 @@ def test_keep_float_must_fit_the_recipe_and_match_a_layer(fake, tiny_seg, tmp_pa
     with pytest.raises(RecipeError, match=r"quantizes nothing statically.*onnx-int8"):
         core.export(tiny_seg, "onnx-fp32", tmp_path / "a", input_size=(128, 96), keep_float=("decode_head.",),
                     progress=lambda _: None)
+    with pytest.raises(RecipeError, match=r"no calibration method 'minmax' \(none to choose: .*GPTQ only\)"):
+        core.export(tiny_seg, "coreml-palettized-4bit", tmp_path / "c", input_size=(128, 96),
+                    calibration_method="minmax", progress=lambda _: None)
     with pytest.raises(RecipeError, match=r"'blocks\.99\.' matches no parameter.*substrings of parameter names"):
         core.export(tiny_seg, "onnx-int8", tmp_path / "b", input_size=(128, 96), keep_float=("blocks.99.",),
                     progress=lambda _: None)
