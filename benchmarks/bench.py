@@ -53,6 +53,7 @@ class BenchRow:
     speedup: float | None = None  # baseline p50 / this p50
     peak_rss_mib: float | None = None
     gpu_mem_mib: float | None = None  # a GPU provider's device memory (nvidia-smi), with memory=True
+    placement: dict[str, Any] = field(default_factory=dict)  # ONNX Runtime: which provider ran each node
     accuracy: dict[str, Any] = field(default_factory=dict)  # from a validation report
 
 
@@ -77,19 +78,25 @@ class _Config:
 
     def __init__(self, row: BenchRow, fn: Callable[[], Any] | None, close: Callable[[], None] = lambda: None):
         self.row, self.fn, self.close = row, fn, close
+        self.options: dict[str, Any] = {}  # the backend options this row was opened with
 
 
 def bench(artifacts: Sequence[str | Path], *, threads: int | None = None, warmup: int = 1, runs: int | None = 10,
           seconds: float | None = None, backend: str | None = None, backend_options: dict[str, Any] | None = None,
+          providers: Sequence[str] | None = None,
           torch_baseline: tuple[str, str | Path | None] | None = None, torch_device: str = "cpu",
           baseline: str | None = None,
-          memory: bool = False, validation: dict[str, dict[str, Any]] | None = None,
+          memory: bool = False, placement: bool | None = None, validation: dict[str, dict[str, Any]] | None = None,
           json_path: str | Path | None = None, clock: Callable[[], float] = time.perf_counter,
           progress: Callable[[str], None] = lambda _: None) -> BenchResult:
     """Benchmark `artifacts` side by side. `runs` rounds, or as many as fit in `seconds`;
+    `providers` (ONNX Runtime: "cpu", "cuda", "tensorrt", ...) runs every ONNX artifact once per
+    provider, side by side (rows "onnx-fp16 (cuda)"); other backends ignore it.
     `torch_baseline=(zoo model, weights)` adds the PyTorch eager row (on `torch_device`: "cpu" or
     "cuda"); `baseline` names the row the
     ratios refer to (default: the torch row if present, else the first row that ran);
+    `placement` profiles one more session per ONNX Runtime row after the rounds and records which
+    provider ran each node (default: on for rows on a provider other than the CPU's);
     `validation`: artifact path or recipe -> validation report (JSON dict), for the accuracy column
     and plot."""
     if (runs is None) == (seconds is None):
@@ -99,20 +106,36 @@ def bench(artifacts: Sequence[str | Path], *, threads: int | None = None, warmup
     options = dict(backend_options or {})
     if threads:
         options["threads"] = threads
+    if providers is None and options.get("provider"):
+        providers = [options["provider"]]
+    options.pop("provider", None)
+    providers = list(providers or [])
     settings = {"threads": threads, "warmup": warmup, "runs": runs, "seconds": seconds, "backend": backend,
-                "backend_options": options}
+                "backend_options": options, "providers": providers}
     configs: list[_Config] = []
     if torch_baseline is not None:
         configs.append(_torch_config(*torch_baseline, threads=threads, device=torch_device, clock=clock,
                                      progress=progress))
     for path in artifacts:
-        configs.append(_artifact_config(Path(path), backend, options, clock, progress))
+        path = Path(path)
+        on_ort = providers and _runs_on_onnxruntime(path, backend)
+        for provider in (providers if on_ort else [None]):
+            opts = {**options, "provider": provider} if provider else dict(options)
+            if provider == "cpu":  # provider_options configure the accelerator rows (the CPU's differ)
+                opts.pop("provider_options", None)
+            cfg = _artifact_config(path, backend, opts, clock, progress)
+            cfg.options = opts
+            if provider and (len(providers) > 1 or provider != "cpu"):
+                cfg.row.name = f"{cfg.row.name} ({provider})"
+            configs.append(cfg)
+    _disambiguate(configs)
     for cfg in configs:
-        report = _match_validation(cfg.row, validation or {})
+        report = _match_validation(cfg.row, validation or {}, cfg.options.get("provider"))
         if report:
             cfg.row.accuracy = _accuracy(report)
         if memory and cfg.row.status == "ok" and cfg.row.artifact:
-            cfg.row.peak_rss_mib, cfg.row.gpu_mem_mib = _peak_memory(Path(cfg.row.artifact), threads, backend_options)
+            cfg.row.peak_rss_mib, cfg.row.gpu_mem_mib = _peak_memory(
+                Path(cfg.row.artifact), threads, {k: v for k, v in cfg.options.items() if k != "threads"})
     result = BenchResult(rows=[c.row for c in configs], baseline=None, settings=settings, system=system_info(),
                          created=time.strftime("%Y-%m-%dT%H:%M:%S%z"))
     live = [c for c in configs if c.row.status == "ok"]
@@ -138,6 +161,8 @@ def bench(artifacts: Sequence[str | Path], *, threads: int | None = None, warmup
     finally:
         for cfg in configs:
             cfg.close()
+    if not result.interrupted:
+        _record_placement(configs, placement, progress)
     _finish(result, baseline)
     if json_path:
         _write_json(result, Path(json_path))
@@ -205,6 +230,48 @@ def _artifact_config(path: Path, backend: str | None, options: dict[str, Any], c
     return _Config(row, lambda: predictor.run(x), predictor.close)
 
 
+def _disambiguate(configs: Sequence[_Config]) -> None:
+    """Rows are named by recipe; two artifacts of one recipe (an A/B of two exports) add their folder."""
+    names = [c.row.name for c in configs]
+    for cfg in configs:
+        if names.count(cfg.row.name) > 1 and cfg.row.artifact:
+            cfg.row.name = f"{cfg.row.name} [{cfg.row.artifact}]"
+
+
+def _runs_on_onnxruntime(path: Path, backend: str | None) -> bool:
+    """Whether the artifact at `path` opens in ONNX Runtime (a peek at its manifest; errors say no and
+    are reported when the artifact is opened)."""
+    if backend is not None:
+        return backend == "onnxruntime"
+    try:
+        return json.loads((path / "manifest.json").read_text("utf-8")).get("target") == "onnx"
+    except (OSError, ValueError, AttributeError):
+        return False
+
+
+def _record_placement(configs: Sequence[_Config], placement: bool | None, progress: Callable[[str], None]) -> None:
+    """Node placement of each ONNX Runtime row (auto: those on a provider other than the CPU's)."""
+    from .placement import measure_placement
+
+    for cfg in configs:
+        row, provider = cfg.row, cfg.options.get("provider")
+        wanted = placement if placement is not None else provider not in (None, "cpu")
+        if not (wanted and row.status == "ok" and row.backend == "onnxruntime" and row.artifact):
+            continue
+        progress(f"profiling which provider runs each node of {row.name} ...")
+        try:
+            row.placement = measure_placement(row.artifact, _photo(row.task, tuple(_input_hw(row.artifact))),
+                                              **cfg.options)
+        except Exception as exc:  # the timings stand; the row says why placement is missing
+            row.placement = {"error": f"{type(exc).__name__}: {exc}"}
+
+
+def _input_hw(artifact: str) -> list[int]:
+    from sapiens_edge.manifest import read_manifest
+
+    return list(read_manifest(artifact, verify=False).input_hw)
+
+
 def _is_platform_error(exc: Exception) -> bool:
     """A backend that exists but not on this platform (Core ML off Apple)."""
     text = str(exc)
@@ -263,10 +330,24 @@ def _peak_memory(artifact: Path, threads: int | None, options: dict[str, Any] | 
     return row["after_run_mib"], row.get("gpu_mib")
 
 
-def _match_validation(row: BenchRow, reports: dict[str, dict[str, Any]]) -> dict[str, Any] | None:
-    if row.artifact and str(Path(row.artifact).resolve()) in reports:
-        return reports[str(Path(row.artifact).resolve())]
-    return reports.get(row.name)
+def _match_validation(row: BenchRow, reports: dict[str, dict[str, Any]],
+                      provider: str | None = None) -> dict[str, Any] | None:
+    """The validation report of this row's artifact (by path, else by recipe). On ONNX Runtime the
+    report must come from the same execution provider: an fp16 graph computes differently on CUDA,
+    TensorRT and the CPU, so a CPU validation says nothing of the CUDA row's accuracy."""
+    from sapiens_edge.runtime.backends.onnxruntime_backend import PROVIDERS  # names only; no onnxruntime import
+
+    path = str(Path(row.artifact).resolve()) if row.artifact else None
+    ort_name = PROVIDERS.get(provider or "cpu", provider) if row.backend == "onnxruntime" else None
+    for key in ([f"{path}@{ort_name}"] if path and ort_name else []) + [path, row.recipe or row.name]:
+        report = reports.get(key) if key else None
+        if report is None:
+            continue
+        used = (report.get("backend_info") or {}).get("requested_provider")
+        if ort_name and used and used != ort_name:
+            continue
+        return report
+    return None
 
 
 def _accuracy(report: dict[str, Any]) -> dict[str, Any]:
@@ -293,6 +374,9 @@ def load_validation_reports(paths: Sequence[str | Path]) -> dict[str, dict[str, 
         out[doc["recipe"]] = doc
         if doc.get("artifact"):
             out[str(Path(doc["artifact"]).resolve())] = doc
+            provider = (doc.get("backend_info") or {}).get("requested_provider")
+            if provider:  # one artifact validated on several providers keeps a report per provider
+                out[f"{Path(doc['artifact']).resolve()}@{provider}"] = doc
     return out
 
 

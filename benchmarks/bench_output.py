@@ -9,11 +9,13 @@ from pathlib import Path
 from typing import Any
 
 from .bench import BenchResult, BenchRow
+from .placement import placement_note
 from .sysinfo import describe
 
 CSV_COLUMNS = ("name", "status", "reason", "recipe", "backend", "file_mib", "load_s", "first_s", "runs", "mean_s",
                "p50_s", "p90_s", "p99_s", "std_s", "throughput_per_s", "speedup", "peak_rss_mib",
-               "gpu_mem_mib", "accuracy_metric", "accuracy", "gate", "artifact")
+               "gpu_mem_mib", "accuracy_metric", "accuracy", "gate", "artifact",
+               "placement")
 
 
 def _flat(row: BenchRow) -> dict[str, Any]:
@@ -24,7 +26,20 @@ def _flat(row: BenchRow) -> dict[str, Any]:
             "p99_s": s.get("p99_s"), "std_s": s.get("std_s"), "throughput_per_s": s.get("throughput_per_s"),
             "speedup": row.speedup, "peak_rss_mib": row.peak_rss_mib, "gpu_mem_mib": row.gpu_mem_mib,
             "accuracy_metric": row.accuracy.get("metric"), "accuracy": row.accuracy.get("value"),
-            "gate": row.accuracy.get("gate"), "artifact": row.artifact}
+            "gate": row.accuracy.get("gate"), "artifact": row.artifact, "placement": placement_line(row)}
+
+
+def placement_line(row: BenchRow) -> str | None:
+    """Where the row's ONNX Runtime nodes ran (None when it was not measured)."""
+    if not row.placement:
+        return None
+    if "error" in row.placement:
+        return f"not measured: {row.placement['error']}"
+    return placement_note(row.placement)
+
+
+def placement_notes(result: BenchResult) -> list[str]:
+    return [f"- {r.name}: {placement_line(r)}" for r in result.rows if r.placement]
 
 
 def to_csv(result: BenchResult) -> str:
@@ -69,6 +84,9 @@ def to_markdown(result: BenchResult) -> str:
                                                               if result.interrupted else ""), "",
              "| " + " | ".join(HEADERS) + " |", "|---|" + "---:|" * (len(HEADERS) - 1)]
     lines += ["| " + " | ".join(cells) + " |" for cells in table_rows(result)]
+    notes = placement_notes(result)
+    if notes:
+        lines += ["", "Node placement (ONNX Runtime profiler, share of one run's kernel time):", *notes]
     return "\n".join(lines) + "\n"
 
 
@@ -90,6 +108,8 @@ def print_table(result: BenchResult) -> None:
     for cells in table_rows(result):
         table.add_row(*cells)
     console.print(table)
+    for line in placement_notes(result):
+        console.print(line, markup=False)
 
 
 def write_plots(result: BenchResult, folder: Path) -> list[Path]:

@@ -39,16 +39,33 @@ p = runtime.load(path, verify=False, threads=threads, **options)
 loaded = peak()
 p.run(np.zeros([1, 3, *m.input_hw], np.float32))
 row = {"baseline_mib": base, "after_load_mib": loaded, "after_run_mib": peak()}
-try:  # a GPU provider: this process's device memory, as the driver reports it
-    import os, subprocess
-    out = subprocess.run(["nvidia-smi", "--query-compute-apps=pid,used_memory", "--format=csv,noheader,nounits"],
-                         capture_output=True, text=True, timeout=10).stdout
-    used = [float(b) for a, b in (line.split(",") for line in out.splitlines() if "," in line) if int(a) == os.getpid()]
-    row["gpu_mib"] = sum(used) if used else None
-except (OSError, ValueError, subprocess.SubprocessError):
-    row["gpu_mib"] = None
+from sapiens_edge.benchmarks.runtime_memory import gpu_mib_of
+import os
+row["gpu_mib"] = gpu_mib_of(os.getpid())
 print(json.dumps(row))
 """
+
+
+def gpu_mib_of(pid: int, smi_csv: str | None = None) -> float | None:
+    """Device memory (MiB) that the NVIDIA driver reports for process `pid` (None without nvidia-smi,
+    or where it lists no such process: a CPU run, or a Jetson, whose nvidia-smi lists no processes).
+    `smi_csv`: the output of `nvidia-smi --query-compute-apps=pid,used_memory --format=csv,noheader,nounits`."""
+    if smi_csv is None:
+        try:
+            smi_csv = subprocess.run(["nvidia-smi", "--query-compute-apps=pid,used_memory",
+                                      "--format=csv,noheader,nounits"], capture_output=True, text=True,
+                                     timeout=10).stdout
+        except (OSError, subprocess.SubprocessError):
+            return None
+    used = []
+    for line in smi_csv.splitlines():
+        cells = [c.strip() for c in line.split(",")]
+        if len(cells) == 2 and cells[0].isdigit() and int(cells[0]) == pid:
+            try:
+                used.append(float(cells[1]))
+            except ValueError:  # "[N/A]" where the driver cannot tell
+                continue
+    return sum(used) if used else None
 
 
 def measure(artifact: Path, threads: int, options: dict | None = None) -> dict:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import platform
+import re
 import shutil
 import subprocess
 from importlib import metadata
@@ -86,6 +87,37 @@ def memory_gib() -> float | None:
     return None
 
 
+def l4t_version(nv_tegra_release: str) -> str | None:
+    """'# R36 (release), REVISION: 4.3, GCID: ...' (/etc/nv_tegra_release) -> '36.4.3'."""
+    m = re.search(r"R(\d+)\s*\(release\),\s*REVISION:\s*([\d.]+)", nv_tegra_release)
+    return f"{m.group(1)}.{m.group(2)}" if m else None
+
+
+def power_mode(nvpmodel_q: str) -> str | None:
+    """`nvpmodel -q` ('NV Power Mode: MAXN_SUPER' then the mode id) -> 'MAXN_SUPER (mode 2)'."""
+    lines = [line.strip() for line in nvpmodel_q.splitlines() if line.strip()]
+    name = next((line.split(":", 1)[1].strip() for line in lines if line.lower().startswith("nv power mode")), None)
+    ident = next((line for line in lines if line.isdigit()), None)
+    if name is None:
+        return lines[0] if lines else None
+    return f"{name} (mode {ident})" if ident is not None else name
+
+
+# `vcgencmd get_throttled` bits (Raspberry Pi documentation): what limits the clock now / since boot.
+THROTTLE_BITS = {0: "under-voltage now", 1: "frequency capped now", 2: "throttled now", 3: "soft temperature limit now",
+                 16: "under-voltage since boot", 17: "frequency capped since boot", 18: "throttled since boot",
+                 19: "soft temperature limit since boot"}
+
+
+def throttling(get_throttled: str) -> list[str] | None:
+    """'throttled=0x50005' -> the conditions it flags ([] = never throttled); None if unreadable."""
+    try:
+        value = int(get_throttled.split("=", 1)[-1].strip(), 16)
+    except ValueError:
+        return None
+    return [text for bit, text in THROTTLE_BITS.items() if value >> bit & 1]
+
+
 def board() -> dict[str, Any]:
     """Jetson / Raspberry Pi specifics (empty elsewhere)."""
     model = _read("/proc/device-tree/model")
@@ -94,15 +126,16 @@ def board() -> dict[str, Any]:
     if tegra or (model and "jetson" in model.lower()):
         info["kind"] = "jetson"
         info["model"] = model
-        info["l4t"] = tegra.splitlines()[0] if tegra else None
+        info["l4t"] = (l4t_version(tegra) or tegra.splitlines()[0]) if tegra else None
         info["jetpack"] = _run(["dpkg-query", "-W", "-f=${Version}", "nvidia-jetpack"])
         mode = _run(["nvpmodel", "-q"])
-        info["power_mode"] = mode.splitlines()[0] if mode else None
+        info["power_mode"] = power_mode(mode) if mode else None
     elif model and "raspberry pi" in model.lower():
         info["kind"] = "raspberry-pi"
         info["model"] = model
         throttled = _run(["vcgencmd", "get_throttled"])
         info["throttled"] = throttled.split("=", 1)[-1] if throttled else None  # 0x0: never throttled
+        info["throttling"] = throttling(throttled) if throttled else None
     temp = _read("/sys/class/thermal/thermal_zone0/temp")
     if info and temp and temp.lstrip("-").isdigit():
         info["temperature_c"] = int(temp) / 1000
@@ -152,8 +185,12 @@ def describe(info: dict[str, Any]) -> str:
         parts.insert(0, b["model"])
     if b.get("power_mode"):
         parts.append(f"power {b['power_mode']}")
+    if b.get("l4t"):
+        parts.append(f"L4T {b['l4t']}" + (f" (JetPack {b['jetpack']})" if b.get("jetpack") else ""))
     if b.get("temperature_c") is not None:
         parts.append(f"{b['temperature_c']:.0f} °C")
+    if b.get("throttling"):  # a throttled Pi's latencies are not its steady speed: say so beside them
+        parts.append("THROTTLING: " + ", ".join(b["throttling"]))
     if info.get("gpus"):
         parts.append(", ".join(g["name"] for g in info["gpus"]))
     return ", ".join(p for p in parts if p)

@@ -4,8 +4,10 @@
   opset-23 `Attention` op and RMSNorm to `RMSNormalization`, which ONNX Runtime runs fused; the
   legacy TorchScript exporter spells both out as MatMul/Softmax/ReduceMean chains), simplified with
   onnxslim and checked with `onnx.checker`. Models over 2 GB keep their weights in `model.onnx.data`.
-* fp16: ONNX Runtime's float16 converter with fp32 inputs/outputs; InstanceNormalization stays fp32
-  (its statistics over 1024x768 maps overflow fp16), RMSNormalization keeps fp32 statistics
+* Every precision: the heads' InstanceNormalization is written as LayerNormalization over (H, W)
+  plus the channel affine, the same numbers with a CUDA kernel at opset 23 (`onnx_instance_norm`).
+* fp16: ONNX Runtime's float16 converter with fp32 inputs/outputs; those instance norms stay fp32
+  (their statistics over 1024x768 maps overflow fp16), RMSNormalization keeps fp32 statistics
   (`stash_type`), and the fused attention's softmax runs in fp32 (`softmax_precision`).
 * int8 / int8-dynamic: `sapiens_edge.quantize.onnx_ptq` (ONNX Runtime's quantizer).
 """
@@ -25,6 +27,7 @@ from sapiens_edge.memory import drop_weights, release_memory
 
 from . import fused_attention
 from .capture import capture, example_input, prepare_static_int8
+from .onnx_instance_norm import instance_norm_as_layer_norm
 from .recipes import Recipe
 from .targets import INPUT_NAME, OUTPUT_NAMES, CalibrationData, Lowered
 
@@ -32,7 +35,7 @@ OPSET = 23
 MODEL_FILE = "model.onnx"
 DATA_FILE = "model.onnx.data"
 PROTOBUF_LIMIT = 2**31 - 2**26  # stay clear of protobuf's 2 GiB message cap
-FP16_KEEP_FP32 = ("InstanceNormalization",)
+FP16_KEEP_FP32 = ("InstanceNormalization", "LayerNormalization")
 FLOAT, FLOAT16 = 1, 10  # onnx.TensorProto enum values
 
 
@@ -79,6 +82,7 @@ def to_onnx_fp32(model: Any, input_hw: tuple[int, int], task: str, *, rewrites: 
     proto = _slim(proto)
     forget_rewriter_graphs()
     release_memory()
+    instance_norm_as_layer_norm(proto)  # a CUDA kernel at opset 23 (see that module)
     actual = [o.name for o in proto.graph.output]
     if actual != names:
         raise SapiensEdgeError(f"ONNX export produced outputs {actual}, expected {names}; please report this.")

@@ -113,14 +113,27 @@ def _need_weights(args: argparse.Namespace, command: str) -> None:
             "pass --random-weights to use a seeded random initialisation on purpose.")
 
 
-def _key_values(items: list[str]) -> dict[str, str]:
+def _key_values(items: list[str], flag: str = "--target-option", example: str = "input=tensor") -> dict[str, str]:
     out = {}
     for item in items:
         key, sep, value = item.partition("=")
         if not sep or not key:
-            raise SapiensEdgeError(f"--target-option takes KEY=VALUE, got {item!r} (e.g. input=tensor).")
+            raise SapiensEdgeError(f"{flag} takes KEY=VALUE, got {item!r} (e.g. {example}).")
         out[key.strip()] = value.strip()
     return out
+
+
+PROVIDERS = ("cpu", "cuda", "tensorrt", "coreml")
+
+
+def _provider_list(text: str) -> list[str]:
+    """`--provider cpu,cuda`: each one checked here, so a typo fails before anything is loaded."""
+    names = [p.strip() for p in text.split(",") if p.strip()]
+    bad = [p for p in names if p not in PROVIDERS]
+    if not names or bad:
+        raise argparse.ArgumentTypeError(f"unknown provider(s) {', '.join(bad) or repr(text)}; "
+                                         f"choose from {', '.join(PROVIDERS)}, comma-separated")
+    return list(dict.fromkeys(names))
 
 
 def _cmd_export(args: argparse.Namespace) -> int:
@@ -143,6 +156,10 @@ def _backend_options(args: argparse.Namespace) -> dict:
     opts = {}
     if args.provider:
         opts["provider"] = args.provider
+    if args.provider_option:
+        if not args.provider:
+            raise SapiensEdgeError("--provider-option goes with --provider (the ONNX Runtime provider it configures).")
+        opts["provider_options"] = _key_values(args.provider_option, "--provider-option", "trt_fp16_enable=True")
     if args.threads:
         opts["threads"] = args.threads
     if getattr(args, "compute_units", None):
@@ -182,9 +199,10 @@ def _cmd_bench(args: argparse.Namespace) -> int:
         raise SapiensEdgeError("--weights goes with --torch-baseline MODEL (the weights of the torch row).")
     opts = _backend_options(args)
     opts.pop("threads", None)
+    providers = opts.pop("provider", None)
     runs = None if args.seconds else (args.runs or 10)
     result = bench(args.artifacts, threads=args.threads, warmup=args.warmup, runs=runs, seconds=args.seconds,
-                   backend=args.backend, backend_options=opts,
+                   backend=args.backend, backend_options=opts, providers=providers, placement=args.placement,
                    torch_baseline=(args.torch_baseline, args.weights) if args.torch_baseline else None,
                    torch_device=args.torch_device,
                    baseline=args.baseline, memory=args.memory,
@@ -274,10 +292,17 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--force", action="store_true", help="replace an existing artifact folder")
     e.set_defaults(func=_cmd_export)
 
-    def backend_args(sp: argparse.ArgumentParser) -> None:
+    def backend_args(sp: argparse.ArgumentParser, several_providers: bool = False) -> None:
         sp.add_argument("--backend", help="runtime backend (default: from the manifest, e.g. onnxruntime)")
-        sp.add_argument("--provider", choices=["cpu", "cuda", "tensorrt", "coreml"],
-                        help="ONNX Runtime execution provider (never guessed)")
+        if several_providers:
+            sp.add_argument("--provider", type=_provider_list, metavar="P[,P...]",
+                            help="ONNX Runtime execution provider(s), never guessed: cpu, cuda, tensorrt, coreml; "
+                                 "several (cpu,cuda) bench each ONNX artifact on each, side by side")
+        else:
+            sp.add_argument("--provider", choices=PROVIDERS, help="ONNX Runtime execution provider (never guessed)")
+        sp.add_argument("--provider-option", action="append", default=[], metavar="KEY=VALUE",
+                        help="ONNX Runtime provider option (repeatable), e.g. trt_fp16_enable=True, "
+                             "trt_engine_cache_enable=True, device_id=1")
         sp.add_argument("--threads", type=int, help="intra-op threads")
         sp.add_argument("--compute-units", choices=["all", "cpu", "cpu_and_gpu", "cpu_and_ne"],
                         help="Core ML compute units (coreml backend, macOS)")
@@ -302,7 +327,7 @@ def build_parser() -> argparse.ArgumentParser:
     v.set_defaults(func=_cmd_validate)
     b = sub.add_parser("bench", help="benchmark artifacts side by side on this device (interleaved rounds)")
     b.add_argument("artifacts", nargs="+", help="artifact folders")
-    backend_args(b)
+    backend_args(b, several_providers=True)
     b.add_argument("--warmup", type=int, default=1, help="untimed runs before the rounds (the first is reported)")
     how = b.add_mutually_exclusive_group()
     how.add_argument("--runs", type=int, help="timed rounds (default 10)")
@@ -314,6 +339,9 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--validation", nargs="+", default=[], metavar="REPORT",
                    help="validation reports (.json from `validate --report`) for the accuracy column and plot")
     b.add_argument("--memory", action="store_true", help="also measure each artifact's peak RSS (fresh process)")
+    b.add_argument("--placement", action=argparse.BooleanOptionalAction, default=None,
+                   help="profile which ONNX Runtime provider runs each node (default: on for providers other "
+                        "than cpu)")
     b.add_argument("--output", "-o", help="folder for bench.json, bench.csv, bench.md and the plots")
     b.add_argument("--no-plots", action="store_true", help="skip the plots (they need matplotlib)")
     b.set_defaults(func=_cmd_bench)

@@ -89,6 +89,30 @@ def test_run_refuses_damaged_artifact(artifact, tmp_path, capsys):
     assert "not found" in capsys.readouterr().err
 
 
+def test_bench_providers_side_by_side(artifact, tmp_path, capsys):
+    """`--provider cpu,cuda`: one row per provider; on a machine without CUDA that row says why and the
+    exit code is 1. `--placement` profiles the CPU row too. Bad provider input fails before any work."""
+    import onnxruntime
+
+    out, _ = artifact
+    if "CUDAExecutionProvider" in onnxruntime.get_available_providers():
+        pytest.skip("this onnxruntime has CUDA: both rows would run")
+    rc = main(["bench", str(out), "--provider", "cpu,cuda", "--threads", "1", "--runs", "1", "--placement",
+               "--no-plots", "-o", str(tmp_path / "b")])
+    assert rc == 1
+    md = (tmp_path / "b" / "bench.md").read_text()
+    assert "| onnx-fp32 (cpu) | " in md and "| onnx-fp32 (cuda) | UNAVAILABLE: " in md
+    assert "- onnx-fp32 (cpu): all nodes on CPU" in md
+    with pytest.raises(SystemExit) as exc:
+        main(["bench", str(out), "--provider", "cpu,gpu"])
+    assert exc.value.code == 2 and "unknown provider(s) gpu" in capsys.readouterr().err
+    assert main(["bench", str(out), "--provider-option", "trt_fp16_enable=True"]) == 2
+    assert "--provider-option goes with --provider" in capsys.readouterr().err
+    assert main(["run", str(out), str(ASTRONAUT), "-o", str(tmp_path / "r"), "--provider", "cuda",
+                 "--provider-option", "device_id"]) == 2
+    assert "--provider-option takes KEY=VALUE" in capsys.readouterr().err
+
+
 def test_report_end_to_end(seg01, tmp_path, capsys):
     """The main job on a small input: export, validate, overlays, bench, report card (Markdown +
     HTML with plots); a recipe that cannot be exported here keeps its row with the reason."""

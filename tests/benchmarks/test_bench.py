@@ -153,7 +153,7 @@ def test_outputs_schema_and_plots(tmp_path):
     assert tuple(rows[0]) == (  # golden: scripts read these columns
         "name", "status", "reason", "recipe", "backend", "file_mib", "load_s", "first_s", "runs", "mean_s", "p50_s",
         "p90_s", "p99_s", "std_s", "throughput_per_s", "speedup", "peak_rss_mib", "gpu_mem_mib", "accuracy_metric",
-        "accuracy", "gate", "artifact")
+        "accuracy", "gate", "artifact", "placement")
     assert rows[4]["status"] == "unavailable" and "Apple" in rows[4]["reason"]
     doc = json.loads((tmp_path / "bench.json").read_text())
     assert doc["schema_version"] == 1 and doc["baseline"] == "torch eager fp32"
@@ -227,3 +227,70 @@ def test_torch_cuda_row_without_cuda_says_why(tiny_artifact):
     row = result.rows[0]
     assert row.name == "torch eager fp32 (cuda)" and row.status == "unavailable" and "CUDA" in row.reason
     assert result.baseline == "onnx-fp32"  # the first row that ran
+
+
+def test_torch_cuda_row_waits_for_the_gpu_after_every_run(monkeypatch, tmp_path):
+    """On a CUDA device kernels return before they finish: each timed run must end in a synchronize,
+    else the row times the launch. The GPU is faked (a CPU torch claims CUDA); the timing code is real."""
+    torch = pytest.importorskip("torch")
+    import types
+
+    import sapiens_edge.loading
+
+    events = []
+
+    class FakeNet:
+        sapiens_info = types.SimpleNamespace(task="seg", input_hw=(64, 48))
+
+        def to(self, device):
+            events.append(f"model to {device}")
+            return self
+
+        def __call__(self, x):
+            events.append("forward")
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "synchronize", lambda *a: events.append("sync"))
+    monkeypatch.setattr(torch.Tensor, "to", lambda self, *a, **k: events.append(f"input to {a[0]}") or self)
+    monkeypatch.setattr(sapiens_edge.loading, "load_model", lambda model, weights: FakeNet())
+    result = B.bench([], runs=3, warmup=2, torch_baseline=("sapiens2-0.1b-seg", None), torch_device="cuda")
+    row = result.rows[0]
+    assert row.name == "torch eager fp32 (cuda)" and row.status == "ok" and row.stats["runs"] == 3
+    assert events == ["model to cuda", "input to cuda"] + ["forward", "sync"] * 5  # first + 1 warm-up + 3 rounds
+
+
+def test_validation_reports_attach_to_rows_of_their_own_provider(tmp_path):
+    """An fp16 graph computes differently on each provider: a row takes the report made on its own."""
+    art = tmp_path / "seg-fp16"
+    art.mkdir()
+    paths = []
+    for provider, agreement in (("CPUExecutionProvider", 0.999), ("CUDAExecutionProvider", 0.991)):
+        doc = {"recipe": "onnx-fp16", "task": "seg", "artifact": str(art), "passed": True, "fatal": None,
+               "task_metrics": {"pixel_agreement": {"mean": agreement}},
+               "backend_info": {"backend": "onnxruntime", "requested_provider": provider}}
+        paths.append(tmp_path / f"{provider}.json")
+        paths[-1].write_text(json.dumps(doc))
+    reports = B.load_validation_reports(paths)
+
+    def row(backend="onnxruntime"):
+        return B.BenchRow(name="onnx-fp16", artifact=str(art), recipe="onnx-fp16", backend=backend)
+
+    def agreement(report):
+        return report["task_metrics"]["pixel_agreement"]["mean"] if report else None
+
+    assert agreement(B._match_validation(row(), reports, "cuda")) == 0.991
+    assert agreement(B._match_validation(row(), reports, "cpu")) == 0.999
+    assert agreement(B._match_validation(row(), reports, None)) == 0.999  # no provider named: the CPU's
+    assert B._match_validation(row(), reports, "tensorrt") is None  # never validated there: no accuracy shown
+    cpu_only = B.load_validation_reports(paths[:1])
+    assert B._match_validation(row(), cpu_only, "cuda") is None
+
+
+def test_two_exports_of_one_recipe_get_distinct_rows(tiny_artifact, tmp_path):
+    import shutil
+
+    other = tmp_path / "again"
+    shutil.copytree(tiny_artifact, other)
+    result = B.bench([tiny_artifact, other], runs=1, threads=1)
+    assert [r.name for r in result.rows] == [f"onnx-fp32 [{tiny_artifact}]", f"onnx-fp32 [{other}]"]
+    assert all(r.status == "ok" for r in result.rows)

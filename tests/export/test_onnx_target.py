@@ -37,6 +37,24 @@ def weight_values(graph) -> dict[str, np.ndarray]:
     return values
 
 
+# Golden: the op types (as exported, before ONNX Runtime's fusions) of graphs whose every node the
+# CUDA provider of onnxruntime-gpu 1.31.1 took, by `benchmarks/cuda_placement/check.py` on the fp32
+# and fp16 exports of all four tiny tasks and of full-size 0.1b seg. An op type outside this set
+# may have no CUDA kernel and run on the CPU with copies either side (opset-23 InstanceNormalization
+# did): check it there, then add it.
+CUDA_PLACED_OPS = {
+    "ai.onnx:Add", "ai.onnx:Attention", "ai.onnx:Cast", "ai.onnx:Concat", "ai.onnx:ConstantOfShape", "ai.onnx:Conv",
+    "ai.onnx:DepthToSpace", "ai.onnx:Expand", "ai.onnx:Gemm", "ai.onnx:LayerNormalization", "ai.onnx:Mul",
+    "ai.onnx:Neg", "ai.onnx:RMSNormalization", "ai.onnx:Reshape", "ai.onnx:Sigmoid", "ai.onnx:Slice",
+    "ai.onnx:Transpose", "ai.onnx:Unsqueeze", "com.microsoft:MultiHeadAttention",
+}
+
+
+def assert_cuda_placed(graph) -> None:
+    ops = {f"{n.domain or 'ai.onnx'}:{n.op_type}" for n in graph.node}
+    assert ops <= CUDA_PLACED_OPS, f"op types not checked on ONNX Runtime's CUDA provider: {ops - CUDA_PLACED_OPS}"
+
+
 @pytest.mark.parametrize("task", ["pose", "seg", "normal", "pointmap"])
 def test_fp32_matches_pytorch(models, task, tmp_path):
     model = models[task]
@@ -47,6 +65,9 @@ def test_fp32_matches_pytorch(models, task, tmp_path):
     # per block (token-major, so no transposes around it) and opset-23 RMSNormalization.
     assert ops["MultiHeadAttention"] == model.sapiens_info.arch.depth and ops["Attention"] == 0
     assert ops["RMSNormalization"] > 0 and ops["Softmax"] == 0 and ops["Transpose"] <= 2
+    # The heads' instance norms as LayerNormalization: opset-23 InstanceNormalization has no CUDA kernel
+    assert ops["InstanceNormalization"] == 0 and ops["LayerNormalization"] > 0
+    assert_cuda_placed(graph.graph)
     assert art.manifest.export_options["opset"] == 23
     x = photo_input(task, model.sapiens_info.input_hw)
     ref = torch_outputs(model, x)
@@ -65,8 +86,10 @@ def test_fp32_matches_pytorch(models, task, tmp_path):
 def test_fp16_passes_the_recipe_gate(models, tiny_reference, task, tmp_path):
     model = models[task]
     art = core.export(model, "onnx-fp16", tmp_path / "a", input_size=model.sapiens_info.input_hw, **QUIET)
-    ops = Counter(n.op_type for n in onnx.load(str(art.path / "model.onnx")).graph.node)
-    attention = [n for n in onnx.load(str(art.path / "model.onnx")).graph.node if n.op_type == "Attention"]
+    graph = onnx.load(str(art.path / "model.onnx")).graph
+    ops = Counter(n.op_type for n in graph.node)
+    attention = [n for n in graph.node if n.op_type == "Attention"]
+    assert_cuda_placed(graph)
     # The standard op, its softmax pinned to fp32.
     assert len(attention) == model.sapiens_info.arch.depth and ops["MultiHeadAttention"] == 0
     assert all(a.i == 1 for n in attention for a in n.attribute if a.name == "softmax_precision")

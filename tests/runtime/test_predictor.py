@@ -165,6 +165,64 @@ def test_unavailable_provider_is_an_error_not_a_fallback(artifact):
         runtime.load(artifact, threads=0)
 
 
+class FakeGpuOrt:
+    """onnxruntime as a GPU build presents itself: CUDA and TensorRT listed as available. Sessions
+    record the provider list they were given and really run on the CPU; `initialises` says whether
+    the accelerator came up (a real GPU build on a machine without the CUDA libraries drops it from
+    the session's providers instead of raising)."""
+
+    def __init__(self, initialises: bool):
+        import onnxruntime as real
+
+        self.real, self.initialises, self.asked = real, initialises, []
+        self.__version__ = real.__version__
+        self.SessionOptions, self.GraphOptimizationLevel = real.SessionOptions, real.GraphOptimizationLevel
+
+    def get_available_providers(self):
+        return ["TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"]
+
+    def InferenceSession(self, path, sess_options=None, providers=None):
+        self.asked.append(providers)
+        session = self.real.InferenceSession(path, sess_options=sess_options, providers=["CPUExecutionProvider"])
+        first = providers[0][0] if isinstance(providers[0], tuple) else providers[0]
+        used = [first, "CPUExecutionProvider"] if self.initialises else ["CPUExecutionProvider"]
+        session.get_providers = lambda: used
+        return session
+
+
+@pytest.fixture
+def fake_gpu_ort(monkeypatch):
+    from sapiens_edge.runtime.backends import onnxruntime_backend
+
+    def install(initialises: bool) -> FakeGpuOrt:
+        fake = FakeGpuOrt(initialises)
+        monkeypatch.setattr(onnxruntime_backend, "_import_ort", lambda: fake)
+        return fake
+
+    return install
+
+
+def test_gpu_providers_are_asked_in_onnxruntime_order(artifact, fake_gpu_ort):
+    fake = fake_gpu_ort(initialises=True)
+    with runtime.load(artifact, provider="tensorrt", provider_options={"trt_fp16_enable": "True"}) as p:
+        info = p.describe()
+        out = p.run(np.zeros((1, 3, H, W), np.float32))
+    # TensorRT first with its options, then CUDA for what TensorRT rejects, then the CPU per node
+    assert fake.asked[-1] == [("TensorrtExecutionProvider", {"trt_fp16_enable": "True"}), "CUDAExecutionProvider",
+                              "CPUExecutionProvider"]
+    assert info["requested_provider"] == "TensorrtExecutionProvider" and "TensorrtExecutionProvider" in info["summary"]
+    assert out[0].shape == (1, C, H, W)
+    runtime.load(artifact, provider="cuda").close()
+    assert fake.asked[-1] == ["CUDAExecutionProvider", "CPUExecutionProvider"]
+
+
+def test_a_gpu_provider_that_fails_to_start_is_an_error_not_a_cpu_run(artifact, fake_gpu_ort):
+    fake_gpu_ort(initialises=False)
+    with pytest.raises(SapiensEdgeError, match=r"session runs on CPUExecutionProvider only.*Not falling back"):
+        runtime.load(artifact, provider="cuda")
+    runtime.load(artifact, provider="cpu").close()  # the CPU itself is fine
+
+
 def test_unknown_target_names_what_can_run(tmp_path):
     other = make_artifact(tmp_path / "openvino", target="openvino", recipe="openvino-fp16")
     with pytest.raises(SapiensEdgeError, match="no runtime backend for 'openvino'"):

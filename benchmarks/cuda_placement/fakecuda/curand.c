@@ -1,0 +1,1 @@
+int curandFakeUnused(void){ return 0; }
