@@ -161,6 +161,10 @@ def bench(artifacts: Sequence[str | Path], *, threads: int | None = None, warmup
     finally:
         for cfg in configs:
             cfg.close()
+    if result.system.get("board"):  # a Jetson or a Pi: its temperature and throttling after the work
+        from .sysinfo import board
+
+        result.system["board_end"] = board()
     if not result.interrupted:
         _record_placement(configs, placement, progress)
     _finish(result, baseline)
@@ -359,10 +363,10 @@ def _accuracy(report: dict[str, Any]) -> dict[str, Any]:
 
 
 def load_validation_reports(paths: Sequence[str | Path]) -> dict[str, dict[str, Any]]:
-    """Validation JSON reports keyed by their artifact's resolved path and by recipe."""
+    """Validation JSON reports (`validate --report` files), indexed by `validation_index`."""
     from sapiens_edge.errors import SapiensEdgeError
 
-    out: dict[str, dict[str, Any]] = {}
+    docs = []
     for p in paths:
         try:
             doc = json.loads(Path(p).read_text("utf-8"))
@@ -371,12 +375,22 @@ def load_validation_reports(paths: Sequence[str | Path]) -> dict[str, dict[str, 
                                    f"`sapiens-edge validate --report` wrote.") from exc
         if "recipe" not in doc or "task_metrics" not in doc:
             raise SapiensEdgeError(f"{p} is not a sapiens-edge validation report (no recipe / task_metrics).")
+        docs.append(doc)
+    return validation_index(docs)
+
+
+def validation_index(docs: Sequence[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Validation reports keyed by recipe, by their artifact's resolved path, and by path@provider
+    (one artifact validated on several ONNX Runtime providers keeps a report per provider)."""
+    out: dict[str, dict[str, Any]] = {}
+    for doc in docs:
         out[doc["recipe"]] = doc
         if doc.get("artifact"):
-            out[str(Path(doc["artifact"]).resolve())] = doc
+            path = str(Path(doc["artifact"]).resolve())
+            out[path] = doc
             provider = (doc.get("backend_info") or {}).get("requested_provider")
-            if provider:  # one artifact validated on several providers keeps a report per provider
-                out[f"{Path(doc['artifact']).resolve()}@{provider}"] = doc
+            if provider:
+                out[f"{path}@{provider}"] = doc
     return out
 
 

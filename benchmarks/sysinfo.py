@@ -187,10 +187,13 @@ def describe(info: dict[str, Any]) -> str:
         parts.append(f"power {b['power_mode']}")
     if b.get("l4t"):
         parts.append(f"L4T {b['l4t']}" + (f" (JetPack {b['jetpack']})" if b.get("jetpack") else ""))
+    end = info.get("board_end") or {}  # read again after the rounds: heat and throttling build up
     if b.get("temperature_c") is not None:
-        parts.append(f"{b['temperature_c']:.0f} °C")
-    if b.get("throttling"):  # a throttled Pi's latencies are not its steady speed: say so beside them
-        parts.append("THROTTLING: " + ", ".join(b["throttling"]))
+        after = end.get("temperature_c")
+        parts.append(f"{b['temperature_c']:.0f}" + (f"→{after:.0f}" if after is not None else "") + " °C")
+    flags = list(dict.fromkeys([*(b.get("throttling") or []), *(end.get("throttling") or [])]))
+    if flags:  # a throttled Pi's latencies are not its steady speed: say so beside them
+        parts.append("THROTTLING: " + ", ".join(flags))
     if info.get("gpus"):
         parts.append(", ".join(g["name"] for g in info["gpus"]))
     return ", ".join(p for p in parts if p)

@@ -224,7 +224,8 @@ def _cmd_report(args: argparse.Namespace) -> int:
     recipes = args.recipes if args.recipes in (None, "default", "all") else args.recipes.split(",")
     summary = make_report(args.output, model=args.model, recipes=recipes, weights=args.weights,
                           input_size=args.input_size, calibration=args.calibration, runs=args.runs,
-                          threads=args.threads, force=args.force)
+                          threads=args.threads, providers=args.provider, torch_device=args.torch_device,
+                          force=args.force)
     failed = [name for name, r in summary["recipes"].items() if r["passed"] is False]
     if failed:
         print(f"validation FAILED for {', '.join(failed)} (see {args.output}/validation/<recipe>.md)", file=sys.stderr)
@@ -355,6 +356,9 @@ def build_parser() -> argparse.ArgumentParser:
     rp.add_argument("--calibration", help="folder of photos for int8 calibration (default: built-in set)")
     rp.add_argument("--runs", type=int, default=3, help="timed rounds")
     rp.add_argument("--threads", type=int, help="intra-op threads for every engine (default: all cores)")
+    rp.add_argument("--provider", type=_provider_list, metavar="P[,P...]",
+                    help="validate and bench each ONNX artifact on these ONNX Runtime providers (e.g. cpu,cuda)")
+    rp.add_argument("--torch-device", choices=["cpu", "cuda"], default="cpu", help="device of the torch row")
     rp.add_argument("--output", "-o", required=True)
     rp.add_argument("--force", action="store_true", help="replace existing outputs")
     rp.add_argument("--strict", action="store_true", help="exit 1 when a validation fails (a CI gate)")

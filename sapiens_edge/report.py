@@ -53,9 +53,13 @@ def resolve_recipes(spec: str | Sequence[str] | None, info: Any, input_hw: tuple
 def make_report(output: str | Path, *, model: str = DEFAULT_MODEL, recipes: str | Sequence[str] | None = None,
                 weights: str | Path | None = None, input_size: tuple[int, int] | None = None,
                 calibration: str | Path | None = None, runs: int = 3, threads: int | None = None,
+                providers: Sequence[str] | None = None, torch_device: str = "cpu",
                 force: bool = False, progress: Callable[[str], None] | None = None) -> dict[str, Any]:
+    """`providers` (ONNX Runtime: "cpu", "cuda", "tensorrt"): validate and benchmark every ONNX
+    artifact on each, side by side (on a Jetson: `["cpu", "cuda"]`); `torch_device` puts the torch
+    row on "cuda"."""
     from .benchmarks import bench_output
-    from .benchmarks.bench import bench
+    from .benchmarks.bench import bench, validation_index
     from .errors import require
     from .export.core import export
     from .run import run_artifact
@@ -109,30 +113,38 @@ def make_report(output: str | Path, *, model: str = DEFAULT_MODEL, recipes: str 
             say(f"    export failed: {exc}")
             continue
         exported[name] = {"path": art_dir, "export_s": art.seconds}
+    providers = list(providers or [])
     for name, row in exported.items():
         stage(f"validate {name} against PyTorch fp32, run it on the photo")
+        row["validations"], row["validation_errors"] = {}, {}
+        # One validation per ONNX Runtime provider asked for: fp16 rounds differently on each.
+        for provider in (providers if providers and name.startswith("onnx-") else [None]):
+            label = f"{name}-{provider}" if provider else name
+            options = {"provider": provider} if provider else {}
+            try:
+                report = validate(row["path"], weights=weights, report=out / "validation" / f"{label}.json",
+                                  progress=lambda m: say(f"    {m}"), threads=threads, **options)
+                row["validations"][provider or ""] = report.to_json()
+            except SapiensEdgeError as exc:  # e.g. Core ML off Apple, a provider not installed: the row says why
+                row["validation_errors"][provider or ""] = str(exc)
+                say(f"    {exc}")
         try:
-            report = validate(row["path"], weights=weights, report=out / "validation" / f"{name}.json",
-                              progress=lambda m: say(f"    {m}"), threads=threads)
-            row["validation"] = report.to_json()
             run_artifact(row["path"], [bundled_photo()], out / "overlays" / name, threads=threads, force=True,
                          progress=lambda m: say(f"    {m}"))
-        except SapiensEdgeError as exc:  # e.g. a Core ML artifact off Apple: the row says why
-            row["validation_error"] = str(exc)
+        except SapiensEdgeError as exc:
+            row["validation_errors"].setdefault("", str(exc))
             say(f"    {exc}")
     stage(f"benchmark: torch eager fp32 and {len(exported)} artifact(s), {runs} interleaved rounds")
     result = bench([row["path"] for row in exported.values()], threads=threads, runs=runs,
-                   torch_baseline=(model, weights),
-                   validation={str(Path(r["path"]).resolve()): r["validation"]
-                               for r in exported.values() if "validation" in r},
+                   torch_baseline=(model, weights), torch_device=torch_device, providers=providers or None,
+                   validation=validation_index([doc for r in exported.values() for doc in r["validations"].values()]),
                    json_path=out / "bench.json", progress=lambda m: say(f"    {m}"))
     stage("writing the report card")
     files = bench_output.write_all(result, out)
     summary = {"model": model, "input_hw": list(input_hw), "weights": str(weights), "standin_weights": standin,
                "threads": threads, "skipped": skipped, "seconds": round(time.perf_counter() - t_start, 1),
-               "recipes": {name: {"export_s": r["export_s"], "passed": (r.get("validation") or {}).get("passed"),
-                                  "summary": (r.get("validation") or {}).get("summary") or r.get("validation_error")}
-                           for name, r in exported.items()},
+               "providers": providers, "torch_device": torch_device,
+               "recipes": {name: _recipe_summary(r) for name, r in exported.items()},
                "bench": result.to_json()}
     atomic_write_json(out / "report.json", summary)
     md = render_markdown(summary, result, out, files)
@@ -143,13 +155,33 @@ def make_report(output: str | Path, *, model: str = DEFAULT_MODEL, recipes: str 
     return summary
 
 
+def _recipe_summary(row: dict[str, Any]) -> dict[str, Any]:
+    """Export time and the verdict: passed only if every provider it was validated on passed (None if
+    no validation ran); `by_provider` when providers were named."""
+    verdicts = {p: {"passed": doc.get("passed"), "summary": doc.get("summary")}
+                for p, doc in row["validations"].items()}
+    verdicts.update({p: {"passed": None, "summary": err} for p, err in row["validation_errors"].items()
+                     if p not in verdicts})
+    ran = [v["passed"] for v in verdicts.values() if v["passed"] is not None]
+    out = {"export_s": row["export_s"], "passed": all(ran) if ran else None,
+           "summary": "; ".join(v["summary"] or "" for v in verdicts.values())}
+    if any(verdicts) and "" not in verdicts:
+        out["by_provider"] = verdicts
+    return out
+
+
 def _overlay(out: Path, name: str) -> Path | None:
     found = sorted((out / "overlays" / name).glob("*_overlay.png")) if (out / "overlays" / name).is_dir() else []
     return found[0] if found else None
 
 
 def _gate_rows(summary: dict[str, Any]) -> list[tuple[str, str]]:
-    rows = [(name, r["summary"] or "") for name, r in summary["recipes"].items()]
+    rows = []
+    for name, r in summary["recipes"].items():
+        if r.get("by_provider"):
+            rows += [(f"{name} ({p})", v["summary"] or "") for p, v in r["by_provider"].items()]
+        else:
+            rows.append((name, r["summary"] or ""))
     rows += [(name, f"not exported: {reason}") for name, reason in summary["skipped"].items()]
     return rows
 
@@ -172,7 +204,8 @@ def render_markdown(summary: dict[str, Any], result: Any, out: Path, files: dict
             lines += [f"![{title}]({files[key].relative_to(out).as_posix()})", ""]
     lines += ["## Validation (against PyTorch fp32, the recipes' thresholds)", "", "| recipe | verdict |", "|---|---|"]
     lines += [f"| {name} | {text} |" for name, text in _gate_rows(summary)]
-    lines += ["", "Details: `validation/<recipe>.md`.", "", "## Overlays on the bundled photo", ""]
+    details = "validation/<recipe>-<provider>.md" if summary.get("providers") else "validation/<recipe>.md"
+    lines += ["", f"Details: `{details}`.", "", "## Overlays on the bundled photo", ""]
     for name in summary["recipes"]:
         img = _overlay(out, name)
         if img is not None:

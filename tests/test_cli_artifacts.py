@@ -140,3 +140,27 @@ def test_report_end_to_end(seg01, tmp_path, capsys):
         assert rows["coreml-fp32"]["status"] == "unavailable" and "Apple" in rows["coreml-fp32"]["reason"]
     assert main(["report", "--weights", str(files["fp32"]), "--recipes", "onnx-fp32", "--input-size", SIZE,
                  "--output", str(out)]) == 2  # exists, no --force
+
+
+def test_report_on_several_providers(seg01, tmp_path, capsys):
+    """`report --provider cpu,cuda`: each ONNX artifact validated and benchmarked per provider; on a
+    machine without CUDA that provider's verdict and bench row say why, and the CPU's stand."""
+    import onnxruntime
+
+    if "CUDAExecutionProvider" in onnxruntime.get_available_providers():
+        pytest.skip("this onnxruntime has CUDA: both providers would run")
+    _, files = seg01
+    out = tmp_path / "report"
+    assert main(["report", "--weights", str(files["fp32"]), "--recipes", "onnx-fp32", "--input-size", SIZE,
+                 "--runs", "1", "--threads", "1", "--provider", "cpu,cuda", "--strict", "--output", str(out)]) == 0
+    summary = json.loads((out / "report.json").read_text())
+    verdicts = summary["recipes"]["onnx-fp32"]["by_provider"]
+    assert verdicts["cpu"]["passed"] is True and verdicts["cuda"]["passed"] is None
+    assert "onnxruntime-gpu" in verdicts["cuda"]["summary"] and summary["recipes"]["onnx-fp32"]["passed"] is True
+    assert (out / "validation" / "onnx-fp32-cpu.json").is_file()
+    assert not (out / "validation" / "onnx-fp32-cuda.json").exists()
+    rows = {r["name"]: r for r in summary["bench"]["rows"]}
+    assert rows["onnx-fp32 (cpu)"]["accuracy"]["gate"] == "PASSED"
+    assert rows["onnx-fp32 (cuda)"]["status"] == "unavailable"
+    card = (out / "report.md").read_text()
+    assert "| onnx-fp32 (cpu) | PASSED" in card and "| onnx-fp32 (cuda) | ONNX Runtime provider" in card

@@ -76,3 +76,26 @@ def test_gpu_memory_is_this_process_row_of_nvidia_smi():
     assert runtime_memory.gpu_mib_of(4242, smi) == 2048.0  # two contexts of one process add up
     assert runtime_memory.gpu_mib_of(77, smi) is None  # the driver could not tell
     assert runtime_memory.gpu_mib_of(5, smi) is None and runtime_memory.gpu_mib_of(5, "") is None
+
+
+def test_throttling_during_the_run_shows_in_the_device_line(monkeypatch, tmp_path):
+    """The board is read again after the rounds: a Pi that heats up and throttles while the bench runs
+    says so above the table, with the temperature before and after."""
+    from sapiens_edge.benchmarks import bench as B
+    from sapiens_edge.benchmarks import bench_output as O
+
+    state = {"temp": "55000", "throttled": "throttled=0x0"}
+    files = {"/proc/device-tree/model": "Raspberry Pi 5 Model B Rev 1.0"}
+    monkeypatch.setattr(sysinfo, "_read", lambda path: state["temp"] if path.endswith("temp") else files.get(path))
+    monkeypatch.setattr(sysinfo, "_run", lambda cmd: state["throttled"] if cmd[0] == "vcgencmd" else None)
+
+    def run():
+        state.update(temp="84500", throttled="throttled=0xe0008")  # soft limit now; since boot: capped, throttled
+
+    monkeypatch.setattr(B, "_artifact_config", lambda path, *a: B._Config(B.BenchRow(name="x", artifact=None), run))
+    result = B.bench([tmp_path / "x"], runs=2)
+    assert result.system["board"]["throttling"] == [] and result.system["board_end"]["temperature_c"] == 84.5
+    device = O.to_markdown(result).splitlines()[0]
+    assert "55→84 °C" in device  # 84.5 rounds half to even
+    assert device.endswith("THROTTLING: soft temperature limit now, frequency capped since boot, "
+                           "throttled since boot, soft temperature limit since boot")
