@@ -62,6 +62,7 @@ def make_report(output: str | Path, *, model: str = DEFAULT_MODEL, recipes: str 
     from .benchmarks.bench import bench, validation_index
     from .errors import require
     from .export.core import export
+    from .export.recipes import RECIPES
     from .run import run_artifact
     from .runtime.preprocess import check_input_hw
     from .standin import write_standin_weights
@@ -118,7 +119,7 @@ def make_report(output: str | Path, *, model: str = DEFAULT_MODEL, recipes: str 
         stage(f"validate {name} against PyTorch fp32, run it on the photo")
         row["validations"], row["validation_errors"] = {}, {}
         # One validation per ONNX Runtime provider asked for: fp16 rounds differently on each.
-        for provider in (providers if providers and name.startswith("onnx-") else [None]):
+        for provider in (providers if providers and RECIPES[name].target == "onnx" else [None]):
             label = f"{name}-{provider}" if provider else name
             options = {"provider": provider} if provider else {}
             try:
