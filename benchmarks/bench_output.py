@@ -86,7 +86,8 @@ def to_markdown(result: BenchResult) -> str:
     lines += ["| " + " | ".join(cells) + " |" for cells in table_rows(result)]
     notes = placement_notes(result)
     if notes:
-        lines += ["", "Node placement (ONNX Runtime profiler, share of one run's kernel time):", *notes]
+        lines += ["", "Node placement (ONNX Runtime profiler, one run; node time is host time, so a GPU node "
+                      "counts its launch only):", *notes]
     return "\n".join(lines) + "\n"
 
 

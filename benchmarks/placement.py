@@ -3,8 +3,10 @@
 With the CUDA or TensorRT provider, ONNX Runtime places every node the accelerator has no kernel
 for on the CPU provider, silently: a model can then spend most of its time on the CPU while the
 row says "cuda". `bench` measures this for every ONNX Runtime row on an accelerator (one extra
-profiled session, two runs, after the timed rounds) and reports the share of kernel time and
-the ops that ran elsewhere.
+profiled session, two runs, after the timed rounds) and reports how many nodes ran elsewhere, their
+op types, and their share of the node time the profiler recorded. That time is host time: for a
+CUDA node it is the launch, not the kernel, so the share of CPU nodes reads high; the node counts
+and op types are exact.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ COPY_OPS = ("MemcpyFromHost", "MemcpyToHost")
 
 def summarize_trace(events: Iterable[dict[str, Any]], requested: str) -> dict[str, Any]:
     """Node events of the last `model_run` in an ONNX Runtime profile trace -> per provider: nodes,
-    kernel time (µs), share of the run's kernel time, and op types (with counts) off `requested`."""
+    recorded node time (µs, host side), its share, and op types (with counts) off `requested`."""
     events = list(events)
     runs = [e for e in events if e.get("cat") == "Session" and e.get("name") == "model_run"]
     start = max((e["ts"] for e in runs), default=0)
@@ -71,12 +73,15 @@ def measure_placement(artifact: str | Path, x: np.ndarray, **options: Any) -> di
 
 
 def placement_note(placement: dict[str, Any]) -> str:
-    """One line for tables: how much of the kernel time ran off the requested provider, and on what."""
-    share = placement.get("off_requested_share", 0.0)
+    """One line for tables: how many nodes ran off the requested provider, on what, and their share of
+    the recorded node time."""
     short = placement["requested"].replace("ExecutionProvider", "")
+    total = sum(p["nodes"] for p in placement["providers"].values())
     if not placement.get("off_requested_ops"):
-        return f"all nodes on {short}"
+        return f"all {total} nodes on {short}"
+    off = sum(placement["off_requested_ops"].values())
     ops = ", ".join(f"{op} x{n}" for op, n in list(placement["off_requested_ops"].items())[:6])
     others = ", ".join(p.replace("ExecutionProvider", "") for p in placement["providers"]
                        if p != placement["requested"])
-    return f"{share:.1%} of kernel time off {short} (on {others}: {ops})"
+    return (f"{off} of {total} nodes off {short} (on {others}: {ops}); "
+            f"{placement.get('off_requested_share', 0.0):.1%} of the profiled node time")

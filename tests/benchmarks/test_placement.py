@@ -37,7 +37,7 @@ def test_trace_summary_counts_the_last_run_per_provider():
     assert s["off_requested_ops"] == {"RMSNormalization": 2, "Shape": 1}
     assert s["host_device_copies"] == {"MemcpyFromHost": 1}
     note = placement_note(s)
-    assert note == "25.0% of kernel time off CUDA (on CPU: RMSNormalization x2, Shape x1)"
+    assert note == "3 of 5 nodes off CUDA (on CPU: RMSNormalization x2, Shape x1); 25.0% of the profiled node time"
 
 
 def test_trace_without_nodes_is_an_error():
@@ -63,9 +63,11 @@ def test_bench_profiles_placement_on_request(tiny_onnx):
     row = result.rows[0]
     assert row.status == "ok" and set(row.placement["providers"]) == {CPU}
     assert row.placement["providers"][CPU]["nodes"] > 20 and row.placement["off_requested_share"] == 0
-    assert O.placement_line(row) == "all nodes on CPU"
-    assert "Node placement" in O.to_markdown(result) and "- onnx-fp32: all nodes on CPU" in O.to_markdown(result)
-    assert O.to_csv(result).splitlines()[1].endswith(",all nodes on CPU")
+    nodes = row.placement["providers"][CPU]["nodes"]
+    assert O.placement_line(row) == f"all {nodes} nodes on CPU"
+    md = O.to_markdown(result)
+    assert "Node placement" in md and f"- onnx-fp32: all {nodes} nodes on CPU" in md
+    assert O.to_csv(result).splitlines()[1].endswith(f",all {nodes} nodes on CPU")
     # on the CPU provider placement is not profiled unless asked for: nothing to learn, one session less
     assert B.bench([tiny_onnx], runs=1, threads=1).rows[0].placement == {}
 
