@@ -26,12 +26,10 @@ from typing import Any
 
 import numpy as np
 
+from .accuracy import accuracy_of, match_validation
 from .stats import latency_stats
 from .sysinfo import system_info
 
-# Each task's headline accuracy metric for the accuracy-latency plot: (metric, higher is better).
-ACCURACY_METRIC = {"seg": ("pixel_agreement", True), "pose": ("keypoint_err_px", False),
-                   "normal": ("angle_mean_deg", False), "pointmap": ("depth_rel_err", False)}
 TORCH_ROW = "torch eager fp32"
 
 
@@ -79,6 +77,7 @@ class _Config:
     def __init__(self, row: BenchRow, fn: Callable[[], Any] | None, close: Callable[[], None] = lambda: None):
         self.row, self.fn, self.close = row, fn, close
         self.options: dict[str, Any] = {}  # the backend options this row was opened with
+        self.input: np.ndarray | None = None  # the batch it runs (reused by the placement profile)
 
 
 def bench(artifacts: Sequence[str | Path], *, threads: int | None = None, warmup: int = 1, runs: int | None = 10,
@@ -130,9 +129,10 @@ def bench(artifacts: Sequence[str | Path], *, threads: int | None = None, warmup
             configs.append(cfg)
     _disambiguate(configs)
     for cfg in configs:
-        report = _match_validation(cfg.row, validation or {}, cfg.options.get("provider"))
+        report = match_validation(validation or {}, artifact=cfg.row.artifact, recipe=cfg.row.recipe or cfg.row.name,
+                                  backend=cfg.row.backend, provider=cfg.options.get("provider"))
         if report:
-            cfg.row.accuracy = _accuracy(report)
+            cfg.row.accuracy = accuracy_of(report)
         if memory and cfg.row.status == "ok" and cfg.row.artifact:
             cfg.row.peak_rss_mib, cfg.row.gpu_mem_mib = _peak_memory(
                 Path(cfg.row.artifact), threads, {k: v for k, v in cfg.options.items() if k != "threads"})
@@ -231,7 +231,9 @@ def _artifact_config(path: Path, backend: str | None, options: dict[str, Any], c
     row.backend = predictor.backend
     row.backend_summary = predictor.describe().get("summary", "")
     x = _photo(manifest.task, tuple(manifest.input_hw))
-    return _Config(row, lambda: predictor.run(x), predictor.close)
+    cfg = _Config(row, lambda: predictor.run(x), predictor.close)
+    cfg.input = x
+    return cfg
 
 
 def _disambiguate(configs: Sequence[_Config]) -> None:
@@ -260,20 +262,13 @@ def _record_placement(configs: Sequence[_Config], placement: bool | None, progre
     for cfg in configs:
         row, provider = cfg.row, cfg.options.get("provider")
         wanted = placement if placement is not None else provider not in (None, "cpu")
-        if not (wanted and row.status == "ok" and row.backend == "onnxruntime" and row.artifact):
+        if not (wanted and row.status == "ok" and row.backend == "onnxruntime" and cfg.input is not None):
             continue
         progress(f"profiling which provider runs each node of {row.name} ...")
         try:
-            row.placement = measure_placement(row.artifact, _photo(row.task, tuple(_input_hw(row.artifact))),
-                                              **cfg.options)
+            row.placement = measure_placement(row.artifact, cfg.input, **cfg.options)
         except Exception as exc:  # the timings stand; the row says why placement is missing
             row.placement = {"error": f"{type(exc).__name__}: {exc}"}
-
-
-def _input_hw(artifact: str) -> list[int]:
-    from sapiens_edge.manifest import read_manifest
-
-    return list(read_manifest(artifact, verify=False).input_hw)
 
 
 def _is_platform_error(exc: Exception) -> bool:
@@ -332,66 +327,6 @@ def _peak_memory(artifact: Path, threads: int | None, options: dict[str, Any] | 
     except Exception:  # reported as missing, not guessed
         return None, None
     return row["after_run_mib"], row.get("gpu_mib")
-
-
-def _match_validation(row: BenchRow, reports: dict[str, dict[str, Any]],
-                      provider: str | None = None) -> dict[str, Any] | None:
-    """The validation report of this row's artifact (by path, else by recipe). On ONNX Runtime the
-    report must come from the same execution provider: an fp16 graph computes differently on CUDA,
-    TensorRT and the CPU, so a CPU validation says nothing of the CUDA row's accuracy."""
-    from sapiens_edge.runtime.backends.onnxruntime_backend import PROVIDERS  # names only; no onnxruntime import
-
-    path = str(Path(row.artifact).resolve()) if row.artifact else None
-    ort_name = PROVIDERS.get(provider or "cpu", provider) if row.backend == "onnxruntime" else None
-    for key in ([f"{path}@{ort_name}"] if path and ort_name else []) + [path, row.recipe or row.name]:
-        report = reports.get(key) if key else None
-        if report is None:
-            continue
-        used = (report.get("backend_info") or {}).get("requested_provider")
-        if ort_name and used and used != ort_name:
-            continue
-        return report
-    return None
-
-
-def _accuracy(report: dict[str, Any]) -> dict[str, Any]:
-    task = report.get("task")
-    metric, higher = ACCURACY_METRIC.get(task, (None, True))
-    value = (report.get("task_metrics") or {}).get(metric, {}).get("mean") if metric else None
-    status = "FATAL" if report.get("fatal") else ("PASSED" if report.get("passed") else "FAILED")
-    return {"metric": metric, "value": value, "higher_is_better": higher, "gate": status}
-
-
-def load_validation_reports(paths: Sequence[str | Path]) -> dict[str, dict[str, Any]]:
-    """Validation JSON reports (`validate --report` files), indexed by `validation_index`."""
-    from sapiens_edge.errors import SapiensEdgeError
-
-    docs = []
-    for p in paths:
-        try:
-            doc = json.loads(Path(p).read_text("utf-8"))
-        except (OSError, json.JSONDecodeError) as exc:
-            raise SapiensEdgeError(f"Cannot read validation report {p}: {exc}. Pass the .json that "
-                                   f"`sapiens-edge validate --report` wrote.") from exc
-        if "recipe" not in doc or "task_metrics" not in doc:
-            raise SapiensEdgeError(f"{p} is not a sapiens-edge validation report (no recipe / task_metrics).")
-        docs.append(doc)
-    return validation_index(docs)
-
-
-def validation_index(docs: Sequence[dict[str, Any]]) -> dict[str, dict[str, Any]]:
-    """Validation reports keyed by recipe, by their artifact's resolved path, and by path@provider
-    (one artifact validated on several ONNX Runtime providers keeps a report per provider)."""
-    out: dict[str, dict[str, Any]] = {}
-    for doc in docs:
-        out[doc["recipe"]] = doc
-        if doc.get("artifact"):
-            path = str(Path(doc["artifact"]).resolve())
-            out[path] = doc
-            provider = (doc.get("backend_info") or {}).get("requested_provider")
-            if provider:
-                out[f"{path}@{provider}"] = doc
-    return out
 
 
 def _write_json(result: BenchResult, path: Path) -> None:

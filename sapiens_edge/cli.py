@@ -123,16 +123,20 @@ def _key_values(items: list[str], flag: str = "--target-option", example: str = 
     return out
 
 
-PROVIDERS = ("cpu", "cuda", "tensorrt", "coreml")
+def _providers() -> tuple[str, ...]:
+    """--provider names: the ONNX Runtime backend's table (names only; onnxruntime is not imported)."""
+    from .runtime.backends.onnxruntime_backend import PROVIDERS
+
+    return tuple(PROVIDERS)
 
 
 def _provider_list(text: str) -> list[str]:
     """`--provider cpu,cuda`: each one checked here, so a typo fails before anything is loaded."""
     names = [p.strip() for p in text.split(",") if p.strip()]
-    bad = [p for p in names if p not in PROVIDERS]
+    bad = [p for p in names if p not in _providers()]
     if not names or bad:
         raise argparse.ArgumentTypeError(f"unknown provider(s) {', '.join(bad) or repr(text)}; "
-                                         f"choose from {', '.join(PROVIDERS)}, comma-separated")
+                                         f"choose from {', '.join(_providers())}, comma-separated")
     return list(dict.fromkeys(names))
 
 
@@ -193,7 +197,8 @@ def _cmd_bench(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from .benchmarks import bench_output
-    from .benchmarks.bench import bench, load_validation_reports
+    from .benchmarks.accuracy import load_validation_reports
+    from .benchmarks.bench import bench
 
     if args.weights and not args.torch_baseline:
         raise SapiensEdgeError("--weights goes with --torch-baseline MODEL (the weights of the torch row).")
@@ -300,7 +305,7 @@ def build_parser() -> argparse.ArgumentParser:
                             help="ONNX Runtime execution provider(s), never guessed: cpu, cuda, tensorrt, coreml; "
                                  "several (cpu,cuda) bench each ONNX artifact on each, side by side")
         else:
-            sp.add_argument("--provider", choices=PROVIDERS, help="ONNX Runtime execution provider (never guessed)")
+            sp.add_argument("--provider", choices=_providers(), help="ONNX Runtime execution provider (never guessed)")
         sp.add_argument("--provider-option", action="append", default=[], metavar="KEY=VALUE",
                         help="ONNX Runtime provider option (repeatable), e.g. trt_fp16_enable=True, "
                              "trt_engine_cache_enable=True, device_id=1")

@@ -59,7 +59,8 @@ def make_report(output: str | Path, *, model: str = DEFAULT_MODEL, recipes: str 
     artifact on each, side by side (on a Jetson: `["cpu", "cuda"]`); `torch_device` puts the torch
     row on "cuda"."""
     from .benchmarks import bench_output
-    from .benchmarks.bench import bench, validation_index
+    from .benchmarks.accuracy import validation_index
+    from .benchmarks.bench import bench
     from .errors import require
     from .export.core import export
     from .export.recipes import RECIPES

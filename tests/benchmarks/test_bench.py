@@ -10,6 +10,7 @@ import math
 
 import pytest
 
+from sapiens_edge.benchmarks import accuracy as A
 from sapiens_edge.benchmarks import bench as B
 from sapiens_edge.benchmarks import bench_output as O
 from sapiens_edge.benchmarks.stats import latency_stats, percentile
@@ -270,20 +271,23 @@ def test_validation_reports_attach_to_rows_of_their_own_provider(tmp_path):
                "backend_info": {"backend": "onnxruntime", "requested_provider": provider}}
         paths.append(tmp_path / f"{provider}.json")
         paths[-1].write_text(json.dumps(doc))
-    reports = B.load_validation_reports(paths)
+    reports = A.load_validation_reports(paths)
 
     def row(backend="onnxruntime"):
         return B.BenchRow(name="onnx-fp16", artifact=str(art), recipe="onnx-fp16", backend=backend)
 
+    def match(r, reports, provider):
+        return A.match_validation(reports, artifact=r.artifact, recipe=r.recipe, backend=r.backend, provider=provider)
+
     def agreement(report):
         return report["task_metrics"]["pixel_agreement"]["mean"] if report else None
 
-    assert agreement(B._match_validation(row(), reports, "cuda")) == 0.991
-    assert agreement(B._match_validation(row(), reports, "cpu")) == 0.999
-    assert agreement(B._match_validation(row(), reports, None)) == 0.999  # no provider named: the CPU's
-    assert B._match_validation(row(), reports, "tensorrt") is None  # never validated there: no accuracy shown
-    cpu_only = B.load_validation_reports(paths[:1])
-    assert B._match_validation(row(), cpu_only, "cuda") is None
+    assert agreement(match(row(), reports, "cuda")) == 0.991
+    assert agreement(match(row(), reports, "cpu")) == 0.999
+    assert agreement(match(row(), reports, None)) == 0.999  # no provider named: the CPU's
+    assert match(row(), reports, "tensorrt") is None  # never validated there: no accuracy shown
+    cpu_only = A.load_validation_reports(paths[:1])
+    assert match(row(), cpu_only, "cuda") is None
 
 
 def test_two_exports_of_one_recipe_get_distinct_rows(tiny_artifact, tmp_path):
