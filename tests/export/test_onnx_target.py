@@ -38,7 +38,7 @@ def weight_values(graph) -> dict[str, np.ndarray]:
 
 
 # Golden: the op types (as exported, before ONNX Runtime's fusions) of graphs whose every node the
-# CUDA provider of onnxruntime-gpu 1.31.1 took, by `benchmarks/cuda_placement/check.py` on the fp32
+# CUDA provider of onnxruntime-gpu 1.31.1 took, by `benchmarks/studies/cuda_placement/check.py` on the fp32
 # and fp16 exports of all four tiny tasks and of full-size 0.1b seg. An op type outside this set
 # may have no CUDA kernel and run on the CPU with copies either side (opset-23 InstanceNormalization
 # did): check it there, then add it.

@@ -1,6 +1,6 @@
 """One trunk attention layer in each kernel the targets can use, side by side, as ratios.
 
-    python -m sapiens_edge.benchmarks.attention_kernels --model 0.1b-seg --input-size 1024x768
+    python -m sapiens_edge.benchmarks.studies.attention_kernels --model 0.1b-seg --input-size 1024x768
 
 ONNX Runtime: the opset-23 `Attention` op (what the dynamo exporter emits for SDPA), ONNX Runtime's
 contrib `MultiHeadAttention` (token-major input, what the `fused_attention` rewrite exports) and
@@ -16,7 +16,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from .recipes import interleaved
+from .recipe_sweep import interleaved
 
 
 def _session(graph_nodes, inputs, initializers, threads: int, contrib: bool = False):

@@ -2,11 +2,11 @@
 fp16 package), and what each recipe's compression does to the task metrics, measured on its torch
 twin (`quantize/coreml_twin.py`: Core ML itself runs on Apple platforms only).
 
-    python -m sapiens_edge.benchmarks.coreml_recipes --models 0.1b-seg
-    python -m sapiens_edge.benchmarks.coreml_recipes --models 0.1b-pose,0.4b-seg --recipes coreml-fp16,coreml-int8
+    python -m sapiens_edge.benchmarks.studies.coreml_recipe_sweep --models 0.1b-seg
+    python -m sapiens_edge.benchmarks.studies.coreml_recipe_sweep --models 0.1b-pose,0.4b-seg --recipes coreml-fp16,coreml-int8
 
 Weights: the confident stand-ins of every benchmark (`models.synthetic`); each export runs in its
-own process (`benchmarks.recipes.export_in_child`), the twins in this one.
+own process (`benchmarks.studies.recipe_sweep.export_in_child`), the twins in this one.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ import sys
 import time
 from pathlib import Path
 
-from .sysinfo import describe, system_info
+from ..sysinfo import describe, system_info
 
 DEFAULT_RECIPES = ("coreml-fp32", "coreml-fp16", "coreml-int8", "coreml-w8a8", "coreml-palettized-6bit",
                    "coreml-palettized-4bit")
@@ -38,7 +38,7 @@ def bench_model(name: str, recipes: list[str], input_hw: tuple[int, int], workdi
     from sapiens_edge.validation import metrics as M
     from sapiens_edge.validation.validate import task_metrics
 
-    from .recipes import _parity, _stats_file, export_in_child, standin
+    from .recipe_sweep import _parity, _stats_file, export_in_child, standin
 
     weights, model, prepared, x = standin(name, input_hw, workdir)
     task = model.sapiens_info.task
@@ -86,7 +86,7 @@ COLUMNS = [("config", "recipe", "{}"), ("deployment_target", "min target", "{}")
 
 
 def table(rows: list[dict]) -> str:
-    from .recipes import table as recipes_table
+    from .recipe_sweep import table as recipes_table
 
     return recipes_table(rows, COLUMNS)
 
@@ -103,7 +103,7 @@ def main(argv: list[str] | None = None) -> int:
                    "take long: fp16 torch on a CPU without fp16 arithmetic, k-means over every weight)")
     p.add_argument("--json", help="also write the rows here")
     args = p.parse_args(argv)
-    from .recipes import run_models
+    from .recipe_sweep import run_models
 
     rows, (h, w) = run_models(args.models, args.input_size, args.workdir, lambda name, hw, workdir: bench_model(
         name, args.recipes.split(","), hw, workdir, args.calibration_limit, args.reuse, twins=not args.no_twins))

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from sapiens_edge.benchmarks import recipes as bench
+from sapiens_edge.benchmarks.studies import recipe_sweep as bench
 
 
 def test_interleaved_rounds_run_each_config_once_per_round_and_take_medians(monkeypatch):

@@ -1,6 +1,6 @@
 """Checkpoint load time / peak memory and eager PyTorch latency, measured side by side.
 
-    python -m sapiens_edge.benchmarks.load_and_latency --load 0.4b-seg,1b-seg --latency 0.1b-seg,0.4b-seg
+    python -m sapiens_edge.benchmarks.studies.load_and_latency --load 0.4b-seg,1b-seg --latency 0.1b-seg,0.4b-seg
 
 Checkpoints are written here with random weights (no hub access needed). Each load runs in a fresh
 subprocess so its peak RSS (ru_maxrss) belongs to that load alone.
@@ -64,9 +64,9 @@ def measure_load(name: str, dtype: str, workdir: Path) -> dict:
     path = workdir / f"{name}-{dtype}.safetensors"
     if not path.exists():
         print(f"writing random {name} checkpoint ({dtype}) ...", file=sys.stderr, flush=True)
-        subprocess.run([sys.executable, "-m", "sapiens_edge.benchmarks.load_and_latency", "--_write",
+        subprocess.run([sys.executable, "-m", "sapiens_edge.benchmarks.studies.load_and_latency", "--_write",
                         name, dtype, str(path)], check=True)
-    out = subprocess.run([sys.executable, "-m", "sapiens_edge.benchmarks.load_and_latency", "--_child",
+    out = subprocess.run([sys.executable, "-m", "sapiens_edge.benchmarks.studies.load_and_latency", "--_child",
                           name, str(path)], check=True, capture_output=True, text=True)
     row = json.loads(out.stdout.strip().splitlines()[-1])
     row.update(model=name, file_dtype=dtype, file_mib=path.stat().st_size / 2**20)

@@ -1,8 +1,8 @@
 """Export recipes side by side (any target): export time and peak memory, file size, latency and
 task parity against PyTorch eager fp32 (and bf16), in one run, as ratios.
 
-    python -m sapiens_edge.benchmarks.recipes --models 0.1b-seg --recipes onnx-fp32,onnx-int8,onnx-int8:percentile
-    python -m sapiens_edge.benchmarks.recipes --recipes executorch-xnnpack-fp32,executorch-xnnpack-int8 --threads 2
+    python -m sapiens_edge.benchmarks.studies.recipe_sweep --models 0.1b-seg --recipes onnx-fp32,onnx-int8,onnx-int8:percentile
+    python -m sapiens_edge.benchmarks.studies.recipe_sweep --recipes executorch-xnnpack-fp32,executorch-xnnpack-int8 --threads 2
 
 Weights: a seeded random model whose classifier is made confident (`models.synthetic`), written
 to a .safetensors file that the exports load like a user's checkpoint. Each export runs in its
@@ -26,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from .sysinfo import describe, system_info
+from ..sysinfo import describe, system_info
 
 
 def _photo(task: str, input_hw: tuple[int, int]) -> tuple[Any, np.ndarray]:
@@ -58,7 +58,7 @@ def interleaved(fns: dict[str, Callable[[], object]], runs: int,
 _EXPORT_CHILD = """
 import sys
 from pathlib import Path
-from sapiens_edge.benchmarks.load_and_latency import _peak_rss_mib
+from sapiens_edge.benchmarks.studies.load_and_latency import _peak_rss_mib
 from sapiens_edge.cli import main
 peak_file, args = Path(sys.argv[1]), sys.argv[2:]
 try:

@@ -3,7 +3,7 @@ target and twin tests)."""
 
 from __future__ import annotations
 
-from sapiens_edge.benchmarks import coreml_recipes as bench
+from sapiens_edge.benchmarks.studies import coreml_recipe_sweep as bench
 
 
 def test_package_bytes_counts_every_file_of_the_mlpackage(tmp_path):

@@ -7,7 +7,7 @@ import pytest
 pytest.importorskip("onnxruntime")
 pytest.importorskip("torch")
 
-from sapiens_edge.benchmarks.attention_kernels import measure
+from sapiens_edge.benchmarks.studies.attention_kernels import measure
 
 
 def test_every_kernel_is_timed_and_agrees():

@@ -1,6 +1,6 @@
 """Which nodes of an ONNX model ONNX Runtime's CUDA provider takes, on a machine without a GPU.
 
-    python benchmarks/cuda_placement/check.py MODEL.onnx|ARTIFACT_DIR ... --python GPU_VENV/bin/python
+    python benchmarks/studies/cuda_placement/check.py MODEL.onnx|ARTIFACT_DIR ... --python GPU_VENV/bin/python
 
 GPU_VENV holds onnxruntime-gpu (a CUDA 13 build, e.g. onnxruntime-gpu==1.31.1). The stand-in CUDA,
 cuBLAS, cuDNN and TensorRT libraries in `fakecuda/` (built here with gcc) report one GPU and hand
