@@ -16,7 +16,6 @@ Torch-free unless the torch baseline is asked for.
 from __future__ import annotations
 
 import json
-import math
 import os
 import time
 from collections.abc import Callable, Sequence
@@ -25,6 +24,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from sapiens_edge.fileio import jsonable
 
 from .accuracy import accuracy_of, match_validation
 from .stats import latency_stats
@@ -68,7 +69,7 @@ class BenchResult:
         return next(r for r in self.rows if r.name == name)
 
     def to_json(self) -> dict[str, Any]:
-        return _jsonable({"schema": "sapiens-edge.bench", "schema_version": 1, **asdict(self)})
+        return jsonable({"schema": "sapiens-edge.bench", "schema_version": 1, **asdict(self)})
 
 
 class _Config:
@@ -206,7 +207,7 @@ def _finish(result: BenchResult, baseline: str | None) -> None:
 def _artifact_config(path: Path, backend: str | None, options: dict[str, Any], clock: Callable[[], float],
                      progress: Callable[[str], None]) -> _Config:
     from sapiens_edge import runtime
-    from sapiens_edge.errors import MissingDependencyError, SapiensEdgeError
+    from sapiens_edge.errors import MissingDependencyError, PlatformUnavailableError, SapiensEdgeError
     from sapiens_edge.manifest import read_manifest
     from sapiens_edge.runtime.backends import backend_options, default_backend
 
@@ -222,11 +223,11 @@ def _artifact_config(path: Path, backend: str | None, options: dict[str, Any], c
         t0 = clock()
         predictor = runtime.load(path, name, verify=False, **accepted)  # hashes were just checked
         row.load_s = clock() - t0
-    except MissingDependencyError as exc:
+    except (MissingDependencyError, PlatformUnavailableError) as exc:  # runs elsewhere: not a failure
         row.status, row.reason = "unavailable", str(exc)
         return _Config(row, None)
     except SapiensEdgeError as exc:
-        row.status, row.reason = ("unavailable" if _is_platform_error(exc) else "failed"), str(exc)
+        row.status, row.reason = "failed", str(exc)
         return _Config(row, None)
     row.backend = predictor.backend
     row.backend_summary = predictor.describe().get("summary", "")
@@ -269,12 +270,6 @@ def _record_placement(configs: Sequence[_Config], placement: bool | None, progre
             row.placement = measure_placement(row.artifact, cfg.input, **cfg.options)
         except Exception as exc:  # the timings stand; the row says why placement is missing
             row.placement = {"error": f"{type(exc).__name__}: {exc}"}
-
-
-def _is_platform_error(exc: Exception) -> bool:
-    """A backend that exists but not on this platform (Core ML off Apple)."""
-    text = str(exc)
-    return "runs on Apple" in text or "only on Apple" in text or "macOS" in text
 
 
 def _torch_config(model: str, weights: str | Path | None, *, threads: int | None, device: str,
@@ -333,15 +328,3 @@ def _write_json(result: BenchResult, path: Path) -> None:
     from sapiens_edge.fileio import atomic_write_json
 
     atomic_write_json(path, result.to_json())
-
-
-def _jsonable(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {k: _jsonable(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_jsonable(v) for v in value]
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, np.generic):
-        return value.item()
-    return value

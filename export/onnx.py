@@ -85,7 +85,7 @@ def to_onnx_fp32(model: Any, input_hw: tuple[int, int], task: str, *, rewrites: 
     instance_norm_as_layer_norm(proto)  # a CUDA kernel at opset 23 (see that module)
     actual = [o.name for o in proto.graph.output]
     if actual != names:
-        raise SapiensEdgeError(f"ONNX export produced outputs {actual}, expected {names}; please report this.")
+        raise RuntimeError(f"ONNX export produced outputs {actual}, expected {names} (a bug: please report it).")
     return onnx, proto
 
 
@@ -188,7 +188,7 @@ def topological_sort(proto):
             if not waiting[u] and u not in order and u not in queue:
                 queue.append(u)
     if len(order) != len(nodes):
-        raise SapiensEdgeError("The fp16 graph has a cycle; please report this.")
+        raise RuntimeError("The fp16 graph has a cycle (a bug: please report it).")
     del proto.graph.node[:]
     proto.graph.node.extend(nodes[k] for k in order)
     return proto

@@ -15,8 +15,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from sapiens_edge.errors import SapiensEdgeError
-
 
 def instance_norm_as_layer_norm(proto: Any) -> int:
     """Rewrite every 4-D InstanceNormalization of `proto` in place; returns how many."""
@@ -32,8 +30,8 @@ def instance_norm_as_layer_norm(proto: Any) -> int:
         x, scale, bias = node.input
         shape = shapes.get(x)
         if shape is None or len(shape) != 4 or any(d is None or d <= 0 for d in shape):
-            raise SapiensEdgeError(f"InstanceNormalization {node.name!r}: its input {x!r} has no static NCHW shape "
-                                   f"({shape}); please report this.")
+            raise RuntimeError(f"InstanceNormalization {node.name!r}: its input {x!r} has no static NCHW shape "
+                               f"({shape}) (our exports are static: a bug, please report it).")
         eps = next((a.f for a in node.attribute if a.name == "epsilon"), 1e-5)
         base = node.name or x
         hw = f"{base}/hw_shape"

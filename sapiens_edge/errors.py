@@ -1,7 +1,11 @@
-"""Typed errors for user mistakes. Torch-free: the runtime raises these too.
+"""Typed errors for what the user can fix. Torch-free: the runtime raises these too.
 
-Every message says what went wrong *and* what to do about it; the CLI prints the
-message without a traceback and exits non-zero.
+Every message says what went wrong *and* what to do about it; the CLI prints the message without a
+traceback and exits 2. Our own bugs (an internal invariant that breaks) are NOT these: they are plain
+exceptions (RuntimeError, AssertionError, ...) and keep their traceback, in the CLI too.
+
+Branch on the types, never on the message text: e.g. `bench` keeps a row "unavailable" on
+PlatformUnavailableError / MissingDependencyError and "failed" on any other SapiensEdgeError.
 """
 
 from __future__ import annotations
@@ -79,6 +83,20 @@ class InputShapeError(SapiensEdgeError, ValueError):
 
 class MissingDependencyError(SapiensEdgeError, ImportError):
     """An optional dependency (extra) is not installed."""
+
+
+class OptionError(SapiensEdgeError, ValueError):
+    """An option value a command or backend does not accept (unknown option, bad count, unknown row)."""
+
+
+class PlatformUnavailableError(SapiensEdgeError):
+    """The artifact or backend cannot run on this machine: Core ML (or the Core ML delegate) off Apple
+    platforms, an ONNX Runtime execution provider this installation or machine lacks. Nothing is
+    wrong with the artifact; run it where it runs."""
+
+
+class ProviderUnavailableError(PlatformUnavailableError, MissingDependencyError):
+    """An ONNX Runtime execution provider that this onnxruntime build does not include."""
 
 
 class RandomWeightsWarning(UserWarning):

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import io
 import json
+import math
 import os
 import tempfile
 from collections.abc import Iterable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -28,6 +30,25 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
         Path(tmp).unlink(missing_ok=True)
         raise
     return path
+
+
+def jsonable(obj: Any) -> Any:
+    """Plain JSON values: numpy scalars -> Python numbers, tuples -> lists, non-finite floats -> the
+    strings "inf" / "-inf" / "nan" (JSON has no such numbers; a metric that is infinite, like the SNR
+    of an exact match, keeps its meaning instead of turning into null). Other objects -> str."""
+    if isinstance(obj, dict):
+        return {str(k): jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [jsonable(v) for v in obj]
+    if obj is None or isinstance(obj, bool | str | int):
+        return obj
+    try:
+        v = float(obj)
+    except (TypeError, ValueError):
+        return str(obj)
+    if math.isfinite(v):
+        return int(v) if isinstance(obj, np.integer) else v
+    return "nan" if math.isnan(v) else ("inf" if v > 0 else "-inf")
 
 
 def atomic_write_json(path: str | Path, obj) -> Path:

@@ -3,7 +3,8 @@ fp16 package), and what each recipe's compression does to the task metrics, meas
 twin (`quantize/coreml_twin.py`: Core ML itself runs on Apple platforms only).
 
     python -m sapiens_edge.benchmarks.studies.coreml_recipe_sweep --models 0.1b-seg
-    python -m sapiens_edge.benchmarks.studies.coreml_recipe_sweep --models 0.1b-pose,0.4b-seg --recipes coreml-fp16,coreml-int8
+    python -m sapiens_edge.benchmarks.studies.coreml_recipe_sweep --models 0.1b-pose,0.4b-seg \
+        --recipes coreml-fp16,coreml-int8
 
 Weights: the confident stand-ins of every benchmark (`models.synthetic`); each export runs in its
 own process (`benchmarks.studies.recipe_sweep.export_in_child`), the twins in this one.

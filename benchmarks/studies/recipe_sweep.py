@@ -1,8 +1,10 @@
 """Export recipes side by side (any target): export time and peak memory, file size, latency and
 task parity against PyTorch eager fp32 (and bf16), in one run, as ratios.
 
-    python -m sapiens_edge.benchmarks.studies.recipe_sweep --models 0.1b-seg --recipes onnx-fp32,onnx-int8,onnx-int8:percentile
-    python -m sapiens_edge.benchmarks.studies.recipe_sweep --recipes executorch-xnnpack-fp32,executorch-xnnpack-int8 --threads 2
+    python -m sapiens_edge.benchmarks.studies.recipe_sweep --models 0.1b-seg \
+        --recipes onnx-fp32,onnx-int8,onnx-int8:percentile
+    python -m sapiens_edge.benchmarks.studies.recipe_sweep --threads 2 \
+        --recipes executorch-xnnpack-fp32,executorch-xnnpack-int8
 
 Weights: a seeded random model whose classifier is made confident (`models.synthetic`), written
 to a .safetensors file that the exports load like a user's checkpoint. Each export runs in its

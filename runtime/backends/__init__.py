@@ -22,7 +22,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from sapiens_edge.errors import SapiensEdgeError
+from sapiens_edge.errors import OptionError, SapiensEdgeError
 
 
 class Session(Protocol):
@@ -67,7 +67,7 @@ def get_backend(name: str) -> BackendInfo:
     try:
         return BACKENDS[name]
     except (KeyError, TypeError):
-        raise SapiensEdgeError(
+        raise OptionError(
             f"Unknown runtime backend {name!r}. Known backends: {', '.join(known_backends())}.") from None
 
 

@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from sapiens_edge.errors import ArtifactError, SapiensEdgeError, require
+from sapiens_edge.errors import ArtifactError, OptionError, PlatformUnavailableError, require
 
 NAME = "coreml"
 OPTIONS = ("compute_units",)
@@ -34,10 +34,10 @@ def unavailable_reason(platform: str = sys.platform) -> str | None:
 def open(manifest: Any, artifact_dir: Path, *, compute_units: str | None = None, **options: Any) -> CoreMLSession:
     reason = unavailable_reason()
     if reason:  # first: no option makes it run here
-        raise SapiensEdgeError(reason)
+        raise PlatformUnavailableError(reason)
     unknown = sorted(set(options) - set(OPTIONS))
     if unknown:
-        raise SapiensEdgeError(f"The coreml backend has no option(s) {', '.join(unknown)}; it takes: "
+        raise OptionError(f"The coreml backend has no option(s) {', '.join(unknown)}; it takes: "
                                f"{', '.join(OPTIONS)}.")
     return CoreMLSession(manifest, Path(artifact_dir), compute_units=compute_units or "all")
 
@@ -46,7 +46,7 @@ class CoreMLSession:
     def __init__(self, manifest: Any, artifact_dir: Path, *, compute_units: str) -> None:
         ct = require("coremltools", "coreml", "Running Core ML (.mlpackage) artifacts")
         if compute_units not in COMPUTE_UNITS:
-            raise SapiensEdgeError(f"compute_units must be one of {', '.join(COMPUTE_UNITS)}, not {compute_units!r}.")
+            raise OptionError(f"compute_units must be one of {', '.join(COMPUTE_UNITS)}, not {compute_units!r}.")
         self.manifest = manifest
         self.compute_units = compute_units
         self.path = artifact_dir / manifest.model_file

@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from sapiens_edge.errors import ArtifactError, SapiensEdgeError, require
+from sapiens_edge.errors import ArtifactError, OptionError, PlatformUnavailableError, require
 
 NAME = "executorch"
 OPTIONS = ("threads",)
@@ -23,7 +23,7 @@ OPTIONS = ("threads",)
 def open(manifest: Any, artifact_dir: Path, *, threads: int | None = None, **options: Any) -> ExecuTorchSession:
     unknown = sorted(set(options) - set(OPTIONS))
     if unknown:
-        raise SapiensEdgeError(f"The executorch backend has no option(s) {', '.join(unknown)}; it takes: "
+        raise OptionError(f"The executorch backend has no option(s) {', '.join(unknown)}; it takes: "
                                f"{', '.join(OPTIONS)}.")
     return ExecuTorchSession(manifest, Path(artifact_dir), threads=threads)
 
@@ -38,9 +38,10 @@ class ExecuTorchSession:
         self.manifest = manifest
         delegate = manifest.export_options.get("delegation", {}).get("delegate")
         if delegate == "CoreMLBackend" and sys.platform != "darwin":
-            raise SapiensEdgeError(f"{manifest.recipe} programs use the Core ML delegate, which runs on Apple devices "
-                                   f"only (macOS 14+ / iOS 17+, ExecuTorch with Core ML). Run this artifact there, or "
-                                   f"export an executorch-xnnpack-* recipe for this machine.")
+            raise PlatformUnavailableError(
+                f"{manifest.recipe} programs use the Core ML delegate, which runs on Apple devices only (macOS 14+ / "
+                f"iOS 17+, ExecuTorch with Core ML). Run this artifact there, or export an executorch-xnnpack-* recipe "
+                f"for this machine.")
         self.path = artifact_dir / manifest.model_file
         if not self.path.is_file():
             raise ArtifactError(f"{self.path} is missing; re-export the artifact.")
@@ -83,6 +84,6 @@ def _set_threads(threads: int | None) -> int | None:
 
     reset = getattr(portable_lib, "_unsafe_reset_threadpool", None)
     if reset is None:
-        raise SapiensEdgeError("This ExecuTorch build cannot set its thread count; leave --threads out.")
+        raise OptionError("This ExecuTorch build cannot set its thread count; leave --threads out.")
     reset(int(threads))
     return int(threads)

@@ -13,7 +13,14 @@ from typing import Any
 
 import numpy as np
 
-from sapiens_edge.errors import ArtifactError, MissingDependencyError, SapiensEdgeError, require
+from sapiens_edge.errors import (
+    ArtifactError,
+    OptionError,
+    PlatformUnavailableError,
+    ProviderUnavailableError,
+    SapiensEdgeError,
+    require,
+)
 
 NAME = "onnxruntime"
 
@@ -59,11 +66,11 @@ def resolve_provider(provider: str | None, available: list[str]) -> str:
     elif key.endswith("ExecutionProvider"):
         ort_name = key
     else:
-        raise SapiensEdgeError(f"Unknown ONNX Runtime provider {provider!r}. Choose one of: "
+        raise OptionError(f"Unknown ONNX Runtime provider {provider!r}. Choose one of: "
                                f"{', '.join(PROVIDERS)} (or a full name such as 'CUDAExecutionProvider').")
     if ort_name not in available:
         package = PROVIDER_PACKAGES.get(ort_name, "an onnxruntime build that includes it")
-        raise MissingDependencyError(
+        raise ProviderUnavailableError(
             f"ONNX Runtime provider {key!r} ({ort_name}) is not available in this installation, which has: "
             f"{', '.join(available)}. It comes with {package}. Not falling back to another provider; "
             f"pick one of the available ones (e.g. --provider cpu).")
@@ -84,7 +91,7 @@ def _check_threads(threads: Any) -> int | None:
     if threads is None:
         return None
     if isinstance(threads, bool) or not isinstance(threads, int | np.integer) or threads < 1:
-        raise SapiensEdgeError(f"threads must be a positive integer (or None for ONNX Runtime's default); "
+        raise OptionError(f"threads must be a positive integer (or None for ONNX Runtime's default); "
                                f"got {threads!r}.")
     return int(threads)
 
@@ -104,7 +111,7 @@ class OrtSession:
                                     f"the ONNX Runtime backend runs NCHW models only. Re-export the artifact.")
         threads = _check_threads(threads)
         if graph_optimization not in GRAPH_OPTIMIZATION:
-            raise SapiensEdgeError(f"Unknown graph_optimization {graph_optimization!r}. Choose one of: "
+            raise OptionError(f"Unknown graph_optimization {graph_optimization!r}. Choose one of: "
                                    f"{', '.join(GRAPH_OPTIMIZATION)}.")
         available = list(ort.get_available_providers())
         ort_name = resolve_provider(provider, available)
@@ -135,7 +142,7 @@ class OrtSession:
             ) from exc
         used = list(self._sess.get_providers())
         if ort_name not in used:
-            raise SapiensEdgeError(
+            raise PlatformUnavailableError(
                 f"ONNX Runtime listed {ort_name} as available but the session runs on {', '.join(used)} only: "
                 f"the provider failed to initialise (missing CUDA/cuDNN/TensorRT libraries or driver?). "
                 f"Not falling back silently; fix the installation or pass --provider cpu.")
@@ -222,7 +229,7 @@ def open(manifest: Any, artifact_dir: str | Path, **options: Any) -> OrtSession:
     provider_options (dict passed to the provider)."""
     unknown = sorted(set(options) - set(OPTIONS))
     if unknown:
-        raise SapiensEdgeError(f"Unknown option(s) for the onnxruntime backend: {', '.join(unknown)}. "
+        raise OptionError(f"Unknown option(s) for the onnxruntime backend: {', '.join(unknown)}. "
                                f"It accepts: {', '.join(OPTIONS)}.")
     options = {k: v for k, v in options.items() if v is not None}
     return OrtSession(manifest, Path(artifact_dir), **options)

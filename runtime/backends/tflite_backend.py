@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from sapiens_edge.errors import ArtifactError, MissingDependencyError, SapiensEdgeError
+from sapiens_edge.errors import ArtifactError, MissingDependencyError, OptionError
 
 NAME = "tflite"
 OPTIONS = ("threads", "xnnpack")
@@ -56,10 +56,10 @@ def open(manifest: Any, artifact_dir: Path, *, threads: int | None = None, xnnpa
          **options: Any) -> TFLiteSession:
     unknown = sorted(set(options) - set(OPTIONS))
     if unknown:
-        raise SapiensEdgeError(f"The tflite backend has no option(s) {', '.join(unknown)}; it takes: "
+        raise OptionError(f"The tflite backend has no option(s) {', '.join(unknown)}; it takes: "
                                f"{', '.join(OPTIONS)}.")
     if threads is not None and int(threads) < 1:
-        raise SapiensEdgeError(f"threads must be a positive number, not {threads!r}.")
+        raise OptionError(f"threads must be a positive number, not {threads!r}.")
     return TFLiteSession(manifest, Path(artifact_dir), threads=threads, xnnpack=xnnpack)
 
 

@@ -16,7 +16,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from sapiens_edge.fileio import atomic_write_bytes, atomic_write_json
+from sapiens_edge.fileio import atomic_write_bytes, atomic_write_json, jsonable
 
 from .metrics import UNITS
 
@@ -103,7 +103,7 @@ class ValidationReport:
     def to_json(self) -> dict[str, Any]:
         doc = {"schema": REPORT_SCHEMA, "schema_version": REPORT_SCHEMA_VERSION, **asdict(self),
                "summary": self.summary()}
-        return _jsonable(doc)
+        return jsonable(doc)
 
     def to_markdown(self) -> str:
         status = "FATAL" if self.fatal is not None else ("PASSED" if self.passed else "FAILED")
@@ -169,25 +169,6 @@ def fmt(v: Any) -> str:
     if math.isinf(v):
         return "inf" if v > 0 else "-inf"
     return f"{v:.6g}"
-
-
-def _jsonable(obj: Any) -> Any:
-    """Plain JSON: numpy scalars -> Python, non-finite floats -> "inf" / "-inf" / "nan" strings."""
-    if isinstance(obj, dict):
-        return {str(k): _jsonable(v) for k, v in obj.items()}
-    if isinstance(obj, list | tuple):
-        return [_jsonable(v) for v in obj]
-    if isinstance(obj, bool) or obj is None or isinstance(obj, str):
-        return obj
-    if isinstance(obj, int):
-        return obj
-    try:
-        v = float(obj)
-    except (TypeError, ValueError):
-        return str(obj)
-    if math.isfinite(v):
-        return int(v) if type(obj).__name__.startswith(("int", "uint")) else v
-    return "nan" if math.isnan(v) else ("inf" if v > 0 else "-inf")
 
 
 def _weights_line(w: dict[str, Any]) -> str:
