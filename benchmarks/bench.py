@@ -15,7 +15,6 @@ Torch-free unless the torch baseline is asked for.
 
 from __future__ import annotations
 
-import json
 import os
 import time
 from collections.abc import Callable, Sequence
@@ -28,10 +27,17 @@ import numpy as np
 from sapiens_edge.fileio import jsonable
 
 from .accuracy import accuracy_of, match_validation
+from .bench_request import (
+    TORCH_ROW,
+    BaselineChoice,
+    check_backend,
+    check_counts,
+    choose_baseline,
+    planned_rows,
+    runs_on_onnxruntime,
+)
 from .stats import latency_stats
 from .sysinfo import system_info
-
-TORCH_ROW = "torch eager fp32"
 
 
 @dataclass
@@ -99,10 +105,7 @@ def bench(artifacts: Sequence[str | Path], *, threads: int | None = None, warmup
     provider ran each node (default: on for rows on a provider other than the CPU's);
     `validation`: artifact path or recipe -> validation report (JSON dict), for the accuracy column
     and plot."""
-    if (runs is None) == (seconds is None):
-        raise ValueError("give exactly one of runs or seconds")
-    if warmup < 1:
-        raise ValueError("warmup must be at least 1 (the first run is timed on its own as first_s)")
+    check_counts(runs, seconds, warmup, torch_device)
     options = dict(backend_options or {})
     if threads:
         options["threads"] = threads
@@ -110,15 +113,19 @@ def bench(artifacts: Sequence[str | Path], *, threads: int | None = None, warmup
         providers = [options["provider"]]
     options.pop("provider", None)
     providers = list(providers or [])
+    check_backend(backend, {k: v for k, v in options.items() if k != "provider_options"})
+    torch_row = (TORCH_ROW if torch_device == "cpu" else f"{TORCH_ROW} ({torch_device})") if torch_baseline else None
+    choice = choose_baseline(baseline, planned_rows(artifacts, providers, backend, torch_row))
     settings = {"threads": threads, "warmup": warmup, "runs": runs, "seconds": seconds, "backend": backend,
-                "backend_options": options, "providers": providers}
+                "backend_options": options, "providers": providers,
+                "baseline": {"given": choice.given, "by": choice.by} if choice else None}
     configs: list[_Config] = []
     if torch_baseline is not None:
         configs.append(_torch_config(*torch_baseline, threads=threads, device=torch_device, clock=clock,
                                      progress=progress))
     for path in artifacts:
         path = Path(path)
-        on_ort = providers and _runs_on_onnxruntime(path, backend)
+        on_ort = providers and runs_on_onnxruntime(path, backend)
         for provider in (providers if on_ort else [None]):
             opts = {**options, "provider": provider} if provider else dict(options)
             if provider == "cpu":  # provider_options configure the accelerator rows (the CPU's differ)
@@ -129,6 +136,7 @@ def bench(artifacts: Sequence[str | Path], *, threads: int | None = None, warmup
                 cfg.row.name = f"{cfg.row.name} ({provider})"
             configs.append(cfg)
     _disambiguate(configs)
+    baseline = _baseline_row(choice, configs)
     for cfg in configs:
         report = match_validation(validation or {}, artifact=cfg.row.artifact, recipe=cfg.row.recipe or cfg.row.name,
                                   backend=cfg.row.backend, provider=cfg.options.get("provider"))
@@ -174,6 +182,16 @@ def bench(artifacts: Sequence[str | Path], *, threads: int | None = None, warmup
     return result
 
 
+def _baseline_row(choice: BaselineChoice | None, configs: Sequence[_Config]) -> str | None:
+    """The row name of the user's baseline (a folder's row is named by its manifest's recipe)."""
+    if choice is None:
+        return None
+    if choice.by == "row":
+        return choice.row
+    folder = choice.folder.resolve()
+    return next(c.row.name for c in configs if c.row.artifact and Path(c.row.artifact).resolve() == folder)
+
+
 def _timed(cfg: _Config, clock: Callable[[], float], *, first: bool = False, record: bool = True) -> None:
     row = cfg.row
     try:
@@ -193,9 +211,7 @@ def _finish(result: BenchResult, baseline: str | None) -> None:
     for row in result.rows:
         row.stats = latency_stats(row.times_s) if row.times_s else {}
     timed = [r for r in result.rows if r.stats]
-    if baseline is not None:
-        if not any(r.name == baseline for r in result.rows):
-            raise ValueError(f"baseline {baseline!r} is none of the rows: {', '.join(r.name for r in result.rows)}")
+    if baseline is not None:  # checked before the run (bench_request.choose_baseline)
         base = next((r for r in timed if r.name == baseline), None)
     else:
         base = next((r for r in timed if r.name.startswith(TORCH_ROW)), timed[0] if timed else None)
@@ -245,17 +261,6 @@ def _disambiguate(configs: Sequence[_Config]) -> None:
             cfg.row.name = f"{cfg.row.name} [{cfg.row.artifact}]"
 
 
-def _runs_on_onnxruntime(path: Path, backend: str | None) -> bool:
-    """Whether the artifact at `path` opens in ONNX Runtime (a peek at its manifest; errors say no and
-    are reported when the artifact is opened)."""
-    if backend is not None:
-        return backend == "onnxruntime"
-    try:
-        return json.loads((path / "manifest.json").read_text("utf-8")).get("target") == "onnx"
-    except (OSError, ValueError, AttributeError):
-        return False
-
-
 def _record_placement(configs: Sequence[_Config], placement: bool | None, progress: Callable[[str], None]) -> None:
     """Node placement of each ONNX Runtime row (auto: those on a provider other than the CPU's)."""
     from .placement import measure_placement
@@ -282,8 +287,6 @@ def _torch_config(model: str, weights: str | Path | None, *, threads: int | None
     except ImportError:
         row.status, row.reason = "unavailable", "needs torch: pip install 'sapiens-edge[torch]'"
         return _Config(row, None)
-    if device not in ("cpu", "cuda"):
-        raise ValueError(f"torch_device must be 'cpu' or 'cuda', not {device!r}")
     if device == "cuda" and not torch.cuda.is_available():
         row.status, row.reason = "unavailable", f"this torch ({torch.__version__}) sees no CUDA device"
         return _Config(row, None)

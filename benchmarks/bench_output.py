@@ -75,13 +75,21 @@ def table_rows(result: BenchResult) -> list[list[str]]:
     return rows
 
 
+def baseline_source(result: BenchResult) -> str:
+    """How the baseline row was chosen, when the user named it: ", --baseline folder X" or ", --baseline row"."""
+    chosen = result.settings.get("baseline")
+    if not chosen:
+        return ""
+    return f", --baseline folder {chosen['given']}" if chosen["by"] == "folder" else ", --baseline row"
+
+
 def to_markdown(result: BenchResult) -> str:
     st = result.settings
     how = f"{st['runs']} interleaved rounds" if st.get("runs") else f"rounds for {st['seconds']} s"
     lines = [f"Device: {describe(result.system)}", "",
              f"Batch 1, {st.get('threads') or 'default'} threads, {st['warmup']} warm-up run(s), {how}; "
-             f"ratios against **{result.baseline}** (p50)." + (" **Interrupted**: partial results."
-                                                              if result.interrupted else ""), "",
+             f"ratios against **{result.baseline}** (p50{baseline_source(result)})."
+             + (" **Interrupted**: partial results." if result.interrupted else ""), "",
              "| " + " | ".join(HEADERS) + " |", "|---|" + "---:|" * (len(HEADERS) - 1)]
     lines += ["| " + " | ".join(cells) + " |" for cells in table_rows(result)]
     notes = placement_notes(result)
@@ -103,7 +111,8 @@ def print_table(result: BenchResult) -> None:
     if not console.is_terminal:  # a log file or a pipe: the Markdown table, unwrapped
         print(to_markdown(result))
         return
-    table = Table(title=f"sapiens-edge bench: {describe(result.system)}", caption=f"ratios vs {result.baseline}")
+    table = Table(title=f"sapiens-edge bench: {describe(result.system)}",
+                  caption=f"ratios vs {result.baseline}{baseline_source(result)}")
     for k, h in enumerate(HEADERS):
         table.add_column(h, justify="left" if k == 0 or h == "accuracy" else "right")
     for cells in table_rows(result):

@@ -14,7 +14,7 @@ import torch
 pytest.importorskip("coremltools")
 
 from sapiens_edge import runtime
-from sapiens_edge.errors import RecipeError, SapiensEdgeError
+from sapiens_edge.errors import PlatformUnavailableError, RecipeError, SapiensEdgeError
 from sapiens_edge.export import core
 from sapiens_edge.export.coreml import describe_program
 from sapiens_edge.models import Sapiens2TaskModel
@@ -134,7 +134,7 @@ def test_tensor_input_option(tmp_path):
 
 
 def test_runtime_says_where_core_ml_runs(artifacts):
-    with pytest.raises(SapiensEdgeError, match="Apple platforms only"):
+    with pytest.raises(PlatformUnavailableError, match="Apple platforms only"):
         runtime.load(artifacts["coreml-fp16"].path)
 
 

@@ -14,7 +14,7 @@ import torch
 pytest.importorskip("executorch")
 
 from sapiens_edge import runtime
-from sapiens_edge.errors import ArtifactError
+from sapiens_edge.errors import ArtifactError, PlatformUnavailableError
 from sapiens_edge.export import core
 from sapiens_edge.export.executorch import MUST_DELEGATE
 from sapiens_edge.export.rewrites import LinearMeanRMSNorm, SpatialMeanInstanceNorm, explicit_sdpa
@@ -187,7 +187,6 @@ def test_coreml_delegate_lowers_here_and_refuses_to_run_off_apple(models, tmp_pa
     report = art.manifest.export_options["delegation"]
     assert report["delegate"] == "CoreMLBackend" and report["non_delegated_compute"] == []
     monkeypatch.setattr("sys.platform", "linux")
-    from sapiens_edge.errors import SapiensEdgeError
 
-    with pytest.raises(SapiensEdgeError, match="Apple devices only"):
+    with pytest.raises(PlatformUnavailableError, match="Apple devices only"):
         runtime.load(art.path)

@@ -19,7 +19,8 @@ from sapiens_edge.errors import (  # noqa: E402
     ArtifactError,
     InputShapeError,
     ManifestVersionError,
-    MissingDependencyError,
+    PlatformUnavailableError,
+    ProviderUnavailableError,
     SapiensEdgeError,
 )
 from sapiens_edge.export.artifact import write_artifact  # noqa: E402
@@ -155,7 +156,7 @@ def test_manifest_that_disagrees_with_the_graph(tmp_path):
 
 
 def test_unavailable_provider_is_an_error_not_a_fallback(artifact):
-    with pytest.raises(MissingDependencyError, match="Not falling back"):
+    with pytest.raises(ProviderUnavailableError, match="Not falling back"):  # a PlatformUnavailableError too
         runtime.load(artifact, provider="tensorrt")
     with pytest.raises(SapiensEdgeError, match="Unknown ONNX Runtime provider"):
         runtime.load(artifact, provider="gpu")
@@ -218,7 +219,7 @@ def test_gpu_providers_are_asked_in_onnxruntime_order(artifact, fake_gpu_ort):
 
 def test_a_gpu_provider_that_fails_to_start_is_an_error_not_a_cpu_run(artifact, fake_gpu_ort):
     fake_gpu_ort(initialises=False)
-    with pytest.raises(SapiensEdgeError, match=r"session runs on CPUExecutionProvider only.*Not falling back"):
+    with pytest.raises(PlatformUnavailableError, match=r"session runs on CPUExecutionProvider only.*Not falling back"):
         runtime.load(artifact, provider="cuda")
     runtime.load(artifact, provider="cpu").close()  # the CPU itself is fine
 
