@@ -10,7 +10,7 @@ import torch
 from sapiens_edge.zoo import BackboneArch, HeadConfig, ModelInfo
 
 REPO = Path(__file__).resolve().parents[1]
-ASTRONAUT = REPO / "sapiens_edge" / "assets" / "astronaut.jpg"
+ASTRONAUT = REPO / "src" / "sapiens_edge" / "assets" / "astronaut.jpg"
 
 # Tiny stand-ins with the real layout rules: 18 blocks -> blocks 8 and 9 are GQA.
 TINY = BackboneArch("tiny", embed_dim=64, depth=18, num_heads=4, default_input_hw=(128, 96))

@@ -6,25 +6,9 @@ parts are loaded on first use of the names below.
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .errors import SapiensEdgeError
-
-
-def _add_checkout_subpackages() -> None:
-    """export/, quantize/, runtime/ and benchmarks/ sit at the repo root and are mapped in as
-    subpackages by setuptools package-dir. Installed trees have them inside the package; when
-    Python instead finds this source folder (cwd on sys.path, e.g. `python -m` or pytest run from
-    a checkout), add the checkout root so `sapiens_edge.runtime` resolves to the same files."""
-    here = Path(__file__).resolve().parent
-    root = here.parent
-    if not (here / "runtime").is_dir() and (root / "export" / "__init__.py").is_file() and (
-            root / "pyproject.toml").is_file():
-        __path__.append(str(root))
-
-
-_add_checkout_subpackages()
 
 __version__ = "0.1.0"
 
