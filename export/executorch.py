@@ -9,7 +9,8 @@
   calibrated on the same sets as `onnx-int8`. `executorch-xnnpack-int8-dynamic` gives the
   transformer's linears XNNPACK's dynamic config instead (activations quantized per inference, fp32
   outputs): static linears also round their outputs to int8, which the float ops after them do not
-  use; the dynamic ones run as fast and lose less (0.1b seg 98.8 -> 99.3 %, README).
+  use; the dynamic ones run as fast and lose less (0.1b seg 98.8 against 99.3 % pixel agreement,
+  docs/targets/executorch.md).
 * fp16: the module runs in fp16 inside the program; the program keeps fp32 input and outputs.
 * `to_edge_transform_and_lower(..., partitioner=[XnnpackPartitioner()])`, then `to_executorch()`.
   What stays outside the delegate is recorded in the manifest (`export_options.delegation`).

@@ -3,7 +3,8 @@
 The runtime memory-maps the program file (its default data loader), so the weights of an XNNPACK
 program are paged in from the file rather than copied. ExecuTorch's Python runtime exchanges
 `torch.Tensor` values, so this backend needs torch (the `executorch` extra brings it); no
-torch-free Python runtime for .pte files is published for our ExecuTorch version (see the README).
+torch-free Python runtime for .pte files is published for our ExecuTorch version
+(see docs/targets/executorch.md#runtime).
 """
 
 from __future__ import annotations

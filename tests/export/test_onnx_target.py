@@ -101,8 +101,8 @@ def test_fp16_passes_the_recipe_gate(models, tiny_reference, task, tmp_path):
 
 # Floors for the task metrics on these tiny models (every parameter random, LayerScale included:
 # far harsher than trained weights; pose heatmaps are only 32x24). The recipe's own task limits
-# (int8: 98 % / 1 px; fp16 pose: 0.25 px) are missed here, and the report says so; see the README
-# ("Measured here") for full-size figures. Pose by PCK: on random heatmaps a few keypoints have two
+# (int8: 98 % / 1 px; fp16 pose: 0.25 px) are missed here, and the report says so; see docs/results.md
+# for full-size figures. Pose by PCK: on random heatmaps a few keypoints have two
 # near-equal peaks far apart, and the one that flips dominates the mean distance (4-block tiny pose,
 # onnx-int8-dynamic: PCK 0.94 with a mean of 12 px).
 TINY_INT8_FLOORS = {"pixel_agreement": ("min", 0.85), "pck": ("min", 0.8)}

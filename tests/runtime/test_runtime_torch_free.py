@@ -12,7 +12,7 @@ ALLOWED_THIRD_PARTY = {"numpy", "PIL"}
 ALLOWED_OWN = {"sapiens_edge.errors", "sapiens_edge.metadata", "sapiens_edge.fileio", "sapiens_edge.manifest",
                "sapiens_edge"}
 # A backend may import its own engine (inside functions, when an artifact of its kind is loaded):
-# ExecuTorch's Python runtime is the one engine that brings torch along (documented in the README).
+# ExecuTorch's Python runtime is the one engine that brings torch along (documented in docs/runtime.md).
 ENGINE_IMPORTS = {"backends/executorch_backend.py": {"executorch"},
                   "backends/tflite_backend.py": {"ai_edge_litert", "tflite_runtime"}}
 
