@@ -1,5 +1,8 @@
-"""Export recipes as data: a table keyed by stable names (`onnx-int8`, ...), each with its target,
-precision, calibration needs and the validation thresholds the quantized-accuracy gate applies.
+"""Export recipes as data: a table keyed by stable names (`onnx-int8`, ...). A recipe is typed parts:
+what happens to the weights (dtype, granularity, rounding) and the activations (float, static or dynamic
+int8, calibration methods), the graph rewrites, and the lowering (target, delegate, deployment target);
+plus the validation thresholds the accuracy gate applies. Its precision label, calibration needs and
+required modules follow from the parts (and the target's declaration, export.target_table).
 
 Torch-free, so `sapiens-edge recipes` and the validator can read it anywhere.
 """
@@ -269,6 +272,18 @@ DEFAULT_REPORT_RECIPES = ("onnx-fp32", "onnx-int8", "tflite-fp32", "tflite-int8"
 def calibration_methods() -> tuple[str, ...]:
     """Every recipe's calibration methods, each once (the CLI's --calibration-method choices)."""
     return tuple(dict.fromkeys(m for r in RECIPES.values() for m in r.calibration_methods))
+
+
+def register(recipe: Recipe) -> Recipe:
+    """Add `recipe` to RECIPES (your own recipe, by name, for export() and the CLI), after checking its
+    parts against its target's declaration (RecipeError when the target cannot lower it or the name is taken)."""
+    from .target_table import check_recipe
+
+    if recipe.name in RECIPES:
+        raise RecipeError(f"A recipe named {recipe.name!r} exists already; choose another name.")
+    check_recipe(recipe)
+    RECIPES[recipe.name] = recipe
+    return recipe
 
 
 def get_recipe(name: str) -> Recipe:

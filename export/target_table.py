@@ -114,8 +114,9 @@ def check_recipe(recipe: Recipe) -> None:
         raise RecipeError(f"The {spec.name} target GPTQ-rounds only {', '.join(spec.gptq) or 'nothing'}, not "
                           f"{recipe.precision} (recipe {recipe.name!r}); {fix}.")
     if recipe.precision in ("int8", "int8-dynamic", "int8-weights") and w.granularity not in spec.int8_granularity:
+        granularity = w.granularity.value if w.granularity else "no granularity"
         raise RecipeError(f"The {spec.name} target quantizes int8 weights "
-                          f"{' or '.join(g.value for g in spec.int8_granularity)}, not {w.granularity} "
+                          f"{' or '.join(g.value for g in spec.int8_granularity)}, not {granularity} "
                           f"(recipe {recipe.name!r}); {fix}.")
     if recipe.precision.startswith("palettized-") and not (w.granularity is Granularity.PER_GROUP and w.group_size):
         raise RecipeError(f"Recipe {recipe.name!r}: palettized weights take one LUT per group of output channels "
