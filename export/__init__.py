@@ -1,12 +1,12 @@
 """Export targets (`sapiens_edge.export`): artifact folders with a versioned manifest.
 
 `export(model, recipe, output, ...)` captures the model once with torch.export and lowers it with
-the recipe's target module (ONNX today; ExecuTorch, Core ML and TFLite plug in the same way).
+the recipe's target module (ONNX, ExecuTorch, Core ML, TFLite: declared in `target_table`).
 """
 
-from .recipes import RECIPES, Recipe, availability, get_recipe
+from .recipes import RECIPES, Recipe, availability, get_recipe, register
 
-__all__ = ["RECIPES", "Artifact", "Recipe", "availability", "export", "get_recipe"]
+__all__ = ["RECIPES", "Artifact", "Recipe", "availability", "export", "get_recipe", "register"]
 
 
 def __getattr__(name: str):
