@@ -301,6 +301,11 @@ def availability(recipe: Recipe, info: ModelInfo | None = None,
     missing = [m for m in recipe.requires if importlib.util.find_spec(m) is None]
     if missing:
         return False, f"needs {', '.join(missing)}: pip install 'sapiens-edge[{recipe.extra}]'"
+    from .target_table import tool_problems
+
+    wrong = tool_problems(recipe)
+    if wrong:
+        return False, f"{'; '.join(wrong)}: pip install 'sapiens-edge[{recipe.extra}]'"
     if info is not None:
         if recipe.max_params is not None and info.params > recipe.max_params:
             return False, f"{info.name} ({info.params / 1e9:.1f} B params) is too large for {recipe.name}"

@@ -38,7 +38,7 @@ class TargetSpec:
     precisions: tuple[str, ...]  # Recipe.precision labels it lowers
     requires: tuple[str, ...]  # Python modules every recipe of the target needs
     extra: str  # the pip extra that provides them
-    tools: dict[str, str]  # distribution -> the versions it was built and tested with (pyproject.toml)
+    tools: dict[str, str]  # distribution -> the versions it works with (pyproject.toml), checked when installed
     runs_on: str = ANYWHERE
     calibrated_requires: tuple[str, ...] = ()  # extra modules when activations are calibrated (PT2E)
     gptq: tuple[str, ...] = ()  # precisions whose weights may be GPTQ-rounded
@@ -53,10 +53,10 @@ TARGETS: dict[str, TargetSpec] = {t.name: t for t in [
     TargetSpec("onnx", "sapiens_edge.export.onnx", "model.onnx (+ model.onnx.data)",
                ("fp32", "fp16", "int8", "int8-dynamic"), ("onnx", "onnxruntime", "onnxscript"), "onnx",
                {"torch": ">=2.5", "onnx": ">=1.17", "onnxruntime": ">=1.20", "onnxscript": ">=0.2",
-                "onnxslim": ">=0.1.50 (optional)"}, gptq=("int8",)),
+                "onnxslim": ">=0.1.50"}, gptq=("int8",)),
     TargetSpec("executorch", "sapiens_edge.export.executorch", "model.pte", ("fp32", "fp16", "int8"),
                ("executorch",), "executorch",
-               {"torch": ">=2.5", "executorch": "==1.5.1", "torchao": "(with executorch)"},
+               {"torch": ">=2.5", "executorch": "==1.5.1"},
                calibrated_requires=("torchao",), gptq=("int8",), dynamic_layers=True,
                delegates={"xnnpack": Delegate(),
                           "coreml": Delegate(("coremltools",), ("fp32", "fp16"), APPLE)},
@@ -80,6 +80,24 @@ def requirements(recipe: Recipe) -> tuple[str, ...]:
     delegate = spec.delegates.get(recipe.lowering.delegate or next(iter(spec.delegates)), Delegate())
     calibrated = spec.calibrated_requires if recipe.activations.calibrated else ()
     return tuple(dict.fromkeys((*spec.requires, *delegate.requires, *calibrated)))
+
+
+def tool_problems(recipe: Recipe) -> list[str]:
+    """'needs executorch==1.5.1, found 1.4.0' for each installed tool of the recipe's target outside the
+    declared versions (a tool not installed is `requirements`' business)."""
+    try:
+        from packaging.specifiers import SpecifierSet
+    except ImportError:  # packaging comes with pip and setuptools; without it, no check
+        return []
+    out = []
+    for name, spec in TARGETS[recipe.target].tools.items():
+        try:
+            found = version(name)
+        except PackageNotFoundError:
+            continue
+        if not SpecifierSet(spec, prereleases=True).contains(found.split("+")[0]):
+            out.append(f"needs {name}{spec}, found {found}")
+    return out
 
 
 def runs_on(recipe: Recipe) -> str:

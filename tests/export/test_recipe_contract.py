@@ -76,6 +76,18 @@ def test_a_recipe_its_target_does_not_declare_is_refused(change, message):
     assert "toy" not in RECIPES
 
 
+def test_tool_versions_outside_the_declared_ones_make_a_recipe_unavailable(monkeypatch):
+    pytest.importorskip("onnx")
+    from importlib.metadata import version
+
+    from sapiens_edge.export import target_table
+
+    assert recipes.availability(get_recipe("onnx-fp32")) == (True, "available")
+    monkeypatch.setitem(target_table.TARGETS, "onnx", dataclasses.replace(TARGETS["onnx"], tools={"onnx": ">=99"}))
+    ok, reason = recipes.availability(get_recipe("onnx-fp32"))
+    assert not ok and reason == f"needs onnx>=99, found {version('onnx')}: pip install 'sapiens-edge[onnx]'"
+
+
 def test_request_checks_fill_the_targets_defaults():
     assert check_request(get_recipe("coreml-fp16")) == {"input": "image"}
     assert check_request(get_recipe("coreml-fp16"), target_options={"input": "tensor"}) == {"input": "tensor"}
