@@ -213,56 +213,63 @@ _TFLITE_RW = (*_ET_RW, "concat_kv")
 # input (export.rewrites.rotate_ffn_input), its heavy-tailed activations being the largest int8 error.
 _ROTATE = ("rotate_ffn_input",)
 
+# Descriptions are the "what" of the generated recipe table (export.recipe_table: README, docs/recipes.md).
 RECIPES: dict[str, Recipe] = {r.name: r for r in [
-    _recipe("onnx-fp32", "onnx", "ONNX, fp32 weights and compute; ONNX Runtime CPU/GPU", TIGHT, rewrites=_ONNX_RW),
-    _recipe("onnx-fp16", "onnx", "ONNX, fp16 weights and compute with fp32 I/O and fp32 norms and softmax; for "
-            "GPU / Jetson", FP16, rewrites=_ONNX_FP16_RW, weights=FP16_W),
-    _recipe("onnx-int8", "onnx", "ONNX static QDQ int8: per-channel symmetric weights, calibrated activations "
-            "(ONNX Runtime quantizer)", INT8, rewrites=(*_ONNX_RW, *_ROTATE), weights=INT8_GPTQ_W,
-            activations=STATIC_ORT),
+    _recipe("onnx-fp32", "onnx", "ONNX fp32, opset 23: fused attention (ONNX Runtime `MultiHeadAttention`) and "
+            "`RMSNormalization`, onnxslim, `onnx.checker`; ONNX Runtime CPU/GPU", TIGHT, rewrites=_ONNX_RW),
+    _recipe("onnx-fp16", "onnx", "ONNX, fp16 weights and compute with fp32 I/O; InstanceNorm, RMSNorm statistics "
+            "and softmax (opset-23 `Attention`, `softmax_precision` fp32) in fp32; for GPU / Jetson", FP16,
+            rewrites=_ONNX_FP16_RW, weights=FP16_W),
+    _recipe("onnx-int8", "onnx", "ONNX static QDQ int8 (ONNX Runtime quantizer) on MatMul/Gemm/Conv: per-channel "
+            "symmetric GPTQ-rounded weights, calibrated uint8 activations; linears keep fp32 outputs; patch "
+            "embedding, classifier and (seg) the whole head compute in fp32 (weights stored fp16)", INT8,
+            rewrites=(*_ONNX_RW, *_ROTATE), weights=INT8_GPTQ_W, activations=STATIC_ORT),
     _recipe("onnx-int8-dynamic", "onnx", "ONNX dynamic int8: int8 weights, activations quantized at run time "
-            "(no calibration)", INT8, rewrites=_ONNX_RW, weights=INT8_W, activations=DYNAMIC),
-    _recipe("executorch-xnnpack-fp32", "executorch", "ExecuTorch .pte, fp32, XNNPACK delegate (Android/iOS CPU)",
-            TIGHT, rewrites=_ET_RW),
-    _recipe("executorch-xnnpack-fp16", "executorch", "ExecuTorch .pte, fp16 compute with fp32 I/O, XNNPACK "
-            "delegate (ARMv8.2+ phones)", FP16, rewrites=_ET_RW, weights=FP16_W),
-    _recipe("executorch-xnnpack-int8", "executorch", "ExecuTorch .pte, PT2E static int8 (XNNPACK quantizer: "
-            "per-channel symmetric weights, calibrated activations), XNNPACK delegate", INT8,
-            rewrites=(*_ET_RW, *_ROTATE), weights=INT8_GPTQ_W, activations=STATIC_PT2E),
-    _recipe("executorch-xnnpack-int8-dynamic", "executorch", "ExecuTorch .pte, PT2E int8: GPTQ-rounded "
-            "per-channel weights; the transformer's linears quantize their activations per inference (XNNPACK qd8, "
-            "fp32 outputs), convs calibrated static; XNNPACK delegate", INT8, rewrites=(*_ET_RW, *_ROTATE),
-            weights=INT8_GPTQ_W, activations=Activations(ActivationKind.DYNAMIC_INT8, PT2E_METHODS,
-                                                         dynamic_layers=("backbone.blocks",))),
-    _recipe("executorch-coreml-fp16", "executorch", "ExecuTorch .pte with the Core ML delegate, fp16 "
-            "(iOS 17+ / macOS 14+: runs on Apple devices only, exported anywhere)", FP16,
+            "(MatMul/Gemm; no calibration)", INT8, rewrites=_ONNX_RW, weights=INT8_W, activations=DYNAMIC),
+    _recipe("executorch-xnnpack-fp32", "executorch", "ExecuTorch `.pte`, fp32, everything in the XNNPACK delegate "
+            "(Android/iOS CPU)", TIGHT, rewrites=_ET_RW),
+    _recipe("executorch-xnnpack-fp16", "executorch", "ExecuTorch `.pte`, fp16 compute (norms and softmax too) with "
+            "fp32 I/O, XNNPACK delegate (ARMv8.2+ phones)", FP16, rewrites=_ET_RW, weights=FP16_W),
+    _recipe("executorch-xnnpack-int8", "executorch", "ExecuTorch `.pte`, PT2E static int8 (ExecuTorch's XNNPACK "
+            "quantizer on linears/convs: per-channel symmetric GPTQ-rounded weights, calibrated activations), "
+            "XNNPACK delegate", INT8, rewrites=(*_ET_RW, *_ROTATE), weights=INT8_GPTQ_W, activations=STATIC_PT2E),
+    _recipe("executorch-xnnpack-int8-dynamic", "executorch", "ExecuTorch `.pte`, PT2E int8: GPTQ-rounded "
+            "per-channel weights; the transformer's linears quantize their activations per inference (XNNPACK qd8 "
+            "kernels, fp32 outputs), convs calibrated static; XNNPACK delegate; as fast as static int8, closer to "
+            "fp32", INT8, rewrites=(*_ET_RW, *_ROTATE), weights=INT8_GPTQ_W,
+            activations=Activations(ActivationKind.DYNAMIC_INT8, PT2E_METHODS, dynamic_layers=("backbone.blocks",))),
+    _recipe("executorch-coreml-fp16", "executorch", "ExecuTorch `.pte` with the Core ML delegate, fp16, iOS 17+ / "
+            "macOS 14+ (exported anywhere, runs on Apple devices only)", FP16,
             rewrites=("subpixel_deconv", "split_swiglu", "scaled_norms"), weights=FP16_W, delegate="coreml",
             deployment_target="iOS17"),
-    _recipe("coreml-fp32", "coreml", "Core ML ML Program, fp32 compute (Mac CPU/GPU reference), iOS 16+", TIGHT,
-            rewrites=_COREML_RW, deployment_target="iOS16"),
-    _recipe("coreml-fp16", "coreml", "Core ML ML Program, fp16 compute (Neural Engine / GPU), iOS 16+", FP16,
-            rewrites=_COREML_RW, weights=FP16_W, deployment_target="iOS16"),
-    _recipe("coreml-int8", "coreml", "Core ML, fp16 compute on int8 weights (linear, symmetric, per output "
-            "channel; coremltools.optimize), iOS 16+", INT8, rewrites=_COREML_RW, weights=INT8_W,
+    _recipe("coreml-fp32", "coreml", "Core ML ML Program (`.mlpackage`), fp32 compute (Mac CPU/GPU reference), "
+            "image input with the normalization inside, iOS 16+", TIGHT, rewrites=_COREML_RW,
             deployment_target="iOS16"),
-    _recipe("coreml-w8a8", "coreml", "Core ML, int8 weights and activations (PT2E static, calibrated), iOS 17+",
-            INT8, rewrites=_COREML_RW, weights=INT8_GPTQ_W, activations=STATIC_PT2E, deployment_target="iOS17"),
+    _recipe("coreml-fp16", "coreml", "Core ML ML Program (`.mlpackage`), fp16 compute (Neural Engine / GPU), image "
+            "input with the normalization inside, iOS 16+", FP16, rewrites=_COREML_RW, weights=FP16_W,
+            deployment_target="iOS16"),
+    _recipe("coreml-int8", "coreml", "Core ML, fp16 compute on int8 weights (linear, symmetric, per output channel; "
+            "coremltools.optimize; patch embedding and seg head fp16), iOS 16+", INT8, rewrites=_COREML_RW,
+            weights=INT8_W, deployment_target="iOS16"),
+    _recipe("coreml-w8a8", "coreml", "Core ML, int8 weights (GPTQ-rounded) and activations (PT2E static, "
+            "calibrated), iOS 17+", INT8, rewrites=_COREML_RW, weights=INT8_GPTQ_W, activations=STATIC_PT2E,
+            deployment_target="iOS17"),
     _recipe("coreml-palettized-6bit", "coreml", "Core ML, fp16 compute on 6-bit palettized weights (k-means LUT "
-            "per 16 output channels, entries chosen by GPTQ on the calibration set), iOS 18+", PALETTIZED,
-            rewrites=_COREML_RW, weights=_palettized(6), deployment_target="iOS18"),
+            "per 16 output channels, each weight's entry chosen by GPTQ on the calibration set), iOS 18+",
+            PALETTIZED, rewrites=_COREML_RW, weights=_palettized(6), deployment_target="iOS18"),
     _recipe("coreml-palettized-4bit", "coreml", "Core ML, fp16 compute on 4-bit palettized weights (k-means LUT "
-            "per 16 output channels, entries chosen by GPTQ on the calibration set), iOS 18+", PALETTIZED,
-            rewrites=_COREML_RW, weights=_palettized(4), deployment_target="iOS18"),
-    _recipe("tflite-fp32", "tflite", "TFLite (LiteRT) flatbuffer, fp32, NHWC; LiteRT with XNNPACK (Raspberry Pi, "
-            "Android CPU)", TIGHT, rewrites=_TFLITE_RW),
+            "per 16 output channels, each weight's entry chosen by GPTQ on the calibration set), iOS 18+",
+            PALETTIZED, rewrites=_COREML_RW, weights=_palettized(4), deployment_target="iOS18"),
+    _recipe("tflite-fp32", "tflite", "TFLite (LiteRT) flatbuffer, fp32, NHWC; everything in one XNNPACK partition "
+            "(Raspberry Pi, Android CPU)", TIGHT, rewrites=_TFLITE_RW),
     _recipe("tflite-fp16", "tflite", "TFLite, fp16 weights (half the file), fp32 compute on CPU; NHWC", FP16,
             rewrites=_TFLITE_RW, weights=FP16_W),
-    _recipe("tflite-int8-dynamic", "tflite", "TFLite, int8 per-channel weights, activations quantized per "
-            "inference (dynamic-range kernels, no calibration); NHWC", INT8, rewrites=_TFLITE_RW, weights=INT8_W,
-            activations=DYNAMIC),
-    _recipe("tflite-int8", "tflite", "TFLite, PT2E static int8 (per-channel symmetric weights, calibrated "
-            "activations), float I/O; NHWC", INT8, rewrites=(*_TFLITE_RW, *_ROTATE), weights=INT8_GPTQ_W,
-            activations=STATIC_PT2E),
+    _recipe("tflite-int8-dynamic", "tflite", "TFLite, int8 per-channel weights on the linears (ai-edge-quantizer), "
+            "activations quantized per inference (dynamic-range kernels, no calibration); NHWC", INT8,
+            rewrites=_TFLITE_RW, weights=INT8_W, activations=DYNAMIC),
+    _recipe("tflite-int8", "tflite", "TFLite, PT2E static int8 (litert-torch's quantizer on linears: per-channel "
+            "symmetric GPTQ-rounded weights, calibrated activations), float I/O; NHWC", INT8,
+            rewrites=(*_TFLITE_RW, *_ROTATE), weights=INT8_GPTQ_W, activations=STATIC_PT2E),
 ]}
 
 # The recipes `sapiens-edge report` exports when none are named.
