@@ -1,7 +1,8 @@
 """Export targets (`sapiens_edge.export`): artifact folders with a versioned manifest.
 
 `export(model, recipe, output, ...)` captures the model once with torch.export and lowers it with
-the recipe's target module (ONNX, ExecuTorch, Core ML, TFLite: declared in `target_table`).
+the recipe's target module: `onnx.py`, `executorch.py`, `coreml.py` or `tflite.py` (one per target,
+chosen through `targets.py`). Guides per target: docs/targets/.
 """
 
 from .recipes import RECIPES, Recipe, availability, get_recipe, register
