@@ -5,9 +5,9 @@ the recipe's target module: `onnx.py`, `executorch.py`, `coreml.py` or `tflite.p
 chosen through `targets.py`). Guides per target: docs/targets/.
 """
 
-from .recipes import RECIPES, Recipe, availability, get_recipe
+from .recipes import RECIPES, Recipe, availability, get_recipe, register
 
-__all__ = ["RECIPES", "Artifact", "Recipe", "availability", "export", "get_recipe"]
+__all__ = ["RECIPES", "Artifact", "Recipe", "availability", "export", "get_recipe", "register"]
 
 
 def __getattr__(name: str):

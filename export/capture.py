@@ -18,6 +18,7 @@ from torch import nn
 from sapiens_edge.manifest import TensorSpec
 from sapiens_edge.models.rope import rope_constants
 
+from .recipes import Rounding
 from .rewrites import REWRITES
 from .targets import OUTPUT_NAMES
 
@@ -42,13 +43,13 @@ def prepare(model: nn.Module, rewrites: tuple[str, ...] = (), *, always_copy: bo
 def prepare_static_int8(model: nn.Module, recipe: Any, calibration: Any,
                         progress: Callable[[str], None] = lambda _: None) -> tuple[nn.Module, dict[str, Any]]:
     """What a static int8 recipe captures: `prepare` (a copy with the recipe's rewrites), then, when the
-    recipe's `weight_rounding` is "gptq", the transformer blocks' linears rounded onto the int8 grid
+    recipe's weights' rounding is GPTQ, the transformer blocks' linears rounded onto the int8 grid
     by GPTQ over the calibration set (`quantize.gptq`), except the layers the int8 policy keeps in
     float. The target's own quantizer then reproduces those weights exactly. Returns the module and
     what was done (for the manifest)."""
-    module = prepare(model, tuple(recipe.options.get("rewrites", ())), always_copy=True)
+    module = prepare(model, recipe.rewrites, always_copy=True)
     module.sapiens_disposable = True  # our copy: a target may free its weights once captured
-    if recipe.options.get("weight_rounding") != "gptq":
+    if recipe.weights.rounding is not Rounding.GPTQ:
         return module, {"method": "nearest (the target's quantizer)"}
     from sapiens_edge.quantize.gptq import gptq_
     from sapiens_edge.quantize.policy import keep_float_keys

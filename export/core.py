@@ -21,7 +21,8 @@ from sapiens_edge.runtime.preprocess import check_input_hw
 
 from .artifact import check_output, write_artifact
 from .calibration import calibration_data
-from .recipes import RECIPES, Recipe, get_recipe, require_available
+from .recipes import Recipe, get_recipe, require_available
+from .target_table import check_request
 from .targets import get_target
 
 
@@ -37,7 +38,36 @@ def export(model, recipe: str | Recipe, output: str | Path, *, weights: str | Pa
            calibration_limit: int | None = None, calibration_method: str | None = None,
            keep_float: tuple[str, ...] = (), target_options: dict[str, str] | None = None, force: bool = False,
            progress: Callable[[str], None] | None = None) -> Artifact:
-    """Export `model` (zoo name, or a module from `load_model`) with `recipe` into folder `output`."""
+    """Export `model` with `recipe` into the artifact folder `output` (model file(s), manifest.json, README.md).
+
+    Everything that can fail on user input (names, sizes, the recipe against its target's declaration in
+    `export.target_table`, calibration method, keep-float, target options, calibration images) is checked
+    before the model's weights load.
+
+    Args:
+        model: a zoo name (e.g. "sapiens2-0.4b-seg") or a module returned by `sapiens_edge.load_model()`.
+        recipe: a recipe name from `RECIPES` (`sapiens-edge recipes`) or a `Recipe`.
+        output: the artifact folder to create (written atomically).
+        weights: checkpoint for a zoo name: a local .safetensors or "hf://ORG/REPO[/FILE]".
+        input_size: (H, W), multiples of 16 (default: the model's).
+        calibration: folder of photos for recipes that calibrate (default: the built-in set).
+        calibration_limit: use at most this many calibration images.
+        calibration_method: one of the recipe's `calibration_methods` (default: its first).
+        keep_float: parameter-name substrings whose layers stay unquantized (calibrating recipes only).
+        target_options: the target's options (`--target-option`), e.g. {"input": "tensor"} for Core ML.
+        force: replace an existing `output` folder.
+        progress: called with one line per step (default: print to stderr).
+
+    Returns:
+        The `Artifact`: its path, manifest and the seconds the export took.
+
+    Raises:
+        RecipeError: unknown recipe, or a request its target does not take (the message lists what it does).
+        UnknownModelError, InputSizeError, CalibrationError, WeightsError: bad model name, input size,
+            calibration folder or weights.
+        OutputExistsError: `output` exists and `force` is False.
+        MissingDependencyError: the recipe's Python packages are not installed (names the pip extra).
+    """
     progress = progress or (lambda msg: print(msg, file=sys.stderr, flush=True))
     t0 = time.perf_counter()
     rec = recipe if isinstance(recipe, Recipe) else get_recipe(recipe)
@@ -52,17 +82,8 @@ def export(model, recipe: str | Recipe, output: str | Path, *, weights: str | Pa
     input_hw = tuple(input_size) if input_size is not None else info.input_hw
     check_input_hw(input_hw)
     require_available(rec, info, input_hw)
-    target_options = check_target_options(rec, target_options or {})
+    target_options = check_request(rec, calibration_method, tuple(keep_float), target_options)
     calib = None
-    if calibration_method is not None and calibration_method not in rec.calibration_methods:
-        choices = ", ".join(rec.calibration_methods) or (
-            "none to choose: it uses the calibration images for GPTQ only" if rec.needs_calibration
-            else "none: it needs no calibration")
-        raise RecipeError(f"Recipe {rec.name!r} has no calibration method {calibration_method!r} ({choices}).")
-    if keep_float and not rec.needs_calibration:
-        calibrated = ", ".join(r for r, x in RECIPES.items() if x.needs_calibration)
-        raise RecipeError(f"Recipe {rec.name!r} quantizes nothing statically; --keep-float applies to the "
-                          f"calibrated int8 and palettized recipes ({calibrated}).")
     if rec.needs_calibration:
         calib = calibration_data(info.task, input_hw, calibration, calibration_limit)
         calib.method, calib.keep_float = calibration_method, tuple(keep_float)
@@ -106,23 +127,6 @@ def export(model, recipe: str | Recipe, output: str | Path, *, weights: str | Pa
     progress(f"wrote {output} ({manifest.model_file}, {len(manifest.files)} files) in {seconds:.1f} s")
     return Artifact(output, manifest, seconds)
 
-
-# Options a target takes besides the recipe (`--target-option KEY=VALUE`): name -> allowed values.
-TARGET_OPTIONS: dict[str, dict[str, tuple[str, ...]]] = {"coreml": {"input": ("image", "tensor")}}
-
-
-def check_target_options(recipe: Recipe, options: dict[str, str]) -> dict[str, str]:
-    """`options` checked against what `recipe`'s target takes (RecipeError naming the valid ones)."""
-    allowed = TARGET_OPTIONS.get(recipe.target, {})
-    for key, value in options.items():
-        if key not in allowed:
-            valid = ", ".join(f"{k}={'|'.join(v)}" for k, v in allowed.items()) or "none"
-            raise RecipeError(f"The {recipe.target} target (recipe {recipe.name!r}) has no option {key!r}; "
-                              f"its options: {valid}.")
-        if value not in allowed[key]:
-            raise RecipeError(f"Option {key}={value!r} for the {recipe.target} target must be one of "
-                              f"{', '.join(allowed[key])}.")
-    return dict(options)
 
 
 def _source_weights(model, progress: Callable[[str], None]) -> dict:

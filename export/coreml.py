@@ -39,11 +39,11 @@ from sapiens_edge.errors import SapiensEdgeError, require
 from sapiens_edge.manifest import TensorSpec
 
 from .capture import capture, output_specs, prepare, prepare_static_int8
-from .recipes import Recipe
+from .recipes import ActivationKind, Recipe, WeightDtype
+from .target_table import TARGETS, deployment_target, require_calibration
 from .targets import INPUT_NAME, OUTPUT_NAMES, CalibrationData, Lowered
 
 MODEL_FILE = "model.mlpackage"
-INPUT_KINDS = ("image", "tensor")
 # Ops kept in fp32 inside fp16 models: statistics over full-resolution maps overflow fp16.
 FP32_OPS = frozenset({"instance_norm"})
 # coremltools warns that torch 2.13 is newer than the torch it was tested with, and that our
@@ -76,13 +76,15 @@ def _coremltools():
 def _program(model: nn.Module, recipe: Recipe, input_hw: tuple[int, int], input_kind: str,
              calibration: CalibrationData | None, progress: Callable[[str], None]) -> tuple[Any, dict[str, Any]]:
     """The ATEN-dialect program coremltools converts (PT2E-quantized for W8A8), and what was done."""
-    rewrites = tuple(recipe.options.get("rewrites", ()))
+    rewrites = recipe.rewrites
     options: dict[str, Any] = {"rewrites": list(rewrites), "rope": "fp32"}
-    if recipe.options.get("activations") == "int8" and calibration is not None:  # rewritten, GPTQ-rounded copy
+    static_int8 = recipe.activations.kind is ActivationKind.STATIC_INT8
+    if static_int8:  # rewritten, GPTQ-rounded copy
+        calibration = require_calibration(recipe, calibration)
         module, options["weight_rounding"] = prepare_static_int8(model, recipe, calibration, progress)
     else:
         module = prepare(model, rewrites)
-    if str(recipe.options.get("weights", "")).startswith("palettized-"):
+    if recipe.weights.dtype is WeightDtype.PALETTIZED:
         # Palettized in torch, then converted (the LUTs travel as _COREML_ buffers): the exported
         # weights are exactly the torch twin's, which is what gets measured off Apple.
         from sapiens_edge.quantize.coreml_twin import palettize
@@ -92,12 +94,10 @@ def _program(model: nn.Module, recipe: Recipe, input_hw: tuple[int, int], input_
     if input_kind == "image":
         module = ImageInput(module)
     program = capture(module, input_hw, exact_rope=False, progress=progress)
-    if recipe.options.get("activations") == "int8":
+    if static_int8:
         from sapiens_edge.quantize import pt2e
         from sapiens_edge.quantize.policy import keep_float_keys
 
-        if calibration is None:
-            raise SapiensEdgeError(f"{recipe.name} needs calibration data.")
         method = calibration.method or recipe.default_calibration_method
         keep = keep_float_keys(model.sapiens_info.task, calibration.keep_float)
         batches = calibration.batches
@@ -139,8 +139,7 @@ def _compress(mlmodel, recipe: Recipe, task: str, progress: Callable[[str], None
 
     from sapiens_edge.quantize.policy import keep_float_keys
 
-    weights = recipe.options.get("weights")
-    if weights == "int8":
+    if recipe.weights.dtype is WeightDtype.INT8 and recipe.activations.kind is ActivationKind.FLOAT:
         progress("quantizing weights to int8 (per output channel, symmetric) ...")
         op = cto.OpLinearQuantizerConfig(mode="linear_symmetric", dtype="int8", granularity="per_channel")
         kept = float_consts(mlmodel, keep_float_keys(task))  # the int8 policy's float layers
@@ -168,19 +167,18 @@ def _user_metadata(model: nn.Module, recipe: Recipe, input_hw: tuple[int, int], 
 
 def lower(model: Any, recipe: Recipe, input_hw: tuple[int, int], workdir: Path,
           calibration: CalibrationData | None, progress: Callable[[str], None], *,
-          input: str = "image") -> Lowered:
-    """Write `model.mlpackage` for `recipe` into `workdir`; `input`: "image" or "tensor"."""
+          input: str | None = None) -> Lowered:
+    """Write `model.mlpackage` for `recipe` into `workdir`; `input`: "image" or "tensor" (export.target_table
+    declares them; None: the default, image)."""
     ct = _coremltools()
-    input_kind = input
-    if input_kind not in INPUT_KINDS:
-        raise SapiensEdgeError(f"Core ML input kind must be one of {', '.join(INPUT_KINDS)}, not {input_kind!r}.")
+    input_kind = input or TARGETS["coreml"].options["input"][0]
     task = model.sapiens_info.task
-    fp16 = recipe.precision != "fp32"
+    fp16 = recipe.weights.dtype is not WeightDtype.FP32
     ranges = _fp16_ranges(model, input_hw, progress) if fp16 else None
     program, options = _program(model, recipe, input_hw, input_kind, calibration, progress)
     if ranges is not None:
         options["fp16_ranges"] = ranges
-    target_name = recipe.options["deployment_target"]
+    target_name = deployment_target(recipe)
     precision = (ct.transform.FP16ComputePrecision(op_selector=lambda op: op.op_type not in FP32_OPS) if fp16
                  else ct.precision.FLOAT32)
     progress(f"converting to a Core ML ML Program ({'fp16' if fp16 else 'fp32'} compute, {target_name}+) ...")

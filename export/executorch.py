@@ -29,11 +29,12 @@ from typing import Any
 import torch
 from torch import nn
 
-from sapiens_edge.errors import SapiensEdgeError, require
+from sapiens_edge.errors import require
 from sapiens_edge.manifest import TensorSpec
 
 from .capture import capture, output_specs, prepare, prepare_static_int8
-from .recipes import Recipe
+from .recipes import Recipe, WeightDtype
+from .target_table import delegate_of, deployment_target, require_calibration, tool_versions
 from .targets import INPUT_NAME, CalibrationData, Lowered
 
 MODEL_FILE = "model.pte"
@@ -70,20 +71,19 @@ DELEGATES = {"xnnpack": "XnnpackBackend", "coreml": "CoreMLBackend"}
 
 
 def _partitioner(delegate: str, recipe: Recipe):
+    """The delegate's partitioner (the delegates are declared in export.target_table)."""
     if delegate == "xnnpack":
         from executorch.backends.xnnpack.partition.xnnpack_partitioner import XnnpackPartitioner
 
         return XnnpackPartitioner()
-    if delegate == "coreml":
-        ct = require("coremltools", "executorch", "the Core ML delegate")
-        from executorch.backends.apple.coreml.compiler import CoreMLBackend
-        from executorch.backends.apple.coreml.partition import CoreMLPartitioner
+    ct = require("coremltools", "executorch", "the Core ML delegate")
+    from executorch.backends.apple.coreml.compiler import CoreMLBackend
+    from executorch.backends.apple.coreml.partition import CoreMLPartitioner
 
-        target = getattr(ct.target, recipe.options.get("deployment_target", "iOS17"))
-        specs = CoreMLBackend.generate_compile_specs(compute_precision=ct.precision.FLOAT16,
-                                                     minimum_deployment_target=target)
-        return CoreMLPartitioner(compile_specs=specs)
-    raise SapiensEdgeError(f"Unknown ExecuTorch delegate {delegate!r}; known: {', '.join(DELEGATES)}.")
+    target = getattr(ct.target, deployment_target(recipe))
+    specs = CoreMLBackend.generate_compile_specs(compute_precision=ct.precision.FLOAT16,
+                                                 minimum_deployment_target=target)
+    return CoreMLPartitioner(compile_specs=specs)
 
 
 def delegation_report(edge_program, backend: str = "XnnpackBackend") -> dict[str, Any]:
@@ -117,33 +117,34 @@ def lower(model: Any, recipe: Recipe, input_hw: tuple[int, int], workdir: Path,
     from executorch.exir import to_edge_transform_and_lower
 
     task = model.sapiens_info.task
-    rewrites = tuple(recipe.options.get("rewrites", ()))
-    delegate = recipe.options.get("delegate", "xnnpack")
+    rewrites = recipe.rewrites
+    delegate = delegate_of(recipe)
+    dtype = recipe.weights.dtype
     options: dict[str, Any] = {"delegate": delegate, "rewrites": list(rewrites), "rope": "fp32"}
-    if recipe.precision == "fp16" and delegate == "xnnpack":
+    if dtype is WeightDtype.INT8:  # static, or dynamic in some layers (both calibrated: export.target_table)
+        calibration = require_calibration(recipe, calibration)
+    if dtype is WeightDtype.FP16 and delegate == "xnnpack":
         # Rewrite in fp32 first (the rewrites build their helper layers in fp32), then halve.
         half = Float16Inside(prepare(model, rewrites))
         program = capture(half, input_hw, exact_rope=False, progress=progress)
         options["fp16"] = {"compute": "float16", "io": "float32"}
-    elif recipe.precision == "fp16":  # Core ML converts the fp32 graph to fp16 itself
+    elif dtype is WeightDtype.FP16:  # Core ML converts the fp32 graph to fp16 itself
         program = capture(model, input_hw, rewrites=rewrites, exact_rope=False, progress=progress)
         options["fp16"] = {"compute": "float16 (Core ML compute precision)", "io": "float32"}
-    elif recipe.precision == "int8" and calibration is not None:
+    elif dtype is WeightDtype.INT8:
         module, options["weight_rounding"] = prepare_static_int8(model, recipe, calibration, progress)
         program = capture(module, input_hw, exact_rope=False, progress=progress)
         del module
     else:
         program = capture(model, input_hw, rewrites=rewrites, exact_rope=False, progress=progress)
-    if recipe.precision == "int8":
+    if dtype is WeightDtype.INT8:
         from sapiens_edge.quantize import pt2e
 
-        if calibration is None:
-            raise SapiensEdgeError(f"{recipe.name} needs calibration data.")
         method = calibration.method or recipe.default_calibration_method
         from sapiens_edge.quantize.policy import keep_float_keys
 
         keep = keep_float_keys(task, calibration.keep_float)
-        dynamic = tuple(recipe.options.get("dynamic_layers", ()))
+        dynamic = recipe.activations.dynamic_layers
         program, options["quantization"] = pt2e.quantize_static(
             program, calibration.batches, calibration.count, method=method, keep_float=keep,
             user_keep_float=calibration.keep_float, progress=progress,
@@ -152,8 +153,6 @@ def lower(model: Any, recipe: Recipe, input_hw: tuple[int, int], workdir: Path,
             options["quantization"]["dynamic_layers"] = list(dynamic)
             options["quantization"]["activations"] = ("int8, quantized per inference (XNNPACK qd8, fp32 outputs) "
                                                       "in dynamic_layers; int8 asymmetric, calibrated, elsewhere")
-    elif recipe.precision not in ("fp32", "fp16"):
-        raise SapiensEdgeError(f"The ExecuTorch target has no precision {recipe.precision!r}.")
     progress(f"lowering to ExecuTorch with the {DELEGATES[delegate]} delegate ...")
     edge = to_edge_transform_and_lower(program, partitioner=[_partitioner(delegate, recipe)])
     options["delegation"] = report = delegation_report(edge, DELEGATES[delegate])
@@ -165,13 +164,6 @@ def lower(model: Any, recipe: Recipe, input_hw: tuple[int, int], workdir: Path,
     del et_program, edge
     outputs = output_specs(program, task)
     h, w = input_hw
-    versions = {"torch": torch.__version__, "executorch": _dist_version("executorch")}
-    if recipe.precision == "int8":
-        versions["torchao"] = _dist_version("torchao")
+    versions = {"torch": torch.__version__, **tool_versions("executorch", *(("torchao",) if dtype is WeightDtype.INT8
+                                                                          else ()))}
     return Lowered(MODEL_FILE, [TensorSpec(INPUT_NAME, [1, 3, h, w], "float32")], outputs, versions, options)
-
-
-def _dist_version(name: str) -> str:
-    from importlib.metadata import version
-
-    return version(name)

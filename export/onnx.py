@@ -28,7 +28,8 @@ from sapiens_edge.memory import drop_weights, release_memory
 from . import fused_attention
 from .capture import capture, example_input, prepare_static_int8
 from .onnx_instance_norm import instance_norm_as_layer_norm
-from .recipes import Recipe
+from .recipes import ActivationKind, Recipe, WeightDtype
+from .target_table import require_calibration
 from .targets import INPUT_NAME, OUTPUT_NAMES, CalibrationData, Lowered
 
 OPSET = 23
@@ -299,9 +300,12 @@ def lower(model: Any, recipe: Recipe, input_hw: tuple[int, int], workdir: Path,
     """Write `model.onnx` (and `model.onnx.data` for big models) for `recipe` into `workdir`."""
     info = model.sapiens_info
     task = info.task
-    rewrites = tuple(recipe.options.get("rewrites", ()))
-    exact_rope = recipe.precision == "fp32"
-    static_int8 = recipe.precision == "int8" and calibration is not None
+    rewrites = recipe.rewrites
+    dtype, activations = recipe.weights.dtype, recipe.activations.kind
+    exact_rope = dtype is WeightDtype.FP32
+    static_int8 = activations is ActivationKind.STATIC_INT8
+    if static_int8:
+        calibration = require_calibration(recipe, calibration)
     digests: dict[str, str] | None = {} if static_int8 else None
     source, source_rewrites, rounding = model, rewrites, None
     if static_int8:  # rewritten (and GPTQ-rounded) copy; the original's weights are not needed any more
@@ -318,15 +322,15 @@ def lower(model: Any, recipe: Recipe, input_hw: tuple[int, int], workdir: Path,
                                "rope": "bf16-exact (fp32 ops + rounding casts)" if exact_rope else "fp32"}
     with tempfile.TemporaryDirectory(prefix="sapiens-onnx-", dir=workdir.parent) as tmp:
         fp32_path = Path(tmp) / "fp32.onnx"
-        if recipe.precision == "fp32":
+        if dtype is WeightDtype.FP32:
             save(proto, out)
-        elif recipe.precision == "fp16":
+        elif dtype is WeightDtype.FP16:
             progress("converting weights and compute to fp16 ...")
             save(to_fp16(proto), out)
             options["fp16"] = {"converter": "onnxruntime.transformers.float16", "io": "float32",
                                "kept_fp32": list(FP16_KEEP_FP32), "attention_softmax": "float32",
                                "rmsnorm_statistics": "float32"}
-        elif recipe.precision in ("int8", "int8-dynamic"):
+        else:  # int8 weights, static or dynamic activations (export.target_table: what onnx lowers)
             from sapiens_edge.quantize import onnx_ptq
 
             # Found on the in-memory graph: `weight_sources` matches the weights' values.
@@ -336,13 +340,11 @@ def lower(model: Any, recipe: Recipe, input_hw: tuple[int, int], workdir: Path,
             big = not _small_enough_to_measure(proto)
             del proto
             release_memory()  # the graph is on disk now; calibration and the quantizer reload it
-            if recipe.precision == "int8":
-                if calibration is None:
-                    raise SapiensEdgeError(f"{recipe.name} needs calibration data.")
+            if static_int8:
                 method = calibration.method or recipe.default_calibration_method
                 options["quantization"] = onnx_ptq.quantize_static(
                     fp32_path, out, INPUT_NAME, calibration.batches, calibration.count, method=method,
-                    op_types=tuple(recipe.options.get("op_types", onnx_ptq.STATIC_OPS)), external_data=big,
+                    op_types=onnx_ptq.STATIC_OPS, external_data=big,
                     nodes_to_exclude=keep, progress=progress)
                 options["quantization"]["kept_float"] = keep
                 options["quantization"].update(store_float_weights_fp16(out, keep))
@@ -351,8 +353,6 @@ def lower(model: Any, recipe: Recipe, input_hw: tuple[int, int], workdir: Path,
                 progress("quantizing (dynamic int8) ...")
                 options["quantization"] = onnx_ptq.quantize_dynamic(fp32_path, out, external_data=big)
             onnx.checker.check_model(str(out))
-        else:
-            raise SapiensEdgeError(f"The ONNX target has no precision {recipe.precision!r}.")
     h, w = input_hw
     import onnxruntime
     import onnxscript

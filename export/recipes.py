@@ -1,5 +1,8 @@
-"""Export recipes as data: a table keyed by stable names (`onnx-int8`, ...), each with its target,
-precision, calibration needs and the validation thresholds the quantized-accuracy gate applies.
+"""Export recipes as data: a table keyed by stable names (`onnx-int8`, ...). A recipe is typed parts:
+what happens to the weights (dtype, granularity, rounding) and the activations (float, static or dynamic
+int8, calibration methods), the graph rewrites, and the lowering (target, delegate, deployment target);
+plus the validation thresholds the accuracy gate applies. Its precision label, calibration needs and
+required modules follow from the parts (and the target's declaration, export.target_table).
 
 Torch-free, so `sapiens-edge recipes` and the validator can read it anywhere.
 """
@@ -9,7 +12,7 @@ from __future__ import annotations
 import difflib
 import importlib.util
 from dataclasses import dataclass, field
-from typing import Any
+from enum import Enum
 
 from sapiens_edge.errors import RecipeError
 from sapiens_edge.zoo import ModelInfo
@@ -49,121 +52,245 @@ PALETTIZED = {
 }
 
 
+class WeightDtype(str, Enum):
+    FP32 = "fp32"
+    FP16 = "fp16"
+    INT8 = "int8"
+    PALETTIZED = "palettized"  # a k-means LUT of 2**bits entries per group of output channels
+
+
+class Granularity(str, Enum):
+    PER_CHANNEL = "per-channel"
+    PER_GROUP = "per-group"  # one scale / LUT per `group_size` output channels
+
+
+class Rounding(str, Enum):
+    NEAREST = "nearest"  # the target's quantizer rounds each weight to its nearest grid value
+    GPTQ = "gptq"  # the transformer blocks' weights rounded by GPTQ on the calibration set (quantize.gptq)
+
+
+class ActivationKind(str, Enum):
+    FLOAT = "float"
+    STATIC_INT8 = "static-int8"  # ranges calibrated ahead of time
+    DYNAMIC_INT8 = "dynamic-int8"  # ranges measured per inference
+
+
+@dataclass(frozen=True)
+class Weights:
+    dtype: WeightDtype = WeightDtype.FP32
+    bits: int | None = None  # palettized only: 2**bits LUT entries
+    granularity: Granularity | None = None  # quantized dtypes only
+    group_size: int | None = None  # per-group only
+    rounding: Rounding = Rounding.NEAREST
+
+    @property
+    def label(self) -> str:
+        return f"palettized-{self.bits}bit" if self.dtype is WeightDtype.PALETTIZED else self.dtype.value
+
+
+@dataclass(frozen=True)
+class Activations:
+    kind: ActivationKind = ActivationKind.FLOAT
+    calibration_methods: tuple[str, ...] = ()  # selectable with --calibration-method; first is the default
+    # dynamic int8 only: the module-path prefixes quantized per inference, the other quantized layers
+    # static (calibrated); empty: every quantized layer is dynamic.
+    dynamic_layers: tuple[str, ...] = ()
+
+    @property
+    def calibrated(self) -> bool:
+        """Whether some activation ranges come from calibration."""
+        return self.kind is ActivationKind.STATIC_INT8 or (
+            self.kind is ActivationKind.DYNAMIC_INT8 and bool(self.dynamic_layers))
+
+
+@dataclass(frozen=True)
+class Lowering:
+    target: str  # a key of export.target_table.TARGETS
+    delegate: str | None = None  # None: the target's default (its first)
+    deployment_target: str | None = None  # Core ML's minimum OS, e.g. "iOS17"
+
+
 @dataclass(frozen=True)
 class Recipe:
+    """An export recipe: what happens to the weights and activations, the graph rewrites applied before
+    capture, and how the target lowers it. Everything else (calibration, precision label, the Python
+    modules it needs, where it runs) follows from these parts and the target's declaration."""
+
     name: str
-    target: str  # module under sapiens_edge.export that lowers it
-    precision: str
     description: str
-    needs_calibration: bool = False
-    requires: tuple[str, ...] = ()  # python modules that must be importable
-    extra: str = ""  # pip extra that provides them
+    lowering: Lowering
+    weights: Weights = Weights()
+    activations: Activations = Activations()
+    rewrites: tuple[str, ...] = ()  # names in export.rewrites.REWRITES, applied in order
     thresholds: dict[str, dict[str, float]] = field(default_factory=dict)
-    options: dict[str, Any] = field(default_factory=dict)
-    min_size: str | None = None  # largest sizes may be excluded per target
-    max_params: int | None = None
-    calibration_methods: tuple[str, ...] = ()  # selectable with --calibration-method; first is the default
+    max_params: int | None = None  # larger models are refused
+
+    @property
+    def target(self) -> str:
+        return self.lowering.target
+
+    @property
+    def needs_calibration(self) -> bool:
+        return self.activations.calibrated or self.weights.rounding is Rounding.GPTQ
+
+    @property
+    def calibration_methods(self) -> tuple[str, ...]:
+        return self.activations.calibration_methods
 
     @property
     def default_calibration_method(self) -> str | None:
         return self.calibration_methods[0] if self.calibration_methods else None
 
+    @property
+    def precision(self) -> str:
+        """The manifest's one-word label: fp32, fp16, int8, int8-dynamic, int8-weights, palettized-Nbit."""
+        w, a = self.weights, self.activations
+        if w.dtype is not WeightDtype.INT8:
+            return w.label
+        if a.kind is ActivationKind.FLOAT:
+            return "int8-weights"
+        return "int8" if a.calibrated else "int8-dynamic"
+
+    @property
+    def requires(self) -> tuple[str, ...]:
+        """Python modules that must be importable (from the target's declaration)."""
+        from .target_table import requirements
+
+        return requirements(self)
+
+    @property
+    def extra(self) -> str:
+        """The pip extra that provides `requires`."""
+        from .target_table import TARGETS
+
+        return TARGETS[self.target].extra
+
     def thresholds_for(self, task: str) -> dict[str, float]:
         return {**self.thresholds.get("tensor", {}), **self.thresholds.get(task, {})}
 
 
-_ONNX = ("onnx", "onnxruntime", "onnxscript")
-_COREML = ("coremltools",)
+def _recipe(name: str, target: str, description: str, thresholds: dict[str, dict[str, float]], *,
+            rewrites: tuple[str, ...] = (), weights: Weights = Weights(), activations: Activations = Activations(),
+            delegate: str | None = None, deployment_target: str | None = None) -> Recipe:
+    return Recipe(name, description, Lowering(target, delegate, deployment_target), weights, activations,
+                  rewrites, thresholds)
+
+
+FP32_W = Weights()
+FP16_W = Weights(WeightDtype.FP16)
+INT8_W = Weights(WeightDtype.INT8, granularity=Granularity.PER_CHANNEL)
+# Static int8: the transformer blocks' weights are rounded onto the int8 grid by GPTQ on the calibration
+# set (quantize.gptq): round-to-nearest weights were the other large error (1.5 points on 0.4b seg alone).
+INT8_GPTQ_W = Weights(WeightDtype.INT8, granularity=Granularity.PER_CHANNEL, rounding=Rounding.GPTQ)
+# Palettized: k-means LUT per 16 output channels, entries chosen by GPTQ on the calibration set.
+def _palettized(bits: int) -> Weights:
+    return Weights(WeightDtype.PALETTIZED, bits=bits, granularity=Granularity.PER_GROUP, group_size=16,
+                   rounding=Rounding.GPTQ)
+
+
+ORT_METHODS = ("percentile", "minmax", "entropy")  # ONNX Runtime's calibrators
+PT2E_METHODS = ("histogram", "minmax")  # torchao PT2E observers
+STATIC_ORT = Activations(ActivationKind.STATIC_INT8, ORT_METHODS)
+STATIC_PT2E = Activations(ActivationKind.STATIC_INT8, PT2E_METHODS)
+DYNAMIC = Activations(ActivationKind.DYNAMIC_INT8)
+
 # Core ML: RMSNorm in an exact, overflow-safe form (coremltools' rms_norm scales eps wrongly).
-_COREML_OPTS = {"rewrites": ("scaled_norms",)}
-_EXECUTORCH = ("executorch",)
+_COREML_RW = ("scaled_norms",)
 # XNNPACK has no fused attention: matmul + softmax + matmul stays inside the delegate.
 # Norms as linear / spatial-mean forms XNNPACK lowers (its mean is 4-D spatial only).
-_ET_REWRITES = {"rewrites": ("subpixel_deconv", "split_swiglu", "explicit_attention", "delegate_norms")}
+_ET_RW = ("subpixel_deconv", "split_swiglu", "explicit_attention", "delegate_norms")
 # ConvTranspose2d(k4, s2) -> Conv2d + pixel shuffle (export.rewrites): ONNX Runtime's ConvTranspose
 # has no int8 kernel and runs at half the GEMM rate of its Conv.
 # Attention -> com.microsoft.MultiHeadAttention in token-major layout (export.fused_attention): no
 # transposes around it and ONNX Runtime's tiled kernel: 1.45x faster than the opset-23 Attention on one
 # CPU measured, 0.91x on another (README). fp16 keeps the standard op, whose softmax precision can be pinned to fp32.
 # SwiGLU's fused gate/value projection -> two Linears (no Split of the widest activation).
-_ONNX_REWRITES = {"rewrites": ("subpixel_deconv", "split_swiglu", "fused_attention")}
-_ONNX_FP16_REWRITES = {"rewrites": ("subpixel_deconv", "split_swiglu")}
-_TFLITE = ("litert_torch", "ai_edge_litert")
+_ONNX_RW = ("subpixel_deconv", "split_swiglu", "fused_attention")
+_ONNX_FP16_RW = ("subpixel_deconv", "split_swiglu")
 # As for ExecuTorch: every op inside XNNPACK (LiteRT's CPU delegate); GQA's kv expansion as a concat.
-_TFLITE_OPTS = {"rewrites": (*_ET_REWRITES["rewrites"], "concat_kv")}
+_TFLITE_RW = (*_ET_RW, "concat_kv")
 # Static int8 (calibrated per-tensor activations): SwiGLU's down projection reads a Hadamard-rotated
 # input (export.rewrites.rotate_ffn_input), its heavy-tailed activations being the largest int8 error.
-# And the transformer blocks' weights are rounded onto the int8 grid by GPTQ on the calibration set
-# (quantize.gptq): round-to-nearest weights were the other large error (1.5 points on 0.4b seg alone).
-_GPTQ = {"weight_rounding": "gptq"}
-_ONNX_INT8_REWRITES = {"rewrites": (*_ONNX_REWRITES["rewrites"], "rotate_ffn_input"), **_GPTQ}
-_ET_INT8_REWRITES = {"rewrites": (*_ET_REWRITES["rewrites"], "rotate_ffn_input"), **_GPTQ}
-_TFLITE_INT8_OPTS = {"rewrites": (*_TFLITE_OPTS["rewrites"], "rotate_ffn_input"), **_GPTQ}
+_ROTATE = ("rotate_ffn_input",)
+
+# Descriptions are the "what" of the generated recipe table (export.recipe_table: README, docs/recipes.md).
 RECIPES: dict[str, Recipe] = {r.name: r for r in [
-    Recipe("onnx-fp32", "onnx", "fp32", "ONNX, fp32 weights and compute; ONNX Runtime CPU/GPU",
-           requires=_ONNX, extra="onnx", thresholds=TIGHT, options=_ONNX_REWRITES),
-    Recipe("onnx-fp16", "onnx", "fp16", "ONNX, fp16 weights and compute with fp32 I/O and fp32 norms "
-           "and softmax; for GPU / Jetson", requires=_ONNX, extra="onnx", thresholds=FP16,
-           options=_ONNX_FP16_REWRITES),
-    Recipe("onnx-int8", "onnx", "int8", "ONNX static QDQ int8: per-channel symmetric weights, calibrated "
-           "activations (ONNX Runtime quantizer)", needs_calibration=True, requires=_ONNX, extra="onnx",
-           thresholds=INT8, options=_ONNX_INT8_REWRITES,
-           calibration_methods=("percentile", "minmax", "entropy")),
-    Recipe("onnx-int8-dynamic", "onnx", "int8-dynamic", "ONNX dynamic int8: int8 weights, activations "
-           "quantized at run time (no calibration)", requires=_ONNX, extra="onnx", thresholds=INT8,
-           options=_ONNX_REWRITES),
-    Recipe("executorch-xnnpack-fp32", "executorch", "fp32", "ExecuTorch .pte, fp32, XNNPACK delegate (Android/iOS CPU)",
-           requires=_EXECUTORCH, extra="executorch", thresholds=TIGHT, options=_ET_REWRITES),
-    Recipe("executorch-xnnpack-fp16", "executorch", "fp16", "ExecuTorch .pte, fp16 compute with fp32 I/O, XNNPACK "
-           "delegate (ARMv8.2+ phones)", requires=_EXECUTORCH, extra="executorch", thresholds=FP16,
-           options=_ET_REWRITES),
-    Recipe("executorch-xnnpack-int8", "executorch", "int8", "ExecuTorch .pte, PT2E static int8 (XNNPACK quantizer: "
-           "per-channel symmetric weights, calibrated activations), XNNPACK delegate", needs_calibration=True,
-           requires=(*_EXECUTORCH, "torchao"), extra="executorch", thresholds=INT8,
-           options=_ET_INT8_REWRITES, calibration_methods=("histogram", "minmax")),
-    Recipe("executorch-xnnpack-int8-dynamic", "executorch", "int8", "ExecuTorch .pte, PT2E int8: GPTQ-rounded "
-           "per-channel weights; the transformer's linears quantize their activations per inference (XNNPACK qd8, "
-           "fp32 outputs), convs calibrated static; XNNPACK delegate", needs_calibration=True,
-           requires=(*_EXECUTORCH, "torchao"), extra="executorch", thresholds=INT8,
-           options={**_ET_INT8_REWRITES, "dynamic_layers": ("backbone.blocks",)},
-           calibration_methods=("histogram", "minmax")),
-    Recipe("executorch-coreml-fp16", "executorch", "fp16", "ExecuTorch .pte with the Core ML delegate, fp16 "
-           "(iOS 17+ / macOS 14+: runs on Apple devices only, exported anywhere)",
-           requires=(*_EXECUTORCH, "coremltools"), extra="executorch", thresholds=FP16,
-           options={"delegate": "coreml", "deployment_target": "iOS17",
-                    "rewrites": ("subpixel_deconv", "split_swiglu", "scaled_norms")}),
-    Recipe("coreml-fp32", "coreml", "fp32", "Core ML ML Program, fp32 compute (Mac CPU/GPU reference), iOS 16+",
-           requires=_COREML, extra="coreml", thresholds=TIGHT, options={**_COREML_OPTS, "deployment_target": "iOS16"}),
-    Recipe("coreml-fp16", "coreml", "fp16", "Core ML ML Program, fp16 compute (Neural Engine / GPU), iOS 16+",
-           requires=_COREML, extra="coreml", thresholds=FP16, options={**_COREML_OPTS, "deployment_target": "iOS16"}),
-    Recipe("coreml-int8", "coreml", "int8-weights", "Core ML, fp16 compute on int8 weights (linear, symmetric, "
-           "per output channel; coremltools.optimize), iOS 16+", requires=_COREML, extra="coreml", thresholds=INT8,
-           options={**_COREML_OPTS, "deployment_target": "iOS16", "weights": "int8"}),
-    Recipe("coreml-w8a8", "coreml", "int8", "Core ML, int8 weights and activations (PT2E static, calibrated), "
-           "iOS 17+", needs_calibration=True, requires=(*_COREML, "executorch", "torchao"), extra="coreml",
-           thresholds=INT8, options={**_COREML_OPTS, "deployment_target": "iOS17", "activations": "int8", **_GPTQ},
-           calibration_methods=("histogram", "minmax")),
-    Recipe("coreml-palettized-6bit", "coreml", "palettized-6bit", "Core ML, fp16 compute on 6-bit palettized weights "
-           "(k-means LUT per 16 output channels, entries chosen by GPTQ on the calibration set), iOS 18+",
-           needs_calibration=True, requires=_COREML, extra="coreml", thresholds=PALETTIZED,
-           options={**_COREML_OPTS, "deployment_target": "iOS18", "weights": "palettized-6bit", "group_size": 16,
-                    **_GPTQ}),
-    Recipe("coreml-palettized-4bit", "coreml", "palettized-4bit", "Core ML, fp16 compute on 4-bit palettized weights "
-           "(k-means LUT per 16 output channels, entries chosen by GPTQ on the calibration set), iOS 18+",
-           needs_calibration=True, requires=_COREML, extra="coreml", thresholds=PALETTIZED,
-           options={**_COREML_OPTS, "deployment_target": "iOS18", "weights": "palettized-4bit", "group_size": 16,
-                    **_GPTQ}),
-    Recipe("tflite-fp32", "tflite", "fp32", "TFLite (LiteRT) flatbuffer, fp32, NHWC; LiteRT with XNNPACK "
-           "(Raspberry Pi, Android CPU)", requires=_TFLITE, extra="tflite", thresholds=TIGHT, options=_TFLITE_OPTS),
-    Recipe("tflite-fp16", "tflite", "fp16", "TFLite, fp16 weights (half the file), fp32 compute on CPU; NHWC",
-           requires=_TFLITE, extra="tflite", thresholds=FP16, options=_TFLITE_OPTS),
-    Recipe("tflite-int8-dynamic", "tflite", "int8-dynamic", "TFLite, int8 per-channel weights, activations "
-           "quantized per inference (dynamic-range kernels, no calibration); NHWC", requires=_TFLITE,
-           extra="tflite", thresholds=INT8, options=_TFLITE_OPTS),
-    Recipe("tflite-int8", "tflite", "int8", "TFLite, PT2E static int8 (per-channel symmetric weights, calibrated "
-           "activations), float I/O; NHWC", needs_calibration=True, requires=(*_TFLITE, "torchao"), extra="tflite",
-           thresholds=INT8, options=_TFLITE_INT8_OPTS, calibration_methods=("histogram", "minmax")),
+    _recipe("onnx-fp32", "onnx", "ONNX fp32, opset 23: fused attention (ONNX Runtime `MultiHeadAttention`) and "
+            "`RMSNormalization`, onnxslim, `onnx.checker`; ONNX Runtime CPU/GPU", TIGHT, rewrites=_ONNX_RW),
+    _recipe("onnx-fp16", "onnx", "ONNX, fp16 weights and compute with fp32 I/O; InstanceNorm, RMSNorm statistics "
+            "and softmax (opset-23 `Attention`, `softmax_precision` fp32) in fp32; for GPU / Jetson", FP16,
+            rewrites=_ONNX_FP16_RW, weights=FP16_W),
+    _recipe("onnx-int8", "onnx", "ONNX static QDQ int8 (ONNX Runtime quantizer) on MatMul/Gemm/Conv: per-channel "
+            "symmetric GPTQ-rounded weights, calibrated uint8 activations; linears keep fp32 outputs; patch "
+            "embedding, classifier and (seg) the whole head compute in fp32 (weights stored fp16)", INT8,
+            rewrites=(*_ONNX_RW, *_ROTATE), weights=INT8_GPTQ_W, activations=STATIC_ORT),
+    _recipe("onnx-int8-dynamic", "onnx", "ONNX dynamic int8: int8 weights, activations quantized at run time "
+            "(MatMul/Gemm; no calibration)", INT8, rewrites=_ONNX_RW, weights=INT8_W, activations=DYNAMIC),
+    _recipe("executorch-xnnpack-fp32", "executorch", "ExecuTorch `.pte`, fp32, everything in the XNNPACK delegate "
+            "(Android/iOS CPU)", TIGHT, rewrites=_ET_RW),
+    _recipe("executorch-xnnpack-fp16", "executorch", "ExecuTorch `.pte`, fp16 compute (norms and softmax too) with "
+            "fp32 I/O, XNNPACK delegate (ARMv8.2+ phones)", FP16, rewrites=_ET_RW, weights=FP16_W),
+    _recipe("executorch-xnnpack-int8", "executorch", "ExecuTorch `.pte`, PT2E static int8 (ExecuTorch's XNNPACK "
+            "quantizer on linears/convs: per-channel symmetric GPTQ-rounded weights, calibrated activations), "
+            "XNNPACK delegate", INT8, rewrites=(*_ET_RW, *_ROTATE), weights=INT8_GPTQ_W, activations=STATIC_PT2E),
+    _recipe("executorch-xnnpack-int8-dynamic", "executorch", "ExecuTorch `.pte`, PT2E int8: GPTQ-rounded "
+            "per-channel weights; the transformer's linears quantize their activations per inference (XNNPACK qd8 "
+            "kernels, fp32 outputs), convs calibrated static; XNNPACK delegate; as fast as static int8, closer to "
+            "fp32", INT8, rewrites=(*_ET_RW, *_ROTATE), weights=INT8_GPTQ_W,
+            activations=Activations(ActivationKind.DYNAMIC_INT8, PT2E_METHODS, dynamic_layers=("backbone.blocks",))),
+    _recipe("executorch-coreml-fp16", "executorch", "ExecuTorch `.pte` with the Core ML delegate, fp16, iOS 17+ / "
+            "macOS 14+ (exported anywhere, runs on Apple devices only)", FP16,
+            rewrites=("subpixel_deconv", "split_swiglu", "scaled_norms"), weights=FP16_W, delegate="coreml",
+            deployment_target="iOS17"),
+    _recipe("coreml-fp32", "coreml", "Core ML ML Program (`.mlpackage`), fp32 compute (Mac CPU/GPU reference), "
+            "image input with the normalization inside, iOS 16+", TIGHT, rewrites=_COREML_RW,
+            deployment_target="iOS16"),
+    _recipe("coreml-fp16", "coreml", "Core ML ML Program (`.mlpackage`), fp16 compute (Neural Engine / GPU), image "
+            "input with the normalization inside, iOS 16+", FP16, rewrites=_COREML_RW, weights=FP16_W,
+            deployment_target="iOS16"),
+    _recipe("coreml-int8", "coreml", "Core ML, fp16 compute on int8 weights (linear, symmetric, per output channel; "
+            "coremltools.optimize; patch embedding and seg head fp16), iOS 16+", INT8, rewrites=_COREML_RW,
+            weights=INT8_W, deployment_target="iOS16"),
+    _recipe("coreml-w8a8", "coreml", "Core ML, int8 weights (GPTQ-rounded) and activations (PT2E static, "
+            "calibrated), iOS 17+", INT8, rewrites=_COREML_RW, weights=INT8_GPTQ_W, activations=STATIC_PT2E,
+            deployment_target="iOS17"),
+    _recipe("coreml-palettized-6bit", "coreml", "Core ML, fp16 compute on 6-bit palettized weights (k-means LUT "
+            "per 16 output channels, each weight's entry chosen by GPTQ on the calibration set), iOS 18+",
+            PALETTIZED, rewrites=_COREML_RW, weights=_palettized(6), deployment_target="iOS18"),
+    _recipe("coreml-palettized-4bit", "coreml", "Core ML, fp16 compute on 4-bit palettized weights (k-means LUT "
+            "per 16 output channels, each weight's entry chosen by GPTQ on the calibration set), iOS 18+",
+            PALETTIZED, rewrites=_COREML_RW, weights=_palettized(4), deployment_target="iOS18"),
+    _recipe("tflite-fp32", "tflite", "TFLite (LiteRT) flatbuffer, fp32, NHWC; everything in one XNNPACK partition "
+            "(Raspberry Pi, Android CPU)", TIGHT, rewrites=_TFLITE_RW),
+    _recipe("tflite-fp16", "tflite", "TFLite, fp16 weights (half the file), fp32 compute on CPU; NHWC", FP16,
+            rewrites=_TFLITE_RW, weights=FP16_W),
+    _recipe("tflite-int8-dynamic", "tflite", "TFLite, int8 per-channel weights on the linears (ai-edge-quantizer), "
+            "activations quantized per inference (dynamic-range kernels, no calibration); NHWC", INT8,
+            rewrites=_TFLITE_RW, weights=INT8_W, activations=DYNAMIC),
+    _recipe("tflite-int8", "tflite", "TFLite, PT2E static int8 (litert-torch's quantizer on linears: per-channel "
+            "symmetric GPTQ-rounded weights, calibrated activations), float I/O; NHWC", INT8,
+            rewrites=(*_TFLITE_RW, *_ROTATE), weights=INT8_GPTQ_W, activations=STATIC_PT2E),
 ]}
+
+# The recipes `sapiens-edge report` exports when none are named.
+DEFAULT_REPORT_RECIPES = ("onnx-fp32", "onnx-int8", "tflite-fp32", "tflite-int8")
+
+
+def calibration_methods() -> tuple[str, ...]:
+    """Every recipe's calibration methods, each once (the CLI's --calibration-method choices)."""
+    return tuple(dict.fromkeys(m for r in RECIPES.values() for m in r.calibration_methods))
+
+
+def register(recipe: Recipe) -> Recipe:
+    """Add `recipe` to RECIPES (your own recipe, by name, for export() and the CLI), after checking its
+    parts against its target's declaration (RecipeError when the target cannot lower it or the name is taken)."""
+    from .target_table import check_recipe
+
+    if recipe.name in RECIPES:
+        raise RecipeError(f"A recipe named {recipe.name!r} exists already; choose another name.")
+    check_recipe(recipe)
+    RECIPES[recipe.name] = recipe
+    return recipe
 
 
 def get_recipe(name: str) -> Recipe:
@@ -181,6 +308,11 @@ def availability(recipe: Recipe, info: ModelInfo | None = None,
     missing = [m for m in recipe.requires if importlib.util.find_spec(m) is None]
     if missing:
         return False, f"needs {', '.join(missing)}: pip install 'sapiens-edge[{recipe.extra}]'"
+    from .target_table import tool_problems
+
+    wrong = tool_problems(recipe)
+    if wrong:
+        return False, f"{'; '.join(wrong)}: pip install 'sapiens-edge[{recipe.extra}]'"
     if info is not None:
         if recipe.max_params is not None and info.params > recipe.max_params:
             return False, f"{info.name} ({info.params / 1e9:.1f} B params) is too large for {recipe.name}"

@@ -1,4 +1,4 @@
-"""The interface every export target implements, and the registry of targets (lazy imports)."""
+"""The interface every export target implements (its module is named in export.target_table, imported lazily)."""
 
 from __future__ import annotations
 
@@ -54,9 +54,7 @@ class Target(Protocol):
         """Write the model file(s) for `recipe` into `workdir` (which is empty)."""
 
 
-TARGETS = {"onnx": "sapiens_edge.export.onnx", "executorch": "sapiens_edge.export.executorch",
-           "coreml": "sapiens_edge.export.coreml", "tflite": "sapiens_edge.export.tflite"}
-
-
 def get_target(name: str) -> Target:
-    return importlib.import_module(TARGETS[name])  # each target module defines a module-level lower()
+    from .target_table import TARGETS
+
+    return importlib.import_module(TARGETS[name].module)  # each target module defines a module-level lower()

@@ -39,11 +39,12 @@ import numpy as np
 import torch
 from torch import nn
 
-from sapiens_edge.errors import SapiensEdgeError, require
+from sapiens_edge.errors import require
 from sapiens_edge.manifest import TensorSpec
 
 from .capture import capture, output_specs, prepare_static_int8
-from .recipes import Recipe
+from .recipes import ActivationKind, Recipe, WeightDtype
+from .target_table import require_calibration, tool_versions
 from .targets import INPUT_NAME, OUTPUT_NAMES, CalibrationData, Lowered
 
 MODEL_FILE = "model.tflite"
@@ -169,12 +170,14 @@ def lower(model: Any, recipe: Recipe, input_hw: tuple[int, int], workdir: Path,
 
     task = model.sapiens_info.task
     names = OUTPUT_NAMES[task]
-    rewrites = tuple(recipe.options.get("rewrites", ()))
+    rewrites = recipe.rewrites
     h, w = input_hw
     example = torch.zeros(1, h, w, 3)
-    exact = recipe.precision == "fp32"  # bf16-exact RoPE, rounded with arithmetic XNNPACK runs
+    dtype, activations = recipe.weights.dtype, recipe.activations.kind
+    exact = dtype is WeightDtype.FP32  # bf16-exact RoPE, rounded with arithmetic XNNPACK runs
     options: dict[str, Any] = {}
-    if recipe.precision == "int8" and calibration is not None:  # rewritten (and GPTQ-rounded) copy
+    if activations is ActivationKind.STATIC_INT8:  # rewritten (and GPTQ-rounded) copy
+        calibration = require_calibration(recipe, calibration)
         module, options["weight_rounding"] = prepare_static_int8(model, recipe, calibration, progress)
         program = capture(ChannelsLastIO(module, names), input_hw, exact_rope=exact, rope_rounding="arith",
                           progress=progress, example=example)
@@ -188,11 +191,9 @@ def lower(model: Any, recipe: Recipe, input_hw: tuple[int, int], workdir: Path,
     user_keep = calibration.keep_float if calibration is not None else ()
     keep = keep_float_keys(task, user_keep)
     quant_config = None
-    if recipe.precision == "int8":
+    if activations is ActivationKind.STATIC_INT8:
         from sapiens_edge.quantize import pt2e
 
-        if calibration is None:
-            raise SapiensEdgeError(f"{recipe.name} needs calibration data.")
         method = calibration.method or recipe.default_calibration_method
         batches = lambda: (np.ascontiguousarray(b.transpose(0, 2, 3, 1)) for b in calibration.batches())  # noqa: E731
         program, options["quantization"] = pt2e.quantize_static(
@@ -201,19 +202,17 @@ def lower(model: Any, recipe: Recipe, input_hw: tuple[int, int], workdir: Path,
             quantizer_name="litert-torch PT2EQuantizer (torchao PT2E)")
         graph_module = program.module()
         quant_config = _static_quant_config()
-    elif recipe.precision == "int8-dynamic":
+    elif activations is ActivationKind.DYNAMIC_INT8:
         graph_module = program.module()  # converted in fp32, then quantized as a flatbuffer
-    elif recipe.precision == "fp16":
+    elif dtype is WeightDtype.FP16:
         from litert_torch.generative.quantize import quant_recipes
 
         graph_module = program.module()
         quant_config = quant_recipes.full_fp16_recipe()
         options["fp16"] = {"weights": "float16", "compute": "float32 on CPU (weights expanded at load)",
                            "io": "float32"}
-    elif recipe.precision == "fp32":
+    else:  # fp32
         graph_module = program.module()
-    else:
-        raise SapiensEdgeError(f"The TFLite target has no precision {recipe.precision!r}.")
     del program
     _no_bf16(graph_module)
     progress(f"converting to TFLite with litert-torch ({recipe.precision}) ...")
@@ -225,7 +224,7 @@ def lower(model: Any, recipe: Recipe, input_hw: tuple[int, int], workdir: Path,
         edge = litert_torch.convert(named, (), sample_kwargs={"image": example}, quant_config=quant_config)
         edge.export(str(path))
     del edge, graph_module
-    if recipe.precision == "int8-dynamic":
+    if activations is ActivationKind.DYNAMIC_INT8:
         progress("quantizing the linears' weights (ai-edge-quantizer, dynamic range) ...")
         with _quiet(litert_torch):
             options["quantization"] = quantize_dynamic_range(path, model.sapiens_info.arch.embed_dim)
@@ -238,8 +237,7 @@ def lower(model: Any, recipe: Recipe, input_hw: tuple[int, int], workdir: Path,
     options["delegation"] = report = delegation_report(path)
     progress(f"XNNPACK takes {report['delegated_ops']} of {report['ops']} ops in {report['partitions']} partition(s); "
              f"outside: " + (", ".join(f"{op} x{n}" for op, n in report["outside"].items()) or "nothing"))
-    versions = {"torch": torch.__version__, "litert-torch": _dist_version("litert-torch"),
-                "ai-edge-litert": _dist_version("ai-edge-litert")}
+    versions = {"torch": torch.__version__, **tool_versions("litert-torch", "ai-edge-litert")}
     return Lowered(MODEL_FILE, [TensorSpec(INPUT_NAME, [1, h, w, 3], "float32", "NHWC")], outputs, versions, options)
 
 
@@ -255,9 +253,3 @@ def _quiet(litert_torch) -> Iterator[None]:
             yield
     finally:
         config.show_progress = shown
-
-
-def _dist_version(name: str) -> str:
-    from importlib.metadata import version
-
-    return version(name)

@@ -26,32 +26,30 @@ from typing import Any
 
 from torch import nn
 
-from sapiens_edge.errors import SapiensEdgeError
-
 logging.getLogger("coremltools").setLevel(logging.ERROR)
 
 
 def twin(model: nn.Module, recipe: Any, input_hw: tuple[int, int], calibration: Any = None) -> nn.Module:
     """A torch module computing what `recipe` (a coreml-* Recipe) does to `model` (see module doc)."""
-    weights = recipe.options.get("weights")
-    if recipe.options.get("activations") == "int8":
+    from sapiens_edge.export.recipes import ActivationKind, WeightDtype
+
+    dtype = recipe.weights.dtype
+    if recipe.activations.kind is ActivationKind.STATIC_INT8:
         return _w8a8(model, recipe, input_hw, calibration)
-    if weights == "int8":
+    if dtype is WeightDtype.INT8:
         from coremltools.optimize.torch.quantization import PostTrainingQuantizer, PostTrainingQuantizerConfig
 
         config = PostTrainingQuantizerConfig.from_dict({"global_config": {
             "weight_dtype": "int8", "granularity": "per_channel", "quantization_scheme": "symmetric"},
             "module_name_configs": float_modules(model)})
         return PostTrainingQuantizer(copy.deepcopy(model), config).compress()
-    if weights and weights.startswith("palettized-"):
+    if dtype is WeightDtype.PALETTIZED:
         return palettize(model, recipe, calibration)[0]
-    if recipe.precision == "fp16":
+    if dtype is WeightDtype.FP16:
         from sapiens_edge.export.executorch import Float16Inside
 
         return Float16Inside(model)
-    if recipe.precision == "fp32":
-        return model
-    raise SapiensEdgeError(f"No torch twin for recipe {recipe.name!r}.")
+    return model  # fp32
 
 
 def float_modules(model: nn.Module, extra: tuple[str, ...] = ()) -> dict[str, None]:
@@ -70,15 +68,17 @@ def palettize(model: nn.Module, recipe: Any, calibration: Any = None,
     """A copy of `model` with `recipe`'s palettization (coremltools.optimize.torch), and what was done:
     the weights take their LUT values, and the LUTs ride along as `_COREML_` buffers that `ct.convert`
     turns into `constexpr_lut_to_dense` ops. The export converts this very module, so the twin is
-    exact. With the recipe's `weight_rounding` "gptq", the transformer blocks' weights then choose
+    exact. With the recipe's weights' rounding GPTQ, the transformer blocks' weights then choose
     their LUT entries by GPTQ on `calibration` (`lut_gptq_`) instead of each taking its nearest."""
     from coremltools.optimize.torch.palettization import PostTrainingPalettizer, PostTrainingPalettizerConfig
 
-    gptq = recipe.options.get("weight_rounding") == "gptq"
-    if gptq and calibration is None:
-        raise SapiensEdgeError(f"{recipe.name} needs calibration data (GPTQ chooses the LUT entries).")
-    nbits = int(recipe.options["weights"].removeprefix("palettized-").removesuffix("bit"))
-    group = int(recipe.options["group_size"])
+    from sapiens_edge.export.recipes import Rounding
+    from sapiens_edge.export.target_table import require_calibration
+
+    gptq = recipe.weights.rounding is Rounding.GPTQ
+    if gptq:
+        calibration = require_calibration(recipe, calibration, " (GPTQ chooses the LUT entries)")
+    nbits, group = recipe.weights.bits, recipe.weights.group_size
     keep = tuple(calibration.keep_float) if calibration is not None else ()
     config = PostTrainingPalettizerConfig.from_dict({"global_config": {
         "n_bits": nbits, "granularity": "per_grouped_channel", "group_size": group},
@@ -126,11 +126,11 @@ def lut_gptq_(compressed: nn.Module, original: nn.Module, batches: Any,
 
 def _w8a8(model: nn.Module, recipe: Any, input_hw: tuple[int, int], calibration: Any) -> nn.Module:
     from sapiens_edge.export.capture import capture, prepare_static_int8
+    from sapiens_edge.export.target_table import require_calibration
     from sapiens_edge.quantize import pt2e
     from sapiens_edge.quantize.policy import keep_float_keys
 
-    if calibration is None:
-        raise SapiensEdgeError(f"{recipe.name} needs calibration data.")
+    calibration = require_calibration(recipe, calibration)
     module, _ = prepare_static_int8(model, recipe, calibration)  # rewrites, and GPTQ as the export does
     program = capture(module, input_hw, exact_rope=False)
     keep = keep_float_keys(model.sapiens_info.task, calibration.keep_float)

@@ -71,7 +71,15 @@ def _check_manifest(m: Manifest, folder: Path) -> None:
 
 
 class Predictor:
-    """An opened artifact: ``run`` (raw tensors) and ``predict`` (image -> task result)."""
+    """An opened artifact: ``run`` (raw tensors) and ``predict`` (image -> task result).
+
+    Made by ``load()``; usable as a context manager (``close()`` releases the engine's session).
+
+    Attributes:
+        manifest: the artifact's ``Manifest`` (model, task, recipe, input and output specs, ...).
+        backend: the name of the runtime backend running it (e.g. "onnxruntime").
+        artifact_dir: the artifact folder.
+    """
 
     def __init__(self, manifest: Manifest, session: Session, artifact_dir: Path, backend: str) -> None:
         self.manifest = manifest
@@ -132,8 +140,20 @@ class Predictor:
         return np.ascontiguousarray(x, dtype=spec.dtype)
 
     def run(self, x: np.ndarray) -> list[np.ndarray]:
-        """Raw network outputs, in manifest output order, for a normalized float32 (N, 3, H, W)
-        batch. An artifact exported with batch 1 runs an N > 1 batch item by item."""
+        """Raw network outputs for a normalized input batch. An artifact exported with batch 1 runs an
+        N > 1 batch item by item.
+
+        Args:
+            x: float32 (N, 3, H, W), normalized as ``manifest.normalization`` says, at the artifact's H x W
+                (NCHW for every artifact: a channels-last model file is transposed by its backend).
+
+        Returns:
+            The outputs as NumPy arrays, in ``manifest.outputs`` order (NCHW).
+
+        Raises:
+            InputShapeError: ``x`` has the wrong shape or dtype (the message gives the expected one).
+            SapiensEdgeError: the predictor is closed.
+        """
         if self._closed:
             raise SapiensEdgeError(f"This predictor ({self.artifact_dir}) is closed; load the artifact again.")
         x = self.check_input(x)
@@ -146,8 +166,21 @@ class Predictor:
     __call__ = run
 
     def predict(self, image: ImageSource, boxes: Any = None, flip_test: bool | None = None) -> TaskResult:
-        """Image (path, bytes, PIL image or uint8 array) -> task result, with the same pre- and
-        post-processing as ``sapiens-edge predict``. ``boxes`` (pose): person boxes x1,y1,x2,y2."""
+        """Run the model on one image with the same pre- and post-processing as ``sapiens-edge predict``.
+
+        Args:
+            image: a path, bytes, a PIL image or an RGB uint8 array.
+            boxes: pose only: person boxes x1,y1,x2,y2 (default: the whole image).
+            flip_test: pose only: average with the mirrored image (None: the task's default).
+
+        Returns:
+            The task result (seg mask, keypoints, normals or point map; ``runtime.results``).
+
+        Raises:
+            ImageError: the image cannot be read.
+            SapiensEdgeError: the artifact is a bare backbone (use ``run``).
+            ArtifactError: the artifact's normalization is not this runtime's.
+        """
         if self.task == "backbone":
             raise SapiensEdgeError(f"{self.manifest.model} is a bare backbone (feature maps only); predict() "
                                    "needs a task artifact. Use run(x) for the raw features.")
@@ -194,7 +227,23 @@ def load(artifact_dir: str | Path, backend: str | None = None, *, verify: bool =
     Reads ``manifest.json`` and (``verify=True``) checks every file's sha256; picks ``backend``
     (default: the one for the manifest's target, e.g. 'onnxruntime' for onnx); passes ``options``
     to it (onnxruntime: provider='cpu'|'cuda'|'tensorrt'|'coreml', threads, graph_optimization,
-    profile). Providers are never chosen silently."""
+    profile). Providers are never chosen silently.
+
+    Args:
+        artifact_dir: the folder ``export()`` / ``sapiens-edge export`` wrote.
+        backend: a name from ``runtime.backends.BACKENDS`` (default: the manifest target's).
+        verify: check every file's sha256 against the manifest first.
+        **options: the backend's options (onnxruntime: provider, provider_options, threads, ...;
+            coreml: compute_units; tflite: threads, xnnpack).
+
+    Returns:
+        A ``Predictor`` (close it, or use it in a ``with`` block).
+
+    Raises:
+        ArtifactError: missing or tampered files, or a manifest this version cannot read.
+        SapiensEdgeError: an unknown backend, one that cannot run this target, or a bad option.
+        MissingDependencyError: the backend's engine is not installed (names the pip extra).
+    """
     folder = Path(artifact_dir)
     manifest = read_manifest(folder, verify=verify)
     _check_manifest(manifest, folder)

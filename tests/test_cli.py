@@ -8,6 +8,8 @@ import warnings
 import pytest
 
 from sapiens_edge.cli import main
+from sapiens_edge.export.recipes import RECIPES
+from sapiens_edge.zoo import TASKS
 
 
 def test_models_table_and_json(capsys):
@@ -54,8 +56,29 @@ def test_recipes_table_with_reasons(capsys):
     assert rows["onnx-fp32"]["available"] == "no" and "1024x768 only" in rows["onnx-fp32"]["reason"]
     # calibrated recipes list their calibration methods, default first
     assert rows["onnx-int8"]["calibration"] == "percentile/minmax/entropy" and rows["onnx-fp32"]["calibration"] == "no"
+    # where the artifact runs: Core ML exports anywhere and runs on Apple devices only
+    assert rows["coreml-fp16"]["runs_on"] == "Apple devices only" and rows["onnx-int8"]["runs_on"] == "anywhere"
     assert main(["recipes"]) == 0
-    assert "onnx-int8-dynamic" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "onnx-int8-dynamic" in out and "runs on" in out.splitlines()[0]
+
+
+def test_recipes_markdown_is_the_generated_table(capsys):
+    from sapiens_edge.export.recipe_table import markdown
+
+    assert main(["recipes", "--markdown"]) == 0
+    assert capsys.readouterr().out == markdown()
+
+
+def test_choices_come_from_the_tables():
+    from sapiens_edge.cli import build_parser
+    from sapiens_edge.runtime.backends.coreml_backend import COMPUTE_UNITS
+
+    sub = next(a for a in build_parser()._actions if a.dest == "command").choices
+    option = {a.dest: a for a in sub["export"]._actions}["calibration_method"]
+    assert set(option.choices) == {m for r in RECIPES.values() for m in r.calibration_methods}
+    assert tuple({a.dest: a for a in sub["run"]._actions}["compute_units"].choices) == tuple(COMPUTE_UNITS)
+    assert set({a.dest: a for a in sub["models"]._actions}["task"].choices) == {"backbone", *TASKS}
 
 
 @pytest.mark.parametrize("argv,needle", [

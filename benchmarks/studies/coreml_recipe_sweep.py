@@ -55,7 +55,7 @@ def bench_model(name: str, recipes: list[str], input_hw: tuple[int, int], workdi
     for recipe_name in recipes:
         recipe = get_recipe(recipe_name)
         out = workdir / f"{name}-{recipe_name}"
-        row: dict = {"model": name, "config": recipe_name, "deployment_target": recipe.options["deployment_target"]}
+        row: dict = {"model": name, "config": recipe_name, "deployment_target": recipe.lowering.deployment_target}
         if reuse and (out / "manifest.json").is_file() and _stats_file(out).is_file():
             row.update(json.loads(_stats_file(out).read_text()))
         else:

@@ -86,7 +86,13 @@ def _parse_hw(text: str) -> tuple[int, int]:
 
 def _cmd_recipes(args: argparse.Namespace) -> int:
     from .export.recipes import RECIPES, availability
+    from .export.target_table import runs_on
 
+    if args.markdown:
+        from .export.recipe_table import markdown
+
+        print(markdown(), end="")
+        return 0
     info = None
     if args.model:
         from .zoo import get_model_info
@@ -97,12 +103,13 @@ def _cmd_recipes(args: argparse.Namespace) -> int:
         ok, reason = availability(r, info, args.input_size)
         # calibration: its methods (first = default), or "no"
         calib = "/".join(r.calibration_methods) or "yes" if r.needs_calibration else "no"
-        rows.append((r.name, r.target, r.precision, calib, "yes" if ok else "no", "" if ok else reason))
+        rows.append((r.name, r.target, r.precision, calib, runs_on(r), "yes" if ok else "no", "" if ok else reason))
     if args.json:
-        keys = ("recipe", "target", "precision", "calibration", "available", "reason")
+        keys = ("recipe", "target", "precision", "calibration", "runs_on", "available", "reason")
         print(json.dumps([dict(zip(keys, r, strict=True)) for r in rows], indent=2))
         return 0
-    _table(("recipe", "target", "precision", "calibration", "available", "reason"), rows)
+    # "available": exports here; "runs on": where the artifact runs (Core ML: exported anywhere, run on Apple)
+    _table(("recipe", "target", "precision", "calibration", "runs on", "available", "reason"), rows)
     return 0
 
 
@@ -244,12 +251,24 @@ def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> None:
         print(line.format(*r).rstrip())
 
 
+def _tasks() -> tuple[str, ...]:
+    """--task choices: the zoo's tasks."""
+    from .zoo import MODELS
+
+    return tuple(dict.fromkeys(m.task for m in MODELS.values()))
+
+
 def build_parser() -> argparse.ArgumentParser:
+    # Choices come from the tables they name (all torch-free): recipes, the Core ML backend's compute units.
+    from .export.recipes import DEFAULT_REPORT_RECIPES, calibration_methods
+    from .export.target_table import TARGETS
+    from .runtime.backends.coreml_backend import COMPUTE_UNITS
+
     p = argparse.ArgumentParser(prog="sapiens-edge", description="Sapiens2 on phones and edge boards.")
     sub = p.add_subparsers(dest="command", required=True)
 
     m = sub.add_parser("models", help="list the model zoo and official checkpoints")
-    m.add_argument("--task", choices=["backbone", "pose", "seg", "normal", "pointmap"])
+    m.add_argument("--task", choices=_tasks())
     m.add_argument("--official", action="store_true", help="only models with an official checkpoint")
     m.add_argument("--json", action="store_true")
     m.set_defaults(func=_cmd_models)
@@ -276,6 +295,8 @@ def build_parser() -> argparse.ArgumentParser:
     rc.add_argument("--model", help="check availability for this zoo model")
     rc.add_argument("--input-size", type=_parse_hw, help="HxW to check (default: the model's)")
     rc.add_argument("--json", action="store_true")
+    rc.add_argument("--markdown", action="store_true",
+                    help="print the recipe table as Markdown (what docs/recipes.md holds)")
     rc.set_defaults(func=_cmd_recipes)
 
     e = sub.add_parser("export", help="export a model to an artifact folder with a recipe")
@@ -286,14 +307,16 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--input-size", type=_parse_hw, help="HxW (default 1024x768; multiples of 16)")
     e.add_argument("--calibration", help="folder of photos for int8 calibration (default: built-in set)")
     e.add_argument("--calibration-limit", type=int, help="use at most this many calibration images")
-    e.add_argument("--calibration-method", choices=["percentile", "minmax", "entropy", "histogram"],
+    e.add_argument("--calibration-method", choices=calibration_methods(),
                    help="activation range estimate for int8 (default: the recipe's first; `sapiens-edge recipes` "
                         "lists each recipe's)")
     e.add_argument("--keep-float", action="append", default=[], metavar="PATTERN",
                    help="leave layers whose parameter names contain PATTERN unquantized in static int8 "
                         "(repeatable), e.g. --keep-float decode_head. for the whole task head")
     e.add_argument("--target-option", action="append", default=[], metavar="KEY=VALUE",
-                   help="target-specific option (repeatable): coreml input=image|tensor (default image)")
+                   help="target-specific option (repeatable): " + "; ".join(
+                       f"{t.name} {k}={'|'.join(v)} (default {v[0]})" for t in TARGETS.values()
+                       for k, v in t.options.items()))
     e.add_argument("--output", "-o", required=True, help="artifact folder to create")
     e.add_argument("--force", action="store_true", help="replace an existing artifact folder")
     e.set_defaults(func=_cmd_export)
@@ -310,7 +333,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help="ONNX Runtime provider option (repeatable), e.g. trt_fp16_enable=True, "
                              "trt_engine_cache_enable=True, device_id=1")
         sp.add_argument("--threads", type=int, help="intra-op threads")
-        sp.add_argument("--compute-units", choices=["all", "cpu", "cpu_and_gpu", "cpu_and_ne"],
+        sp.add_argument("--compute-units", choices=tuple(COMPUTE_UNITS),
                         help="Core ML compute units (coreml backend, macOS)")
 
     u = sub.add_parser("run", help="run an exported artifact on images (torch-free)")
@@ -355,7 +378,7 @@ def build_parser() -> argparse.ArgumentParser:
     rp = sub.add_parser("report", help="the main job: export, validate and benchmark a model; write a report card")
     rp.add_argument("model", nargs="?", default="sapiens2-0.1b-seg", help="zoo name (default sapiens2-0.1b-seg)")
     rp.add_argument("--recipes", help="comma-separated recipes, 'all' (every recipe available here) or 'default' "
-                                      "(onnx-fp32, onnx-int8, tflite-fp32, tflite-int8)")
+                                      f"({', '.join(DEFAULT_REPORT_RECIPES)})")
     rp.add_argument("--weights", help="checkpoint (default: write seeded stand-in weights and say so)")
     rp.add_argument("--input-size", type=_parse_hw, help="HxW (default: the model's, 1024x768)")
     rp.add_argument("--calibration", help="folder of photos for int8 calibration (default: built-in set)")

@@ -22,12 +22,13 @@ from pathlib import Path
 from typing import Any
 
 from .errors import OutputExistsError, SapiensEdgeError
+from .export.recipes import DEFAULT_REPORT_RECIPES
 from .fileio import atomic_write_bytes, atomic_write_json
 from .metadata import bundled_photo
 
 DEFAULT_MODEL = "sapiens2-0.1b-seg"
 # A few minutes on 2 cores, one float and one int8 recipe of two targets; `all` for every recipe.
-DEFAULT_RECIPES = ("onnx-fp32", "onnx-int8", "tflite-fp32", "tflite-int8")
+DEFAULT_RECIPES = DEFAULT_REPORT_RECIPES
 
 
 def resolve_recipes(spec: str | Sequence[str] | None, info: Any, input_hw: tuple[int, int]) -> tuple[list[str], dict]:

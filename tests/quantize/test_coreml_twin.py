@@ -11,7 +11,7 @@ torch = pytest.importorskip("torch")
 pytest.importorskip("coremltools")
 
 from sapiens_edge.export.calibration import calibration_data  # noqa: E402
-from sapiens_edge.export.recipes import get_recipe  # noqa: E402
+from sapiens_edge.export.recipes import Rounding, get_recipe  # noqa: E402
 from sapiens_edge.models import Sapiens2TaskModel  # noqa: E402
 from sapiens_edge.quantize.coreml_twin import LUT_BUFFER, palettize, twin  # noqa: E402
 from tests.export.shared import photo_input  # noqa: E402
@@ -84,7 +84,7 @@ def test_palettized_twin_chooses_lut_entries_by_gptq(setup):
     model, x, ref = setup
     hw = model.sapiens_info.input_hw
     recipe = get_recipe("coreml-palettized-4bit")
-    nearest_recipe = dataclasses.replace(recipe, options={**recipe.options, "weight_rounding": None})
+    nearest_recipe = dataclasses.replace(recipe, weights=dataclasses.replace(recipe.weights, rounding=Rounding.NEAREST))
     calib = calibration_data("seg", hw, None, 2)
     gptq_model, info = palettize(model, recipe, calib)
     nearest_model, nearest_info = palettize(model, nearest_recipe)

@@ -86,7 +86,7 @@ def test_gptq_rounds_the_block_linears_and_leaves_the_policy_float_layers_alone(
     # The caller's model is untouched; the copy carries the recipe's rewrites.
     assert all(torch.equal(p, before[n]) for n, p in model.named_parameters())
     assert info["images"] == 2 and info["kept_float"] == len(model.backbone.blocks) + 4
-    reference = dict(prepare(model, recipe.options["rewrites"], always_copy=True).named_parameters())
+    reference = dict(prepare(model, recipe.rewrites, always_copy=True).named_parameters())
     rounded = kept = 0
     for name, p in module.named_parameters():
         if ".blocks." not in name or not name.endswith("weight") or p.dim() != 2:
@@ -108,7 +108,7 @@ def test_gptq_output_is_closer_to_float_than_rounding_to_nearest():
     model = tiny_model("seg")
     recipe = get_recipe("onnx-int8")
     calib = calibration_data("seg", model.sapiens_info.input_hw, limit=2)
-    float_module = prepare(model, recipe.options["rewrites"], always_copy=True)
+    float_module = prepare(model, recipe.rewrites, always_copy=True)
     gptq_module, nearest = copy.deepcopy(float_module), copy.deepcopy(float_module)
     gptq_(gptq_module, calib.batches(), skip=lambda name: "rotation" in name)
     with torch.no_grad():
@@ -152,7 +152,7 @@ def test_the_exported_int8_weights_are_the_gptq_weights(recipe, tmp_path):
             dequantized.append(weight if axis == 0 else weight.T)  # Gemm(transB) holds (out, in), MatMul (in, out)
     matches = [d for d in dequantized if np.allclose(d, expected, rtol=0, atol=1e-6)]
     assert len(matches) == 1, "block 1's wq should appear once, exactly as GPTQ rounded it"
-    float_wq = dict(prepare(model, get_recipe(recipe).options["rewrites"], always_copy=True).named_parameters())[
+    float_wq = dict(prepare(model, get_recipe(recipe).rewrites, always_copy=True).named_parameters())[
         "backbone.blocks.1.attn.inner.wq.weight"].detach()
     nearest = round_to_grid(float_wq).numpy()
     assert not np.allclose(nearest, expected, atol=1e-6)  # and GPTQ did move it off round-to-nearest
@@ -165,7 +165,7 @@ def test_gptq_takes_the_calibration_images_it_needs(monkeypatch):
 
     model = tiny_model("seg")
     calib = calibration_data("seg", model.sapiens_info.input_hw, limit=3)
-    module = prepare(model, get_recipe("onnx-int8").options["rewrites"], always_copy=True)
+    module = prepare(model, get_recipe("onnx-int8").rewrites, always_copy=True)
     tokens = 57  # per 128x96 image: 8x6 patches + the class and storage tokens
     widest = 256  # the SwiGLU down projection's input
     monkeypatch.setattr(gptq, "TOKENS_PER_INPUT", 1.5 * tokens / widest)

@@ -63,6 +63,27 @@ def validate(artifact_dir: str | Path, *, weights: str | Path | None = None,
     The report is FATAL when the artifact's outputs differ from the reference in count, shape or
     dtype (nothing is compared then); otherwise every threshold is a pass/fail check on the mean
     over the images (the worst image is shown beside it).
+
+    Args:
+        artifact_dir: the artifact folder (from ``export()``).
+        weights: the checkpoint the artifact was exported from (default: as recorded).
+        images: test images: a folder, a file, a list of files/arrays, or None for the bundled photo.
+        backend: runtime backend (default: the manifest target's).
+        report: a path; the report is written there as .json and .md.
+        thresholds: overrides merged over the recipe's thresholds (None values drop a check).
+        progress: called with one line per step (default: print to stderr).
+        flip_test: pose only: compare flip-tested outputs.
+        **backend_options: passed to ``runtime.load`` (provider, threads, compute_units, ...).
+
+    Returns:
+        A ``ValidationReport``: ``passed``, the checks with their values and limits, ``fatal`` when the
+        outputs could not be compared, ``to_markdown()`` / ``to_json()``.
+
+    Raises:
+        ImageError: an unreadable test image or folder (before any model loads).
+        WeightsError: the weights cannot be found or do not match the artifact's model.
+        ArtifactError: a missing, tampered or unreadable artifact.
+        SapiensEdgeError: an unknown backend or option.
     """
     t0 = time.perf_counter()
     say = progress or (lambda msg: print(msg, file=sys.stderr, flush=True))
