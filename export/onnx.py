@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from sapiens_edge.errors import SapiensEdgeError, require
+from sapiens_edge.errors import require
 from sapiens_edge.manifest import TensorSpec
 from sapiens_edge.memory import drop_weights, release_memory
 
