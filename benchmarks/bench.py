@@ -104,7 +104,39 @@ def bench(artifacts: Sequence[str | Path], *, threads: int | None = None, warmup
     `placement` profiles one more session per ONNX Runtime row after the rounds and records which
     provider ran each node (default: on for rows on a provider other than the CPU's);
     `validation`: artifact path or recipe -> validation report (JSON dict), for the accuracy column
-    and plot."""
+    and plot.
+
+    Args:
+        artifacts: artifact folders (from `export()`).
+        threads: intra-op threads for every engine (None: the engine's default, all cores).
+        warmup: untimed runs before the rounds (the first is reported as first_s).
+        runs: timed rounds; exactly one of `runs` and `seconds`.
+        seconds: time rounds for this long instead.
+        backend: runtime backend for every artifact (None: each manifest's default).
+        backend_options: options passed to `runtime.load` (e.g. compute_units).
+        providers: ONNX Runtime providers; each ONNX artifact gets a row per provider.
+        torch_baseline: (zoo model, weights) for a PyTorch eager row.
+        torch_device: "cpu" or "cuda", the device of the torch row.
+        baseline: the row the speed ratios refer to: an artifact folder as passed, or a row name
+            ("torch eager fp32", "onnx-int8", "onnx-fp16 (cuda)").
+        memory: also measure each artifact's peak RSS in a fresh process.
+        placement: profile which provider runs each ONNX node (None: on for non-CPU providers).
+        validation: artifact path or recipe -> validation report dict, for the accuracy column.
+        json_path: write the result there as JSON after every round (what was measured survives an
+            interruption).
+        clock: the timer (tests pass a fake one).
+        progress: called with one line per step.
+
+    Returns:
+        A `BenchResult`: one row per artifact (and provider), with latency statistics, ratios,
+        system information and, when asked, memory, placement and accuracy.
+
+    Raises:
+        OptionError: before anything loads, for counts (runs/seconds/warmup), an unknown torch
+            device, backend or backend option, and a `baseline` that is no folder passed nor row
+            (or names two rows). A row that fails to open or run is recorded with its status
+            instead ("failed", or "unavailable" when it runs only elsewhere), and the others run.
+    """
     check_counts(runs, seconds, warmup, torch_device)
     options = dict(backend_options or {})
     if threads:
