@@ -5,13 +5,13 @@ from __future__ import annotations
 
 import os
 import shutil
-import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
 from sapiens_edge.errors import OutputExistsError
 from sapiens_edge.fileio import atomic_write_bytes, atomic_write_json
 from sapiens_edge.manifest import MANIFEST_NAME, Manifest, sha256_file
+from sapiens_edge.scratch import make_scratch_dir, sweep_stale
 
 
 def check_output(output: Path, force: bool) -> None:
@@ -22,13 +22,17 @@ def check_output(output: Path, force: bool) -> None:
             f"{output} exists and is not a sapiens-edge artifact; refusing to replace it even with --force.")
 
 
-def write_artifact(output: str | Path, build: Callable[[Path], Manifest], *, force: bool = False) -> Manifest:
+def write_artifact(output: str | Path, build: Callable[[Path], Manifest], *, force: bool = False,
+                   progress: Callable[[str], None] = lambda _: None) -> Manifest:
     """`build(workdir)` writes the model files into `workdir` and returns the manifest (files empty);
-    this fills in every file's sha256, writes manifest.json + README.md, and moves the folder in."""
+    this fills in every file's sha256, writes manifest.json + README.md, and moves the folder in.
+    Scratch folders that a killed run left beside `output` are removed first (or reported, when
+    their process still runs)."""
     output = Path(output)
     check_output(output, force)
     output.parent.mkdir(parents=True, exist_ok=True)
-    work = Path(tempfile.mkdtemp(prefix=f".{output.name}.tmp-", dir=output.parent))
+    sweep_stale(output.parent, progress)
+    work = make_scratch_dir(output.parent, f".{output.name}.tmp")
     try:
         manifest = build(work)
         atomic_write_bytes(work / "README.md", render_readme(manifest, work, output.name).encode("utf-8"))
@@ -47,7 +51,7 @@ def _swap_into_place(work: Path, output: Path, force: bool) -> None:
         os.rename(work, output)
         return
     check_output(output, force)
-    old = Path(tempfile.mkdtemp(prefix=f".{output.name}.old-", dir=output.parent))
+    old = make_scratch_dir(output.parent, f".{output.name}.old")
     os.rename(output, old / output.name)
     try:
         os.rename(work, output)

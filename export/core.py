@@ -18,6 +18,7 @@ from sapiens_edge import __version__, metadata
 from sapiens_edge.errors import RecipeError, SapiensEdgeError
 from sapiens_edge.manifest import Manifest, sha256_file
 from sapiens_edge.runtime.preprocess import check_input_hw
+from sapiens_edge.signals import unwinds_on_terminate
 
 from .artifact import check_output, write_artifact
 from .calibration import calibration_data
@@ -33,6 +34,7 @@ class Artifact:
     seconds: float
 
 
+@unwinds_on_terminate  # SIGTERM/SIGHUP clean up like Ctrl-C
 def export(model, recipe: str | Recipe, output: str | Path, *, weights: str | Path | None = None,
            input_size: tuple[int, int] | None = None, calibration: str | Path | None = None,
            calibration_limit: int | None = None, calibration_method: str | None = None,
@@ -122,7 +124,7 @@ def export(model, recipe: str | Recipe, output: str | Path, *, weights: str | Pa
             created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
         )
 
-    manifest = write_artifact(output, build, force=force)
+    manifest = write_artifact(output, build, force=force, progress=progress)
     seconds = time.perf_counter() - t0
     progress(f"wrote {output} ({manifest.model_file}, {len(manifest.files)} files) in {seconds:.1f} s")
     return Artifact(output, manifest, seconds)

@@ -14,7 +14,6 @@
 
 from __future__ import annotations
 
-import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -24,6 +23,7 @@ import numpy as np
 from sapiens_edge.errors import require
 from sapiens_edge.manifest import TensorSpec
 from sapiens_edge.memory import drop_weights, release_memory
+from sapiens_edge.scratch import scratch_dir
 
 from . import fused_attention
 from .capture import capture, example_input, prepare_static_int8
@@ -320,7 +320,7 @@ def lower(model: Any, recipe: Recipe, input_hw: tuple[int, int], workdir: Path,
     options: dict[str, Any] = {"opset": OPSET, "exporter": "torch.onnx.export(dynamo=True)",
                                "rewrites": list(rewrites), "simplifier": "onnxslim",
                                "rope": "bf16-exact (fp32 ops + rounding casts)" if exact_rope else "fp32"}
-    with tempfile.TemporaryDirectory(prefix="sapiens-onnx-", dir=workdir.parent) as tmp:
+    with scratch_dir(workdir.parent, "sapiens-onnx") as tmp:
         fp32_path = Path(tmp) / "fp32.onnx"
         if dtype is WeightDtype.FP32:
             save(proto, out)

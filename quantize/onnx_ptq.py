@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import contextlib
 import io
-import tempfile
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -24,6 +23,7 @@ import numpy as np
 
 from sapiens_edge.errors import CalibrationError, SapiensEdgeError
 from sapiens_edge.memory import release_memory
+from sapiens_edge.scratch import scratch_dir
 
 # Ops quantized by default. Attention (fused, opset 23) and the norms stay fp32: ONNX Runtime has no
 # int8 kernel for them, and a QDQ pair around them would only add conversions.
@@ -240,7 +240,7 @@ def quantize_static(model_path: Path, output: Path, input_name: str, batches: Ca
     from onnxruntime.quantization import quantize_static as ort_quantize_static
     from onnxruntime.quantization.calibrate import save_tensors_data
 
-    with tempfile.TemporaryDirectory(prefix="sapiens-calib-", dir=output.parent) as tmp:
+    with scratch_dir(output.parent, "sapiens-calib") as tmp:
         ranges = calibrate(model_path, input_name, batches, count, method=method, op_types=op_types,
                            workdir=Path(tmp), progress=progress, skip_nodes=frozenset(nodes_to_exclude or ()))
         release_memory()  # the calibration session's buffers, before the quantizer's model copies

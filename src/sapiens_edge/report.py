@@ -25,6 +25,7 @@ from .errors import OutputExistsError, SapiensEdgeError
 from .export.recipes import DEFAULT_REPORT_RECIPES
 from .fileio import atomic_write_bytes, atomic_write_json
 from .metadata import bundled_photo
+from .signals import unwinds_on_terminate
 
 DEFAULT_MODEL = "sapiens2-0.1b-seg"
 # A few minutes on 2 cores, one float and one int8 recipe of two targets; `all` for every recipe.
@@ -51,6 +52,7 @@ def resolve_recipes(spec: str | Sequence[str] | None, info: Any, input_hw: tuple
     return keep, skipped
 
 
+@unwinds_on_terminate  # SIGTERM/SIGHUP clean up like Ctrl-C
 def make_report(output: str | Path, *, model: str = DEFAULT_MODEL, recipes: str | Sequence[str] | None = None,
                 weights: str | Path | None = None, input_size: tuple[int, int] | None = None,
                 calibration: str | Path | None = None, runs: int = 3, threads: int | None = None,
