@@ -26,7 +26,7 @@ lint: $(STAMP)
 	$(BIN)/ruff check .
 
 test: $(STAMP) lint
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q --require-targets
 
 clean:
 	rm -rf $(VENV) build report-output .pytest_cache .ruff_cache

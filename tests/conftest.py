@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import pytest
 
+pytest_plugins = ["tests.skip_check"]  # per-target skip counts; --require-targets (make test) fails on import skips
+
 
 @pytest.fixture(scope="session")
 def seg01(tmp_path_factory):
