@@ -26,7 +26,7 @@ def _add_checkout_subpackages() -> None:
 
 _add_checkout_subpackages()
 
-__version__ = "0.1.0"
+__version__ = "0.1.0"  # the only place the version is set (pyproject.toml reads it)
 
 # name -> module that defines it; resolved lazily so `import sapiens_edge` stays torch-free.
 _LAZY = {
