@@ -116,9 +116,8 @@ def _need_weights(args: argparse.Namespace, command: str) -> None:
             "pass --random-weights to use a seeded random initialisation on purpose.")
     if args.weights is not None and args.random_weights:
         raise SapiensEdgeError("--weights and --random-weights exclude each other: pass one.")
-    if args.random_weights:  # asked for: one plain note instead of the API's warning
+    if args.random_weights:  # asked for: no warning, one plain note when the command is done (main)
         warnings.filterwarnings("ignore", category=RandomWeightsWarning)
-        print("note: --random-weights: seeded random initialisation, the outputs mean nothing", file=sys.stderr)
 
 
 def _images_or_bundled(images: list[str]) -> list[str]:
@@ -410,7 +409,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         # Messages name flags (--force), not keywords; the summary of hidden output comes before `error:`.
         with cli_messages(), Quiet(enabled=not args.verbose):
             warnings.simplefilter("always", RandomWeightsWarning)
-            return args.func(args)
+            rc = args.func(args)
+            if getattr(args, "random_weights", False):
+                print("note: --random-weights: a seeded random initialisation, its outputs mean nothing",
+                      file=sys.stderr)
+            return rc
     except SapiensEdgeError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

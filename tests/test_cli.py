@@ -191,3 +191,25 @@ def test_messages_name_flags_for_the_cli_and_keywords_for_python(tmp_path, capsy
 def test_bench_random_weights_go_with_the_torch_row(capsys):
     assert main(["bench", "some-artifact", "--random-weights"]) == 2
     assert "go with --torch-baseline" in capsys.readouterr().err
+
+
+def test_predict_without_image_uses_the_bundled_photo_and_random_weights_say_so_once(monkeypatch, tmp_path, capsys):
+    """A first run needs no photo of one's own; --random-weights was asked for, so one plain note, no warning."""
+    pytest.importorskip("torch")
+    from sapiens_edge.metadata import bundled_photo
+
+    seen = {}
+
+    def predict(model, images, output, **kwargs):
+        seen["images"] = images
+        warnings.warn("no weights given", RandomWeightsWarning, stacklevel=1)  # what load_model does
+        return []
+
+    monkeypatch.setattr("sapiens_edge.predict.predict", predict)
+    with warnings.catch_warnings(record=True) as record:
+        warnings.simplefilter("always")
+        assert main(["predict", "sapiens2-0.1b-seg", "--random-weights", "-o", str(tmp_path)]) == 0
+    assert seen["images"] == [str(bundled_photo())]
+    assert not [w for w in record if issubclass(w.category, RandomWeightsWarning)]
+    err = capsys.readouterr().err
+    assert "no image given: using the bundled photo" in err and err.count("--random-weights") == 1
