@@ -9,7 +9,8 @@ warnings/logging filters cannot reach. While quiet:
   ``print`` of ours (and the CLI's tables) still reaches the user;
 * Python warnings from sapiens_edge (RandomWeightsWarning, validation notes) are shown as
   ``warning: ...``; other packages' warnings go to the capture file;
-* the usual noisy loggers are set to ERROR and native libraries are asked to log less (env).
+* the usual noisy loggers are set to ERROR, native libraries are asked to log less (env), and what
+  any logging handler writes goes to the capture file (sapiens_edge itself does not log).
 
 On exit everything is restored and one line says how much was hidden; when the command dies of an
 unexpected exception the hidden tail is printed, so a crash (ours or a library's) is never hidden.
@@ -28,9 +29,10 @@ from typing import Any, TextIO
 from .errors import SapiensEdgeError
 
 # Read by native libraries when they load (TensorFlow/LiteRT, glog users such as XNNPACK tools).
-NATIVE_ENV = {"TF_CPP_MIN_LOG_LEVEL": "3", "GLOG_minloglevel": "2", "TF_ENABLE_ONEDNN_OPTS": "0"}
+# Log levels only (errors still print): nothing here changes what a library computes.
+NATIVE_ENV = {"TF_CPP_MIN_LOG_LEVEL": "2", "GLOG_minloglevel": "2"}
 LOGGERS = ("absl", "torch", "torchao", "executorch", "onnxruntime", "onnxscript", "onnx_ir", "coremltools",
-           "tensorflow", "litert_torch", "ai_edge_torch", "root")
+           "tensorflow", "litert_torch", "ai_edge_torch")
 TAIL_LINES = 40
 
 
@@ -45,12 +47,19 @@ def is_ours(category: type[Warning], filename: str) -> bool:
 
 class _Terminal:
     """``sys.stdout`` / ``sys.stderr`` while quiet. Delegates to ``target``: a copy of the terminal's
-    fd during the command, the restored stream afterwards (a library that kept a reference keeps working)."""
+    fd during the command, the restored stream afterwards (a library that kept a reference keeps working).
+
+    sapiens_edge does not use ``logging``: while quiet, what a logging handler writes (torch's and absl's
+    handlers hold this stream when those libraries are imported during the command) is third-party
+    and goes to the capture file."""
 
     def __init__(self, target: TextIO) -> None:
         self.target = target
+        self.hide_logging = True
 
     def write(self, text: str) -> int:
+        if self.hide_logging and sys._getframe(1).f_globals.get("__name__") == "logging":
+            return os.write(2, text.encode("utf-8", "replace"))  # fd 2 is the capture file
         return self.target.write(text)
 
     def flush(self) -> None:
@@ -58,16 +67,6 @@ class _Terminal:
 
     def __getattr__(self, name: str) -> Any:  # fileno, isatty, encoding, errors, buffer ...
         return getattr(self.target, name)
-
-
-class _CaptureStream:
-    """A stream that writes to fd 2 at call time (the capture file while quiet)."""
-
-    def write(self, text: str) -> int:
-        return os.write(2, text.encode("utf-8", "replace"))
-
-    def flush(self) -> None:
-        pass
 
 
 class Quiet:
@@ -81,7 +80,6 @@ class Quiet:
         self._capture: Any = None
         self._env: dict[str, str | None] = {}
         self._levels: dict[str, int] = {}
-        self._last_resort: logging.Handler | None = None
         self._warnings = warnings.catch_warnings()  # restores filters and showwarning on exit
         self._showwarning = warnings.showwarning
         self._formatwarning = warnings.formatwarning
@@ -100,7 +98,6 @@ class Quiet:
             logger = logging.getLogger(None if name == "root" else name)
             self._levels[name] = logger.level
             logger.setLevel(max(logger.level, logging.ERROR))
-        self._last_resort = logging.lastResort
         try:
             self._capture = tempfile.TemporaryFile()
             sys.stdout.flush()
@@ -121,9 +118,6 @@ class Quiet:
             setattr(sys, name, proxy)
         for fd in (1, 2):
             os.dup2(self._capture.fileno(), fd)
-        # Records of loggers without handlers would reach the terminal through sys.stderr.
-        logging.lastResort = logging.StreamHandler(_CaptureStream())
-        logging.lastResort.setLevel(logging.WARNING)
         return self
 
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
@@ -142,8 +136,6 @@ class Quiet:
                 logger = logging.getLogger(None if name == "root" else name)
                 if logger.level == max(level, logging.ERROR):  # unless a library set its own level meanwhile
                     logger.setLevel(level)
-            if self._last_resort is not None:
-                logging.lastResort = self._last_resort
             warnings.formatwarning = self._formatwarning
             self._warnings.__exit__(exc_type, exc, tb)
 
@@ -169,7 +161,7 @@ class Quiet:
         for fd, saved in self._saved_fds.items():
             os.dup2(saved, fd)
         for name, (original, proxy, copy) in self._streams.items():
-            proxy.target = original
+            proxy.target, proxy.hide_logging = original, False
             if getattr(sys, name) is proxy:
                 setattr(sys, name, original)
             if copy is not None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
 import subprocess
 import sys
@@ -91,6 +92,11 @@ def _noisy_models(fail: BaseException | None = None):
         subprocess.run([sys.executable, "-c", "import os; os.write(2, b'child noise\\n')"], check=True)
         warnings.warn_explicit("third-party deprecation", UserWarning, "/site-packages/thirdparty/lib.py", 7)
         warnings.warn("stand-in weights", RandomWeightsWarning, stacklevel=1)
+        logger = logging.getLogger("thirdparty.quiet_test")  # a handler made mid-command holds sys.stderr
+        handler = logging.StreamHandler()
+        logger.addHandler(handler)
+        logger.warning("third-party log line")
+        logger.removeHandler(handler)
         if fail is not None:
             raise fail
         return []
@@ -105,8 +111,8 @@ def test_quiet_hides_third_party_output_and_counts_it(monkeypatch, capfd):
     assert not any("third-party" in str(w.message) for w in record)
     out, err = capfd.readouterr()
     assert "our own progress line" in err and "model" in out  # our lines (and the table header)
-    assert "noise" not in out + err and "third-party deprecation" not in err
-    assert "(4 lines of third-party output hidden; --verbose shows them)" in err
+    assert "noise" not in out + err and "third-party deprecation" not in err and "log line" not in err
+    assert "(5 lines of third-party output hidden; --verbose shows them)" in err
     # everything is restored: Python streams and the process's fds
     assert sys.stdout is stdout and sys.stderr is stderr
     os.write(2, b"after\n")
@@ -120,7 +126,7 @@ def test_verbose_shows_third_party_output(argv, monkeypatch, capfd):
         assert main(argv) == 0
     out, err = capfd.readouterr()
     assert "native noise on fd 1" in out and "native noise on fd 2" in err and "child noise" in err
-    assert "our own progress line" in err and "hidden" not in err
+    assert "third-party log line" in err and "our own progress line" in err and "hidden" not in err
 
 
 def test_quiet_keeps_error_lines_and_shows_the_hidden_tail_on_a_crash(monkeypatch, capfd):
