@@ -74,7 +74,6 @@ class Quiet:
 
     def __init__(self, enabled: bool = True) -> None:
         self.enabled = enabled
-        self.hidden = 0
         self._saved_fds: dict[int, int] = {}
         self._streams: dict[str, tuple[TextIO, _Terminal, TextIO | None]] = {}
         self._capture: Any = None
@@ -95,7 +94,7 @@ class Quiet:
             self._env[key] = os.environ.get(key)
             os.environ.setdefault(key, value)
         for name in LOGGERS:
-            logger = logging.getLogger(None if name == "root" else name)
+            logger = logging.getLogger(name)
             self._levels[name] = logger.level
             logger.setLevel(max(logger.level, logging.ERROR))
         try:
@@ -133,7 +132,7 @@ class Quiet:
                 else:
                     os.environ[key] = value
             for name, level in self._levels.items():
-                logger = logging.getLogger(None if name == "root" else name)
+                logger = logging.getLogger(name)
                 if logger.level == max(level, logging.ERROR):  # unless a library set its own level meanwhile
                     logger.setLevel(level)
             warnings.formatwarning = self._formatwarning
@@ -175,7 +174,6 @@ class Quiet:
         self._capture.seek(0)
         lines = [ln for ln in self._capture.read().decode("utf-8", "replace").splitlines() if ln.strip()]
         self._capture.close()
-        self.hidden = len(lines)
         crashed = exc_type is not None and not issubclass(
             exc_type, SapiensEdgeError | KeyboardInterrupt | BrokenPipeError | SystemExit)
         if crashed and lines:
