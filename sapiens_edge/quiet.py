@@ -10,7 +10,7 @@ warnings/logging filters cannot reach. While quiet:
 * Python warnings from sapiens_edge (RandomWeightsWarning, validation notes) are shown as
   ``warning: ...``; other packages' warnings go to the capture file;
 * the usual noisy loggers are set to ERROR, native libraries are asked to log less (env), and what
-  any logging handler writes goes to the capture file (sapiens_edge itself does not log).
+  logging handlers and CHATTY libraries write through sys.stdout / sys.stderr goes to the capture file.
 
 On exit everything is restored and one line says how much was hidden; when the command dies of an
 unexpected exception the hidden tail is printed, so a crash (ours or a library's) is never hidden.
@@ -33,6 +33,13 @@ from .errors import SapiensEdgeError
 NATIVE_ENV = {"TF_CPP_MIN_LOG_LEVEL": "2", "GLOG_minloglevel": "2"}
 LOGGERS = ("absl", "torch", "torchao", "executorch", "onnxruntime", "onnxscript", "onnx_ir", "coremltools",
            "tensorflow", "litert_torch", "ai_edge_torch")
+# Python packages whose writes to sys.stdout / sys.stderr are chatter, never an answer the user asked
+# for: logging handlers (sapiens_edge does not log; torch's and absl's handlers hold our stream when
+# those libraries are imported mid-command) and engines whose native logs are routed through Python
+# (ExecuTorch's cpuinfo lines come from executorch.runtime).
+CHATTY = {"logging", "absl", "torch", "torchao", "executorch", "onnxruntime", "onnx", "onnxscript",
+          "onnx_ir", "onnxslim", "coremltools", "tensorflow", "litert_torch", "ai_edge_litert", "ai_edge_torch",
+          "tqdm"}
 TAIL_LINES = 40
 
 
@@ -48,17 +55,14 @@ def is_ours(category: type[Warning], filename: str) -> bool:
 class _Terminal:
     """``sys.stdout`` / ``sys.stderr`` while quiet. Delegates to ``target``: a copy of the terminal's
     fd during the command, the restored stream afterwards (a library that kept a reference keeps working).
-
-    sapiens_edge does not use ``logging``: while quiet, what a logging handler writes (torch's and absl's
-    handlers hold this stream when those libraries are imported during the command) is third-party
-    and goes to the capture file."""
+    While quiet, what a CHATTY package writes goes to the capture file instead."""
 
     def __init__(self, target: TextIO) -> None:
         self.target = target
-        self.hide_logging = True
+        self.hide_chatty = True
 
     def write(self, text: str) -> int:
-        if self.hide_logging and sys._getframe(1).f_globals.get("__name__") == "logging":
+        if self.hide_chatty and str(sys._getframe(1).f_globals.get("__name__")).split(".")[0] in CHATTY:
             return os.write(2, text.encode("utf-8", "replace"))  # fd 2 is the capture file
         return self.target.write(text)
 
@@ -160,7 +164,7 @@ class Quiet:
         for fd, saved in self._saved_fds.items():
             os.dup2(saved, fd)
         for name, (original, proxy, copy) in self._streams.items():
-            proxy.target, proxy.hide_logging = original, False
+            proxy.target, proxy.hide_chatty = original, False
             if getattr(sys, name) is proxy:
                 setattr(sys, name, original)
             if copy is not None:

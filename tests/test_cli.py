@@ -97,6 +97,8 @@ def _noisy_models(fail: BaseException | None = None):
         logger.addHandler(handler)
         logger.warning("third-party log line")
         logger.removeHandler(handler)
+        # an engine whose native log is routed through Python's sys.stderr (ExecuTorch's cpuinfo lines)
+        exec("import sys; sys.stderr.write('engine log via python\\n')", {"__name__": "executorch.runtime"})
         if fail is not None:
             raise fail
         return []
@@ -112,7 +114,8 @@ def test_quiet_hides_third_party_output_and_counts_it(monkeypatch, capfd):
     out, err = capfd.readouterr()
     assert "our own progress line" in err and "model" in out  # our lines (and the table header)
     assert "noise" not in out + err and "third-party deprecation" not in err and "log line" not in err
-    assert "(5 lines of third-party output hidden; --verbose shows them)" in err
+    assert "engine log" not in err
+    assert "(6 lines of third-party output hidden; --verbose shows them)" in err
     # everything is restored: Python streams and the process's fds
     assert sys.stdout is stdout and sys.stderr is stderr
     os.write(2, b"after\n")
@@ -126,7 +129,8 @@ def test_verbose_shows_third_party_output(argv, monkeypatch, capfd):
         assert main(argv) == 0
     out, err = capfd.readouterr()
     assert "native noise on fd 1" in out and "native noise on fd 2" in err and "child noise" in err
-    assert "third-party log line" in err and "our own progress line" in err and "hidden" not in err
+    assert "third-party log line" in err and "engine log via python" in err
+    assert "our own progress line" in err and "hidden" not in err
 
 
 def test_quiet_keeps_error_lines_and_shows_the_hidden_tail_on_a_crash(monkeypatch, capfd):
