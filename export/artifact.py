@@ -8,7 +8,7 @@ import shutil
 from collections.abc import Callable
 from pathlib import Path
 
-from sapiens_edge.errors import OutputExistsError
+from sapiens_edge.errors import OutputExistsError, option
 from sapiens_edge.fileio import atomic_write_bytes, atomic_write_json
 from sapiens_edge.manifest import MANIFEST_NAME, Manifest, sha256_file
 from sapiens_edge.scratch import make_scratch_dir, sweep_stale
@@ -16,10 +16,12 @@ from sapiens_edge.scratch import make_scratch_dir, sweep_stale
 
 def check_output(output: Path, force: bool) -> None:
     if output.exists() and not force:
-        raise OutputExistsError(f"{output} already exists. Choose another --output or pass --force to replace it.")
+        raise OutputExistsError(f"{output} already exists. Choose another {option('--output', 'output')} or pass "
+                                f"{option('--force', 'force=True')} to replace it.")
     if output.exists() and not (output / MANIFEST_NAME).is_file() and any(output.iterdir()):
         raise OutputExistsError(
-            f"{output} exists and is not a sapiens-edge artifact; refusing to replace it even with --force.")
+            f"{output} exists and is not a sapiens-edge artifact; refusing to replace it even with "
+            f"{option('--force', 'force=True')}.")
 
 
 def write_artifact(output: str | Path, build: Callable[[Path], Manifest], *, force: bool = False,

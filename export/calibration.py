@@ -7,36 +7,61 @@ memory does not grow with the number of images.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from importlib import resources
 from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageEnhance, ImageOps
 
-from sapiens_edge import metadata, runtime
-from sapiens_edge.errors import CalibrationError, ImageError
+from sapiens_edge import runtime
+from sapiens_edge.errors import CalibrationError, ImageError, option
 
 from .targets import CalibrationData
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff"}
-BUILTIN_NOTE = ("built-in calibration set (the bundled astronaut photo in 8 variants): real photos of "
-                "people from your application (50-200, --calibration DIR) give better int8 accuracy")
+# Not the astronaut photo: that one is the built-in *validation* image, and the gate must never
+# evaluate on an image it calibrated on.
+CALIBRATION_PHOTO = "grace_hopper.jpg"
+
+
+def builtin_note() -> str:
+    return (f"built-in calibration set (the bundled {CALIBRATION_PHOTO} in {len(VARIANTS)} variants): real photos "
+            f"of people from your application (50-200, {option('--calibration DIR', 'calibration=DIR')}) give "
+            f"better int8 accuracy")
+
+
+def calibration_photo() -> Path:
+    """The bundled photo the built-in calibration set is made from (U.S. Navy, public domain)."""
+    return Path(str(resources.files("sapiens_edge").joinpath(f"assets/{CALIBRATION_PHOTO}")))
+
+
+def _crop(img: Image.Image, box: tuple[float, float, float, float]) -> Image.Image:
+    w, h = img.size
+    return img.crop((round(box[0] * w), round(box[1] * h), round(box[2] * w), round(box[3] * h)))
+
+
+# Deterministic variants of one photo: flips, crops, exposure, grayscale.
+VARIANTS = (
+    lambda img: img,
+    ImageOps.mirror,
+    lambda img: _crop(img, (1 / 8, 0, 7 / 8, 1)),
+    lambda img: _crop(img, (0, 0, 1, 1 / 2)),
+    lambda img: ImageEnhance.Brightness(img).enhance(0.6),
+    lambda img: ImageEnhance.Brightness(img).enhance(1.3),
+    lambda img: ImageOps.grayscale(img).convert("RGB"),
+    lambda img: ImageEnhance.Contrast(ImageOps.mirror(img)).enhance(1.4),
+)
+
+
+def variants(photo: str | Path) -> list[np.ndarray]:
+    """The VARIANTS of ``photo`` as uint8 RGB arrays."""
+    img = Image.open(photo).convert("RGB")
+    return [np.asarray(v(img), dtype=np.uint8) for v in VARIANTS]
 
 
 def builtin_images() -> list[np.ndarray]:
-    """Deterministic variants of the bundled photo: flips, crops, exposure, grayscale."""
-    img = Image.open(metadata.bundled_photo()).convert("RGB")
-    w, h = img.size
-    variants = [
-        img,
-        ImageOps.mirror(img),
-        img.crop((w // 8, 0, w - w // 8, h)),
-        img.crop((0, 0, w, h // 2)).resize((w, h // 2)),
-        ImageEnhance.Brightness(img).enhance(0.6),
-        ImageEnhance.Brightness(img).enhance(1.3),
-        ImageOps.grayscale(img).convert("RGB"),
-        ImageEnhance.Contrast(ImageOps.mirror(img)).enhance(1.4),
-    ]
-    return [np.asarray(v, dtype=np.uint8) for v in variants]
+    """The built-in calibration set: variants of the calibration photo (never the validation photo)."""
+    return variants(calibration_photo())
 
 
 def folder_images(folder: str | Path) -> list[Path]:
@@ -47,7 +72,7 @@ def folder_images(folder: str | Path) -> list[Path]:
     if not files:
         raise CalibrationError(
             f"No images in {path} (looked for {', '.join(sorted(IMAGE_SUFFIXES))}). Put 50-200 photos of "
-            f"people there, or leave --calibration out to use the built-in set.")
+            f"people there, or {option('leave --calibration out', 'pass calibration=None')} to use the built-in set.")
     return files
 
 
@@ -57,7 +82,7 @@ def calibration_data(task: str, input_hw: tuple[int, int], folder: str | Path | 
     processor = runtime.get_processor(task if task != "backbone" else "seg")
     if folder is None:
         sources: list = builtin_images()
-        source, note = "built-in", BUILTIN_NOTE
+        source, note = "built-in", builtin_note()
     else:
         sources = folder_images(folder)
         source, note = str(folder), ""

@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import argparse
 import json
+import logging
+import os
+import subprocess
+import sys
 import warnings
 
 import pytest
 
-from sapiens_edge.cli import main
+from sapiens_edge.cli import build_parser, main
+from sapiens_edge.errors import RandomWeightsWarning, SapiensEdgeError
 from sapiens_edge.export.recipes import RECIPES
 from sapiens_edge.zoo import TASKS
 
@@ -95,3 +101,148 @@ def test_export_user_errors(argv, needle, capsys, tmp_path, monkeypatch):
     err = capsys.readouterr().err
     assert err.startswith("error: ") and needle in err and "Traceback" not in err
     assert not (tmp_path / "x").exists()
+
+
+# ---------------------------------------------------------------------------- quiet by default
+
+def _noisy_models(fail: BaseException | None = None):
+    """A stand-in for zoo.list_models that talks like the exporters do: native code writing to fds 1
+    and 2 (here and in a subprocess), a third-party Python warning, and a warning of ours."""
+    def list_models(task=None, official_only=False):
+        print("our own progress line", file=sys.stderr)
+        os.write(2, b"native noise on fd 2\n")
+        os.write(1, b"native noise on fd 1\n")
+        subprocess.run([sys.executable, "-c", "import os; os.write(2, b'child noise\\n')"], check=True)
+        warnings.warn_explicit("third-party deprecation", UserWarning, "/site-packages/thirdparty/lib.py", 7)
+        warnings.warn("stand-in weights", RandomWeightsWarning, stacklevel=1)
+        logger = logging.getLogger("thirdparty.quiet_test")  # a handler made mid-command holds sys.stderr
+        handler = logging.StreamHandler()
+        logger.addHandler(handler)
+        logger.warning("third-party log line")
+        logger.removeHandler(handler)
+        # an engine whose native log is routed through Python's sys.stderr (ExecuTorch's cpuinfo lines)
+        exec("import sys; sys.stderr.write('engine log via python\\n')", {"__name__": "executorch.runtime"})
+        if fail is not None:
+            raise fail
+        return []
+    return list_models
+
+
+def test_quiet_hides_third_party_output_and_counts_it(monkeypatch, capfd):
+    monkeypatch.setattr("sapiens_edge.zoo.list_models", _noisy_models())
+    stdout, stderr = sys.stdout, sys.stderr
+    with pytest.warns(RandomWeightsWarning, match="stand-in weights") as record:  # ours reaches the user
+        assert main(["models"]) == 0
+    assert not any("third-party" in str(w.message) for w in record)
+    out, err = capfd.readouterr()
+    assert "our own progress line" in err and "model" in out  # our lines (and the table header)
+    assert "noise" not in out + err and "third-party deprecation" not in err and "log line" not in err
+    assert "engine log" not in err
+    assert "(6 lines of third-party output hidden; --verbose shows them)" in err
+    # everything is restored: Python streams and the process's fds
+    assert sys.stdout is stdout and sys.stderr is stderr
+    os.write(2, b"after\n")
+    assert capfd.readouterr().err == "after\n"
+
+
+@pytest.mark.parametrize("argv", [["--verbose", "models"], ["models", "--verbose"]])
+def test_verbose_shows_third_party_output(argv, monkeypatch, capfd):
+    monkeypatch.setattr("sapiens_edge.zoo.list_models", _noisy_models())
+    with pytest.warns(UserWarning, match="third-party deprecation"):  # passed on, not hidden
+        assert main(argv) == 0
+    out, err = capfd.readouterr()
+    assert "native noise on fd 1" in out and "native noise on fd 2" in err and "child noise" in err
+    assert "third-party log line" in err and "engine log via python" in err
+    assert "our own progress line" in err and "hidden" not in err
+
+
+def test_quiet_keeps_error_lines_and_shows_the_hidden_tail_on_a_crash(monkeypatch, capfd):
+    monkeypatch.setattr("sapiens_edge.zoo.list_models", _noisy_models(SapiensEdgeError("bad input, do X")))
+    with pytest.warns(RandomWeightsWarning):
+        assert main(["models"]) == 2
+    err = capfd.readouterr().err
+    assert err.rstrip().endswith("error: bad input, do X") and "noise" not in err and "hidden" in err
+    # an unexpected exception (our bug or a library's): the hidden output is shown, never swallowed
+    monkeypatch.setattr("sapiens_edge.zoo.list_models", _noisy_models(RuntimeError("boom")))
+    with pytest.raises(RuntimeError, match="boom"), pytest.warns(RandomWeightsWarning):
+        main(["models"])
+    err = capfd.readouterr().err
+    assert "lines of hidden third-party output" in err and "native noise on fd 2" in err and "child noise" in err
+    assert "third-party deprecation" in err
+
+
+# ---------------------------------------------------------------------------- messages and help
+
+def test_every_argument_has_help():
+    missing = []
+
+    def walk(parser: argparse.ArgumentParser, path: str) -> None:
+        for action in parser._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                for name, sub in action.choices.items():
+                    walk(sub, f"{path} {name}")
+            elif not action.help or action.help == argparse.SUPPRESS:
+                missing.append(f"{path} {'/'.join(action.option_strings) or action.dest}")
+
+    walk(build_parser(), "sapiens-edge")
+    assert not missing, f"arguments without --help text: {missing}"
+
+
+def test_version_is_set_once(capsys):
+    from pathlib import Path
+
+    import sapiens_edge
+
+    tomllib = pytest.importorskip("tomllib")  # Python 3.11+
+
+    with pytest.raises(SystemExit) as exc:
+        main(["--version"])
+    assert exc.value.code == 0 and capsys.readouterr().out.strip() == f"sapiens-edge {sapiens_edge.__version__}"
+    project = tomllib.loads((Path(__file__).parents[1] / "pyproject.toml").read_text())
+    assert "version" not in project["project"] and "version" in project["project"]["dynamic"]
+    assert project["tool"]["setuptools"]["dynamic"]["version"] == {"attr": "sapiens_edge.__version__"}
+
+
+def test_messages_name_flags_for_the_cli_and_keywords_for_python(tmp_path, capsys):
+    from sapiens_edge.errors import OutputExistsError, cli_messages
+    from sapiens_edge.fileio import refuse_overwrite
+
+    (tmp_path / "x.json").write_text("{}")
+    with pytest.raises(OutputExistsError) as api:
+        refuse_overwrite([tmp_path / "x.json"], force=False)
+    with cli_messages(), pytest.raises(OutputExistsError) as cli:
+        refuse_overwrite([tmp_path / "x.json"], force=False)
+    assert "force=True" in str(api.value) and "--force" not in str(api.value)
+    assert "--force" in str(cli.value) and "force=True" not in str(cli.value)
+    # through the CLI: validate's image check (before any model work) speaks in flags
+    (tmp_path / "empty").mkdir()
+    assert main(["validate", str(tmp_path / "no-artifact"), "--images", str(tmp_path / "empty")]) == 2
+    err = capsys.readouterr().err
+    assert "leave --images out" in err and "images=None" not in err
+
+
+def test_bench_random_weights_go_with_the_torch_row(capsys):
+    assert main(["bench", "some-artifact", "--random-weights"]) == 2
+    assert "go with --torch-baseline" in capsys.readouterr().err
+
+
+def test_predict_without_image_uses_the_bundled_photo_and_random_weights_say_so_once(monkeypatch, tmp_path, capsys):
+    """A first run needs no photo of one's own; --random-weights was asked for, so one plain note, no warning."""
+    pytest.importorskip("torch")
+    from sapiens_edge.metadata import bundled_photo
+
+    seen = {}
+
+    def predict(model, images, output, **kwargs):
+        seen["images"] = images
+        warnings.warn("no weights given", RandomWeightsWarning, stacklevel=1)  # what load_model does
+        return []
+
+    monkeypatch.setattr("sapiens_edge.predict.predict", predict)
+    with warnings.catch_warnings(record=True) as record:
+        warnings.simplefilter("always")
+        assert main(["predict", "sapiens2-0.1b-seg", "--random-weights", "-o", str(tmp_path)]) == 0
+    assert seen["images"] == [str(bundled_photo())]
+    assert not [w for w in record if issubclass(w.category, RandomWeightsWarning)]
+    err = capsys.readouterr().err
+    assert "no image given: using the bundled photo" in err and err.count("--random-weights") == 1

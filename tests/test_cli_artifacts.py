@@ -13,6 +13,7 @@ pytest.importorskip("onnxruntime")
 pytest.importorskip("onnx")
 
 from sapiens_edge.cli import main
+from sapiens_edge.manifest import sha256_file
 from tests.helpers import ASTRONAUT
 
 SIZE = "64x48"
@@ -42,7 +43,33 @@ def test_export_run_validate(artifact, tmp_path, capsys):
     doc = json.loads(report.read_text())
     assert doc["passed"] and doc["fatal"] is None and doc["weights"]["matches_artifact"] is True
     assert {c["name"] for c in doc["checks"]} >= {"cosine[logits]", "pixel_agreement"}
-    assert "PASSED" in (tmp_path / "report.md").read_text()
+    assert doc["image_sha256"] == [sha256_file(ASTRONAUT)] and doc["calibration"] == {}
+    md = (tmp_path / "report.md").read_text()
+    assert "PASSED" in md and sha256_file(ASTRONAUT) in md and "none (not a calibrated recipe)" in md
+
+
+def test_a_first_run_needs_no_photo(artifact, tmp_path, capsys):
+    """`run` with no image uses the bundled photo and says so."""
+    out, _ = artifact
+    assert main(["run", str(out), "--output", str(tmp_path / "run"), "--threads", "1"]) == 0
+    err = capsys.readouterr().err
+    assert "no image given: using the bundled photo" in err and "astronaut.jpg" in err
+    assert json.loads((tmp_path / "run" / "astronaut.json").read_text())["recipe"] == "onnx-fp32"
+
+
+def test_validate_no_verify(artifact, tmp_path, capsys):
+    """A manifest hash that no longer matches: validate refuses and suggests --no-verify, which it accepts."""
+    out, files = artifact
+    edited = tmp_path / "edited"
+    shutil.copytree(out, edited)
+    manifest = json.loads((edited / "manifest.json").read_text())
+    manifest["files"]["model.onnx"] = "0" * 64
+    (edited / "manifest.json").write_text(json.dumps(manifest))
+    argv = ["validate", str(edited), "--weights", str(files["fp32"])]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert "--no-verify" in err and "verify=False" not in err
+    assert main([*argv, "--no-verify"]) == 0
 
 
 def test_validate_with_other_weights_fails(artifact, seg01, tmp_path, capsys):

@@ -69,7 +69,7 @@ def test_pose_boxes_give_one_person_each(tmp_path):
 def test_existing_outputs_need_force(tmp_path):
     model = _tiny("seg")
     predict(model, [ASTRONAUT], tmp_path, progress=lambda _: None)
-    with pytest.raises(OutputExistsError, match="--force"):
+    with pytest.raises(OutputExistsError, match="force=True"):
         predict(model, [ASTRONAUT], tmp_path, progress=lambda _: None)
     predict(model, [ASTRONAUT], tmp_path, force=True, progress=lambda _: None)
 

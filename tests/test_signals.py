@@ -107,3 +107,22 @@ def test_scratch_names_carry_the_owner():
         assert owner_pid(path) == os.getpid() and path.name.startswith(f".probe.tmp-{os.getpid()}-")
     finally:
         path.rmdir()
+
+
+def test_cli_export_ends_143_on_sigterm_and_says_it_cleaned_up(tmp_path):
+    pytest.importorskip("onnx")
+    out = tmp_path / "seg"
+    proc = subprocess.Popen([sys.executable, "-m", "sapiens_edge.cli", "export", "sapiens2-0.1b-seg",
+                             "--random-weights", "--recipe", "onnx-fp32", "--input-size", "64x48", "-o", str(out)],
+                            cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        for line in proc.stderr:
+            if line.startswith("exporting "):  # the capture has started: the build folder exists
+                break
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=120)
+    finally:
+        proc.kill()
+    assert proc.returncode == 143, err
+    assert "terminated (SIGTERM): cleaned up" in err and "Traceback" not in err
+    assert list(tmp_path.iterdir()) == []

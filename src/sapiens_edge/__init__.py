@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 from .errors import SapiensEdgeError
 
-__version__ = "0.1.0"
+__version__ = "0.1.0"  # the only place the version is set (pyproject.toml reads it)
 
 # name -> module that defines it; resolved lazily so `import sapiens_edge` stays torch-free.
 _LAZY = {

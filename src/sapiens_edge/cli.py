@@ -1,6 +1,7 @@
 """`sapiens-edge` command line: a thin layer over the Python API.
 
 User mistakes (SapiensEdgeError) print one clear message and exit 2, without a traceback.
+Third-party output is hidden and counted unless --verbose (sapiens_edge.quiet).
 """
 
 from __future__ import annotations
@@ -11,7 +12,10 @@ import sys
 import warnings
 from collections.abc import Sequence
 
-from .errors import RandomWeightsWarning, SapiensEdgeError
+from . import __version__
+from .errors import RandomWeightsWarning, SapiensEdgeError, cli_messages
+from .quiet import Quiet
+from .signals import Terminated, terminate_as_interrupt
 
 
 def _cmd_models(args: argparse.Namespace) -> int:
@@ -70,7 +74,7 @@ def _cmd_predict(args: argparse.Namespace) -> int:
     _need_weights(args, "predict")
     if args.threads:
         torch.set_num_threads(args.threads)
-    records = predict(args.model, args.images, args.output, weights=args.weights, boxes=args.box,
+    records = predict(args.model, _images_or_bundled(args.images), args.output, weights=args.weights, boxes=args.box,
                       flip_test=False if args.no_flip else None, force=args.force)
     print(f"wrote {len(records)} result(s) to {args.output}")
     return 0
@@ -118,6 +122,20 @@ def _need_weights(args: argparse.Namespace, command: str) -> None:
         raise SapiensEdgeError(
             f"{command} needs --weights FILE.safetensors (or hf://facebook/sapiens2-<task>-<size>); "
             "pass --random-weights to use a seeded random initialisation on purpose.")
+    if args.weights is not None and args.random_weights:
+        raise SapiensEdgeError("--weights and --random-weights exclude each other: pass one.")
+    if args.random_weights:  # asked for: no warning, one plain note when the command is done (main)
+        warnings.filterwarnings("ignore", category=RandomWeightsWarning)
+
+
+def _images_or_bundled(images: list[str]) -> list[str]:
+    """The images given, or the bundled photo (a first run needs no photo of one's own)."""
+    if images:
+        return images
+    from .metadata import bundled_photo
+
+    print(f"no image given: using the bundled photo {bundled_photo()}", file=sys.stderr)
+    return [str(bundled_photo())]
 
 
 def _key_values(items: list[str], flag: str = "--target-option", example: str = "input=tensor") -> dict[str, str]:
@@ -181,7 +199,7 @@ def _backend_options(args: argparse.Namespace) -> dict:
 def _cmd_run(args: argparse.Namespace) -> int:
     from .run import run_artifact
 
-    records = run_artifact(args.artifact, args.images, args.output, backend=args.backend,
+    records = run_artifact(args.artifact, _images_or_bundled(args.images), args.output, backend=args.backend,
                            verify=not args.no_verify, boxes=args.box, flip_test=False if args.no_flip else None,
                            force=args.force, **_backend_options(args))
     print(f"wrote {len(records)} result(s) to {args.output}")
@@ -195,7 +213,7 @@ def _cmd_validate(args: argparse.Namespace) -> int:
     from .validation import validate
 
     report = validate(args.artifact, weights=args.weights, images=args.images, backend=args.backend,
-                      report=args.report, **_backend_options(args))
+                      report=args.report, verify=not args.no_verify, **_backend_options(args))
     print(report.to_markdown())
     return 0 if report.passed else 1
 
@@ -207,8 +225,11 @@ def _cmd_bench(args: argparse.Namespace) -> int:
     from .benchmarks.accuracy import load_validation_reports
     from .benchmarks.bench import bench
 
-    if args.weights and not args.torch_baseline:
-        raise SapiensEdgeError("--weights goes with --torch-baseline MODEL (the weights of the torch row).")
+    if (args.weights or args.random_weights) and not args.torch_baseline:
+        raise SapiensEdgeError("--weights and --random-weights go with --torch-baseline MODEL (the weights of the "
+                               "torch row).")
+    if args.torch_baseline:
+        _need_weights(args, "bench --torch-baseline")
     opts = _backend_options(args)
     opts.pop("threads", None)
     providers = opts.pop("provider", None)
@@ -264,23 +285,33 @@ def build_parser() -> argparse.ArgumentParser:
     from .export.target_table import TARGETS
     from .runtime.backends.coreml_backend import COMPUTE_UNITS
 
+    verbose_help = "show third-party warnings and log lines (hidden and counted by default)"
     p = argparse.ArgumentParser(prog="sapiens-edge", description="Sapiens2 on phones and edge boards.")
-    sub = p.add_subparsers(dest="command", required=True)
+    p.add_argument("--version", action="version", version=f"%(prog)s {__version__}",
+                   help="print the sapiens-edge version and exit")
+    p.add_argument("--verbose", "-v", action="store_true", help=verbose_help)
+    # Also after the subcommand (`sapiens-edge export ... --verbose`); SUPPRESS keeps the global value.
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--verbose", "-v", action="store_true", default=argparse.SUPPRESS, help=verbose_help)
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND", help="one of:")
 
-    m = sub.add_parser("models", help="list the model zoo and official checkpoints")
-    m.add_argument("--task", choices=_tasks())
+    def command(name: str, help: str) -> argparse.ArgumentParser:
+        return sub.add_parser(name, help=help, description=help, parents=[common])
+
+    m = command("models", help="list the model zoo and official checkpoints")
+    m.add_argument("--task", choices=_tasks(), help="only this task")
     m.add_argument("--official", action="store_true", help="only models with an official checkpoint")
-    m.add_argument("--json", action="store_true")
+    m.add_argument("--json", action="store_true", help="print JSON instead of a table")
     m.set_defaults(func=_cmd_models)
 
-    i = sub.add_parser("inspect", help="name the model a .safetensors checkpoint holds")
-    i.add_argument("file")
-    i.add_argument("--json", action="store_true")
+    i = command("inspect", help="name the model a .safetensors checkpoint holds")
+    i.add_argument("file", help="a .safetensors checkpoint")
+    i.add_argument("--json", action="store_true", help="print JSON instead of a table")
     i.set_defaults(func=_cmd_inspect)
 
-    r = sub.add_parser("predict", help="run the PyTorch reference model on images")
+    r = command("predict", help="run the PyTorch reference model on images")
     r.add_argument("model", help="zoo name, e.g. sapiens2-0.4b-seg")
-    r.add_argument("images", nargs="+", help="image files")
+    r.add_argument("images", nargs="*", help="image files (default: the bundled astronaut photo, said so)")
     r.add_argument("--weights", help="local .safetensors or hf://ORG/REPO[/FILE]")
     r.add_argument("--random-weights", action="store_true", help="run with seeded random weights")
     r.add_argument("--output", "-o", required=True, help="folder for JSON, overlays and arrays")
@@ -291,15 +322,15 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--force", action="store_true", help="replace existing output files")
     r.set_defaults(func=_cmd_predict)
 
-    rc = sub.add_parser("recipes", help="list export recipes and whether each is available here")
+    rc = command("recipes", help="list export recipes and whether each is available here")
     rc.add_argument("--model", help="check availability for this zoo model")
     rc.add_argument("--input-size", type=_parse_hw, help="HxW to check (default: the model's)")
-    rc.add_argument("--json", action="store_true")
+    rc.add_argument("--json", action="store_true", help="print JSON instead of a table")
     rc.add_argument("--markdown", action="store_true",
                     help="print the recipe table as Markdown (what docs/recipes.md holds)")
     rc.set_defaults(func=_cmd_recipes)
 
-    e = sub.add_parser("export", help="export a model to an artifact folder with a recipe")
+    e = command("export", help="export a model to an artifact folder with a recipe")
     e.add_argument("model", help="zoo name, e.g. sapiens2-0.4b-seg")
     e.add_argument("--recipe", required=True, help="e.g. onnx-fp32, onnx-int8 (see `sapiens-edge recipes`)")
     e.add_argument("--weights", help="local .safetensors or hf://ORG/REPO[/FILE]")
@@ -336,25 +367,26 @@ def build_parser() -> argparse.ArgumentParser:
         sp.add_argument("--compute-units", choices=tuple(COMPUTE_UNITS),
                         help="Core ML compute units (coreml backend, macOS)")
 
-    u = sub.add_parser("run", help="run an exported artifact on images (torch-free)")
-    u.add_argument("artifact")
-    u.add_argument("images", nargs="+")
-    u.add_argument("--output", "-o", required=True)
+    u = command("run", help="run an exported artifact on images (torch-free)")
+    u.add_argument("artifact", help="artifact folder written by `sapiens-edge export`")
+    u.add_argument("images", nargs="*", help="image files (default: the bundled astronaut photo, said so)")
+    u.add_argument("--output", "-o", required=True, help="folder for JSON, overlays and arrays")
     backend_args(u)
     u.add_argument("--no-verify", action="store_true", help="skip the sha256 check of the artifact files")
     u.add_argument("--box", type=_parse_box, action="append", help="pose: person box x1,y1,x2,y2")
     u.add_argument("--no-flip", action="store_true", help="pose: disable the flip test")
-    u.add_argument("--force", action="store_true")
+    u.add_argument("--force", action="store_true", help="replace existing output files")
     u.set_defaults(func=_cmd_run)
 
-    v = sub.add_parser("validate", help="compare an artifact with the PyTorch reference (exit 1 on failure)")
-    v.add_argument("artifact")
+    v = command("validate", help="compare an artifact with the PyTorch reference (exit 1 on failure)")
+    v.add_argument("artifact", help="artifact folder written by `sapiens-edge export`")
     v.add_argument("--weights", help="the weights the artifact was exported from (default: as recorded)")
     v.add_argument("--images", help="folder of test images (default: the bundled photo)")
     v.add_argument("--report", help="write the report here (.json, plus .md beside it)")
     backend_args(v)
+    v.add_argument("--no-verify", action="store_true", help="skip the sha256 check of the artifact files")
     v.set_defaults(func=_cmd_validate)
-    b = sub.add_parser("bench", help="benchmark artifacts side by side on this device (interleaved rounds)")
+    b = command("bench", help="benchmark artifacts side by side on this device (interleaved rounds)")
     b.add_argument("artifacts", nargs="+", help="artifact folders")
     backend_args(b, several_providers=True)
     b.add_argument("--warmup", type=int, default=1, help="untimed runs before the rounds (the first is reported)")
@@ -363,6 +395,7 @@ def build_parser() -> argparse.ArgumentParser:
     how.add_argument("--seconds", type=float, help="time rounds for this long instead")
     b.add_argument("--torch-baseline", metavar="MODEL", help="add PyTorch eager fp32 of this zoo model as a row")
     b.add_argument("--weights", help="weights of the --torch-baseline model")
+    b.add_argument("--random-weights", action="store_true", help="seeded random weights for the --torch-baseline row")
     b.add_argument("--torch-device", choices=["cpu", "cuda"], default="cpu", help="device of the torch row")
     b.add_argument("--baseline", help="the row ratios refer to (default: the torch row, else the first)")
     b.add_argument("--validation", nargs="+", default=[], metavar="REPORT",
@@ -375,7 +408,7 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--no-plots", action="store_true", help="skip the plots (they need matplotlib)")
     b.set_defaults(func=_cmd_bench)
 
-    rp = sub.add_parser("report", help="the main job: export, validate and benchmark a model; write a report card")
+    rp = command("report", help="the main job: export, validate and benchmark a model; write a report card")
     rp.add_argument("model", nargs="?", default="sapiens2-0.1b-seg", help="zoo name (default sapiens2-0.1b-seg)")
     rp.add_argument("--recipes", help="comma-separated recipes, 'all' (every recipe available here) or 'default' "
                                       f"({', '.join(DEFAULT_REPORT_RECIPES)})")
@@ -387,7 +420,7 @@ def build_parser() -> argparse.ArgumentParser:
     rp.add_argument("--provider", type=_provider_list, metavar="P[,P...]",
                     help="validate and bench each ONNX artifact on these ONNX Runtime providers (e.g. cpu,cuda)")
     rp.add_argument("--torch-device", choices=["cpu", "cuda"], default="cpu", help="device of the torch row")
-    rp.add_argument("--output", "-o", required=True)
+    rp.add_argument("--output", "-o", required=True, help="folder for the artifacts and the report card")
     rp.add_argument("--force", action="store_true", help="replace existing outputs")
     rp.add_argument("--strict", action="store_true", help="exit 1 when a validation fails (a CI gate)")
     rp.set_defaults(func=_cmd_report)
@@ -396,20 +429,27 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    with warnings.catch_warnings():
-        warnings.simplefilter("always", RandomWeightsWarning)
-        warnings.formatwarning = lambda msg, cat, *a, **k: f"warning: {msg}\n"
-        try:
-            return args.func(args)
-        except SapiensEdgeError as exc:
-            print(f"error: {exc}", file=sys.stderr)
-            return 2
-        except KeyboardInterrupt:
-            print("interrupted", file=sys.stderr)
-            return 130
-        except BrokenPipeError:  # e.g. `sapiens-edge models | head`
-            sys.stderr.close()
-            return 0
+    try:
+        # Messages name flags (--force), not keywords; the summary of hidden output comes before `error:`.
+        with terminate_as_interrupt(), cli_messages(), Quiet(enabled=not args.verbose):
+            warnings.simplefilter("always", RandomWeightsWarning)
+            rc = args.func(args)
+            if getattr(args, "random_weights", False):
+                print("note: --random-weights: a seeded random initialisation, its outputs mean nothing",
+                      file=sys.stderr)
+            return rc
+    except SapiensEdgeError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except Terminated as exc:  # SIGTERM / SIGHUP: unwound like Ctrl-C, nothing half-written left
+        print(f"terminated ({exc}): cleaned up", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:  # e.g. `sapiens-edge models | head`
+        sys.stderr.close()
+        return 0
 
 
 if __name__ == "__main__":

@@ -10,6 +10,29 @@ PlatformUnavailableError / MissingDependencyError and "failed" on any other Sapi
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
+from collections.abc import Iterator
+
+# Set by the CLI while it runs a command, so messages name flags (--force) instead of keywords (force=True).
+_CLI = contextvars.ContextVar("sapiens_edge_cli", default=False)
+
+
+def option(flag: str, keyword: str) -> str:
+    """How a message names an option: ``flag`` for command-line users (``--force``), ``keyword``
+    for Python callers (``force=True``). One message, spelled for whoever reads it."""
+    return flag if _CLI.get() else keyword
+
+
+@contextlib.contextmanager
+def cli_messages() -> Iterator[None]:
+    """Within this block, ``option()`` gives the command-line spelling."""
+    token = _CLI.set(True)
+    try:
+        yield
+    finally:
+        _CLI.reset(token)
+
 
 class SapiensEdgeError(Exception):
     """Base class of every error caused by user input (files, names, images, options)."""

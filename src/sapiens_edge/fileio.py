@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from .errors import OutputExistsError
+from .errors import OutputExistsError, option
 
 
 def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
@@ -77,5 +77,5 @@ def refuse_overwrite(paths: Iterable[Path], force: bool) -> None:
     if existing and not force:
         shown = ", ".join(str(p) for p in existing[:3]) + (" ..." if len(existing) > 3 else "")
         raise OutputExistsError(
-            f"{len(existing)} output file(s) already exist ({shown}). Choose another --output "
-            f"folder or pass --force (force=True) to replace them.")
+            f"{len(existing)} output file(s) already exist ({shown}). Choose another {option('--output', 'output')} "
+            f"folder or pass {option('--force', 'force=True')} to replace them.")

@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 from .checkpoint import identify, read_header
-from .errors import CheckpointMismatchError, CorruptCheckpointError, RandomWeightsWarning
+from .errors import CheckpointMismatchError, CorruptCheckpointError, RandomWeightsWarning, option
 from .hub import resolve_weights
 from .models.build import build_model, random_init_
 from .zoo import ModelInfo, get_model_info
@@ -27,7 +27,7 @@ def load_model(name: str, weights: str | Path | None = None, *, seed: int = 0) -
     if weights is None:
         warnings.warn(
             f"{info.name}: no weights given, using a seeded random initialisation (seed={seed}); "
-            f"outputs are meaningless. Pass weights=... "
+            f"outputs are meaningless. Pass {option('--weights FILE', 'weights=...')} "
             + (f"(official: {info.official.ref})" if info.official else "(your fine-tuned .safetensors)"),
             RandomWeightsWarning, stacklevel=2)
         model = build_model(info, "cpu")
@@ -121,6 +121,6 @@ def _mismatch_message(path: Path, info: ModelInfo, found) -> str:
         return (f"{path} is not a checkpoint for {info.name}: {why}. Run `sapiens-edge inspect {path}` "
                 f"to see what it holds.")
     return (f"{path} holds {found.model} ({found.params:,} parameters, {found.dtype}), not {info.name}. "
-            f"Load it as {found.model!r}: load_model({found.model!r}, weights=...) or "
-            f"`sapiens-edge predict {found.model} --weights {path} ...`.")
+            f"Load it as {found.model!r}: " + option(f"`sapiens-edge predict {found.model} --weights {path} ...`",
+                                                     f"load_model({found.model!r}, weights=...)") + ".")
 

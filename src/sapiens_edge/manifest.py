@@ -12,7 +12,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .errors import ArtifactError, ManifestVersionError
+from .errors import ArtifactError, ManifestVersionError, option
 
 SCHEMA_VERSION = 1
 MANIFEST_NAME = "manifest.json"
@@ -102,4 +102,4 @@ def verify_files(folder: Path, manifest: Manifest) -> None:
     if bad:
         raise ArtifactError(
             f"{folder}: {', '.join(bad)} changed since export (sha256 mismatch): the file is corrupt or was "
-            f"edited. Re-export or re-copy it (skip this check with verify=False / --no-verify).")
+            f"edited. Re-export or re-copy it (skip this check with {option('--no-verify', 'verify=False')}).")

@@ -29,7 +29,7 @@ class SegInfo:
 
 @lru_cache(maxsize=1)
 def bundled_photo() -> Path:
-    """The bundled astronaut photo (NASA, public domain): demo, calibration and validation default."""
+    """The bundled astronaut photo (NASA, public domain): the demo and validation default (never calibrated on)."""
     return Path(str(resources.files("sapiens_edge").joinpath("assets/astronaut.jpg")))
 
 

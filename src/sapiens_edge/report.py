@@ -21,7 +21,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from .errors import OutputExistsError, SapiensEdgeError
+from .errors import OutputExistsError, SapiensEdgeError, option
 from .export.recipes import DEFAULT_REPORT_RECIPES
 from .fileio import atomic_write_bytes, atomic_write_json
 from .metadata import bundled_photo
@@ -77,7 +77,8 @@ def make_report(output: str | Path, *, model: str = DEFAULT_MODEL, recipes: str 
     say = progress or (lambda msg: print(msg, file=sys.stderr, flush=True))
     out = Path(output)
     if out.exists() and any(out.iterdir()) and not force:
-        raise OutputExistsError(f"{out} already exists. Choose another --output or pass --force to replace it.")
+        raise OutputExistsError(f"{out} already exists. Choose another {option('--output', 'output')} or pass "
+                                f"{option('--force', 'force=True')} to replace it.")
     info = get_model_info(model)
     input_hw = tuple(input_size) if input_size else info.input_hw
     check_input_hw(input_hw)
@@ -100,8 +101,8 @@ def make_report(output: str | Path, *, model: str = DEFAULT_MODEL, recipes: str 
 
     if standin:
         weights = out / f"{model}-standin.safetensors"
-        stage(f"no --weights: writing stand-in weights {weights} (seeded random, confident classifier; pass "
-              f"--weights for real results)")
+        stage(f"no {option('--weights', 'weights')}: writing stand-in weights {weights} (seeded random, confident "
+              f"classifier; pass {option('--weights', 'weights=...')} for real results)")
         write_standin_weights(model, Path(weights), input_hw)
     else:
         stage(f"weights: {weights}")

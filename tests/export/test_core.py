@@ -69,7 +69,7 @@ def test_artifact_folder_and_manifest(fake, tiny_seg, tmp_path):
 
 def test_existing_output_needs_force(fake, tiny_seg, tmp_path):
     core.export(tiny_seg, "onnx-fp32", tmp_path / "a", input_size=(128, 96), progress=lambda _: None)
-    with pytest.raises(OutputExistsError, match="--force"):
+    with pytest.raises(OutputExistsError, match="force=True"):
         core.export(tiny_seg, "onnx-fp16", tmp_path / "a", input_size=(128, 96), progress=lambda _: None)
     core.export(tiny_seg, "onnx-fp16", tmp_path / "a", input_size=(128, 96), force=True, progress=lambda _: None)
     assert read_manifest(tmp_path / "a").recipe == "onnx-fp16"

@@ -19,6 +19,8 @@ from sapiens_edge.export import core  # noqa: E402
 from sapiens_edge.export.fused_attention import TokenMajorAttention, fused_attention  # noqa: E402
 from sapiens_edge.export.rewrites import SubPixelConvTranspose, subpixel_deconv  # noqa: E402
 from sapiens_edge.export.rewrites import hadamard as hadamard_matrix  # noqa: E402
+from sapiens_edge.manifest import sha256_file  # noqa: E402
+from sapiens_edge.metadata import bundled_photo  # noqa: E402
 from sapiens_edge.validation import metrics as M  # noqa: E402
 from tests.export.shared import photo_input, tiny_model, torch_outputs  # noqa: E402
 from tests.helpers import randomize_  # noqa: E402
@@ -120,6 +122,10 @@ def test_reduced_precision_parity(models, tiny_reference, task, recipe, tmp_path
     assert ops[marker[recipe]] > 0
     report = validate_module.validate(art.path, progress=lambda _: None)
     assert report.fatal is None
+    # the report names the images it evaluated and, from the manifest, what the artifact was calibrated on
+    assert report.image_sha256 == [sha256_file(bundled_photo())]
+    assert (report.calibration.get("source") == "built-in") == (recipe == "onnx-int8")
+    assert ("grace_hopper.jpg" in report.to_markdown()) == (recipe == "onnx-int8")
     tensor_checks = [c for c in report.checks if c.metric in M.TENSOR_METRICS]
     assert tensor_checks and all(c.passed for c in tensor_checks), report.summary()  # the recipe's cosine
     for metric, (kind, limit) in TINY_INT8_FLOORS.items():

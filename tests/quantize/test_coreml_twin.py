@@ -85,7 +85,9 @@ def test_palettized_twin_chooses_lut_entries_by_gptq(setup):
     hw = model.sapiens_info.input_hw
     recipe = get_recipe("coreml-palettized-4bit")
     nearest_recipe = dataclasses.replace(recipe, weights=dataclasses.replace(recipe.weights, rounding=Rounding.NEAREST))
-    calib = calibration_data("seg", hw, None, 2)
+    # All 8 built-in images: they are another photo than `x`, and GPTQ fitted to 2 of them generalises
+    # less (output error vs nearest: 0.80x with 2, 0.69x with 8; 0.43x when it calibrated on `x` itself)
+    calib = calibration_data("seg", hw, None, None)
     gptq_model, info = palettize(model, recipe, calib)
     nearest_model, nearest_info = palettize(model, nearest_recipe)
     assert info["weight_rounding"]["layers"] == 6 * len(model.backbone.blocks)

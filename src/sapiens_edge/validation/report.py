@@ -79,6 +79,8 @@ class ValidationReport:
     backend_info: dict[str, Any] = field(default_factory=dict)  # Predictor.describe()
     per_image: list[dict[str, Any]] = field(default_factory=list)  # image, tensor, task, seconds
     notes: list[str] = field(default_factory=list)  # warnings worth keeping with the result
+    image_sha256: list[str] = field(default_factory=list)  # of each evaluated image, in `images` order
+    calibration: dict[str, Any] = field(default_factory=dict)  # the artifact's, from its manifest (int8 only)
     created: str = ""
 
     @staticmethod
@@ -112,6 +114,7 @@ class ValidationReport:
                  f"| artifact | `{self.artifact}` |", f"| task | {self.task} |", f"| backend | {self.backend} |",
                  f"| reference | {_weights_line(self.weights)} |",
                  f"| images | {len(self.images)}: {_short_list(self.images)} |",
+                 f"| calibration | {_calibration_line(self.calibration)} |",
                  f"| time | {self.seconds:.1f} s |", ""]
         if self.fatal is not None:
             lines += ["## Fatal", "", self.fatal, ""]
@@ -136,6 +139,10 @@ class ValidationReport:
             for name, v in self.task_metrics.items():
                 lines.append(f"| {name} | {fmt(v.get('mean'))} | {fmt(v.get('worst'))} | {UNITS.get(name, '')} |")
             lines.append("")
+        if self.image_sha256:
+            lines += ["## Images evaluated", "", "| image | sha256 |", "|---|---|",
+                      *[f"| `{Path(n).name}` | `{h}` |" for n, h in zip(self.images, self.image_sha256, strict=False)],
+                      ""]
         if self.notes:
             lines += ["## Notes", "", *[f"- {n}" for n in self.notes], ""]
         return "\n".join(lines)
@@ -178,6 +185,13 @@ def _weights_line(w: dict[str, Any]) -> str:
         return f"PyTorch fp32, random initialisation (seed {w.get('seed')})"
     sha = w.get("sha256")
     return f"PyTorch fp32, `{w.get('path')}`" + (f" (sha256 {str(sha)[:16]}…)" if sha else "")
+
+
+def _calibration_line(c: dict[str, Any]) -> str:
+    if not c:
+        return "none (not a calibrated recipe)"
+    line = f"{c.get('count', '?')} image(s) from {c.get('source', '?')}"
+    return line + (f"; {c['note']}" if c.get("note") else "")
 
 
 def _short_list(items: list[str], n: int = 5) -> str:

@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from sapiens_edge import metadata, runtime
-from sapiens_edge.errors import ImageError, RecipeError, SapiensEdgeError, WeightsNotFoundError
+from sapiens_edge.errors import ImageError, RecipeError, SapiensEdgeError, WeightsNotFoundError, option
 from sapiens_edge.manifest import sha256_file
 from sapiens_edge.runtime.predictor import nchw_shape
 
@@ -45,7 +45,7 @@ def _load_predictor(artifact_dir: str | Path, backend: str | None, **options: An
 def validate(artifact_dir: str | Path, *, weights: str | Path | None = None,
              images: str | Path | Sequence[Any] | None = None, backend: str | None = None,
              report: str | Path | None = None, thresholds: dict[str, float | None] | None = None,
-             progress: Callable[[str], None] | None = None, flip_test: bool = False,
+             progress: Callable[[str], None] | None = None, flip_test: bool = False, verify: bool = True,
              **backend_options: Any) -> ValidationReport:
     """Compare the artifact in ``artifact_dir`` with the PyTorch reference and return the report.
 
@@ -58,6 +58,7 @@ def validate(artifact_dir: str | Path, *, weights: str | Path | None = None,
     * ``report``: write ``<name>.json`` and ``<name>.md`` there (atomically).
     * ``flip_test``: pose only; off by default (compares single passes, which is stricter and
       half the work).
+    * ``verify``: check the artifact files' sha256 against the manifest first (``runtime.load``'s).
     * ``backend`` / ``**backend_options``: passed to ``runtime.load``.
 
     The report is FATAL when the artifact's outputs differ from the reference in count, shape or
@@ -89,7 +90,7 @@ def validate(artifact_dir: str | Path, *, weights: str | Path | None = None,
     say = progress or (lambda msg: print(msg, file=sys.stderr, flush=True))
     sources = image_sources(images)  # bad image input fails before any model is loaded
 
-    predictor = _load_predictor(artifact_dir, backend, **backend_options)
+    predictor = _load_predictor(artifact_dir, backend, verify=verify, **backend_options)
     manifest = predictor.manifest
     task = manifest.task
     limits = resolve_thresholds(manifest.recipe, task, thresholds)
@@ -109,10 +110,12 @@ def validate(artifact_dir: str | Path, *, weights: str | Path | None = None,
         f"PyTorch reference on {len(sources)} image(s) at {input_hw[0]}x{input_hw[1]}")
 
     names: list[str] = []
+    hashes: list[str] = []
     per_image: list[dict[str, Any]] = []
     fatal: str | None = None
     for i, (name, src) in enumerate(sources, 1):
         names.append(name)
+        hashes.append(sha256_file(src) if isinstance(src, Path) else _array_sha256(src))
         image = runtime.load_image(src)
         prepared = proc.prepare(image, input_hw=input_hw)
         x = np.ascontiguousarray(prepared.inputs, dtype=np.float32)
@@ -135,7 +138,7 @@ def validate(artifact_dir: str | Path, *, weights: str | Path | None = None,
             out_names = [f"output{k}" for k in range(len(ref_out))]
         tensor = {out: M.tensor_metrics(r, c) for out, r, c in zip(out_names, ref_out, cand_out, strict=True)}
         task_m = task_metrics(task, proc, prepared, ref_out, cand_out, ref_flip, cand_flip)
-        per_image.append({"image": name, "tensor": tensor, "task": task_m,
+        per_image.append({"image": name, "sha256": hashes[-1], "tensor": tensor, "task": task_m,
                           "seconds_reference": round(t_ref, 4), "seconds_artifact": round(t_cand, 4)})
         say(f"[{i}/{len(sources)}] {Path(name).name}: " + ", ".join(_brief(tensor, task_m, limits))
             + f" (reference {t_ref:.2f} s, artifact {t_cand:.2f} s)")
@@ -160,7 +163,9 @@ def validate(artifact_dir: str | Path, *, weights: str | Path | None = None,
 
     result = ValidationReport(
         artifact=str(artifact_dir), model=manifest.model, recipe=manifest.recipe, task=task,
-        backend=backend_name, images=names, tensor_metrics=tensor_agg, task_metrics=task_agg, checks=checks,
+        backend=backend_name, images=names, image_sha256=hashes,
+        calibration=dict((getattr(manifest, "export_options", None) or {}).get("calibration") or {}),
+        tensor_metrics=tensor_agg, task_metrics=task_agg, checks=checks,
         fatal=fatal, passed=ValidationReport.decide(checks, fatal), seconds=round(time.perf_counter() - t0, 3),
         thresholds=limits, weights=weights_info, backend_info=dict(describe), per_image=per_image, notes=notes,
         created=datetime.now(timezone.utc).isoformat(timespec="seconds"))
@@ -285,6 +290,14 @@ def _brief(tensor: dict[str, dict[str, float]], task_m: dict[str, float], limits
     return parts
 
 
+def _array_sha256(image: Any) -> str:
+    """sha256 of an in-memory image (its shape and dtype, then its bytes)."""
+    import hashlib
+
+    a = np.ascontiguousarray(image)
+    return hashlib.sha256(f"{a.shape}{a.dtype}".encode() + a.tobytes()).hexdigest()
+
+
 def _names(items: list[str], n: int = 3) -> str:
     return ", ".join(Path(i).name for i in items[:n]) + (" ..." if len(items) > n else "")
 
@@ -303,7 +316,8 @@ def image_sources(images: str | Path | Sequence[Any] | None) -> list[tuple[str, 
             files = sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
             if not files:
                 raise ImageError(f"No images in {path} (looked for {', '.join(IMAGE_SUFFIXES)}). Put a few photos "
-                                 f"of people there, or leave --images out to use the bundled photo.")
+                                 f"of people there, or {option('leave --images out', 'pass images=None')} to use "
+                                 f"the bundled photo.")
         elif path.exists():
             files = [path]
         else:
@@ -344,7 +358,7 @@ def _reference(manifest: Any, weights: str | Path | None, notes: list[str]):
         model = load_model(manifest.model, weights)
     except WeightsNotFoundError as exc:
         raise WeightsNotFoundError(f"{exc} The artifact was exported from {weights}; pass the same checkpoint "
-                                   f"with weights=... (--weights).") from exc
+                                   f"with {option('--weights', 'weights=...')}.") from exc
     path = getattr(model, "sapiens_weights_path", None) or (weights if Path(str(weights)).is_file() else None)
     sha = sha256_file(path) if path is not None and Path(path).is_file() else None
     match = None
