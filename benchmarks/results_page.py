@@ -24,7 +24,7 @@ RESULTS_DIR = ROOT / "results"
 PAGE = ROOT / "docs" / "results.md"
 
 REQUIRED_KEYS = ("title", "machine", "threads", "versions", "date", "command")
-OPTIONAL_KEYS = ("weights", "notes")
+OPTIONAL_KEYS = ("weights", "calibration", "notes")
 
 HEADER = """# Measured results
 
@@ -88,6 +88,8 @@ def render_table(table: ResultsTable) -> str:
     out.append(f"- Date: {m['date']}")
     if m.get("weights"):
         out.append(f"- Weights: {m['weights']}")
+    if m.get("calibration"):
+        out.append(f"- Calibration: {m['calibration']}")
     out += ["- Command:", "", "  ```bash", f"  {m['command']}", "  ```", ""]
     header, *body = table.rows
     numeric = [all(_is_number(r[i]) for r in body if r[i]) and any(r[i] for r in body) for i in range(len(header))]
