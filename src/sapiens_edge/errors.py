@@ -126,6 +126,10 @@ class RandomWeightsWarning(UserWarning):
     """A model was built with random weights: its outputs mean nothing."""
 
 
+class UncheckedManifestWarning(UserWarning):
+    """An artifact's manifest predates manifest digests: its own content could not be checked."""
+
+
 def require(module: str, extra: str, purpose: str):
     """Import an optional dependency or raise a MissingDependencyError naming the extra."""
     import importlib

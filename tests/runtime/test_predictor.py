@@ -22,6 +22,7 @@ from sapiens_edge.errors import (  # noqa: E402
     PlatformUnavailableError,
     ProviderUnavailableError,
     SapiensEdgeError,
+    UncheckedManifestWarning,
 )
 from sapiens_edge.export.artifact import write_artifact  # noqa: E402
 from sapiens_edge.manifest import MANIFEST_NAME, Manifest, TensorSpec  # noqa: E402
@@ -147,6 +148,59 @@ def test_newer_schema_is_refused(artifact, tmp_path):
     (newer / MANIFEST_NAME).write_text(json.dumps(doc))
     with pytest.raises(ManifestVersionError, match="Upgrade sapiens-edge"):
         runtime.load(newer)
+
+
+def _edited_copy(artifact: Path, folder: Path, edit) -> Path:
+    """A copy of `artifact` whose manifest.json went through `edit(doc)`; the model files are untouched."""
+    shutil.copytree(artifact, folder)
+    doc = json.loads((folder / MANIFEST_NAME).read_text())
+    edit(doc)
+    (folder / MANIFEST_NAME).write_text(json.dumps(doc, indent=2))
+    return folder
+
+
+@pytest.mark.parametrize("edit", [
+    pytest.param(lambda d: d["normalization"].update(mean_rgb=[0.0, 0.0, 0.0]), id="mean"),
+    pytest.param(lambda d: d["normalization"].update(std_rgb=[1.0, 1.0, 1.0]), id="std"),
+    pytest.param(lambda d: d.update(task="normal"), id="task"),
+    pytest.param(lambda d: d["files"].pop("README.md"), id="removed-file-entry"),
+    pytest.param(lambda d: d.pop("manifest_sha256"), id="digest-removed"),
+])
+def test_edited_manifest_is_refused_unless_verification_is_skipped(artifact, tmp_path, edit):
+    """The manifest covers itself: an edit that leaves every model file intact is still caught."""
+    edited = _edited_copy(artifact, tmp_path / "edited", edit)
+    with pytest.raises(ArtifactError, match=r"manifest\.json .*(mismatch|no manifest_sha256).*Re-export the "
+                                            r"artifact or restore the folder.*verify=False"):
+        runtime.load(edited)
+    with runtime.load(edited, verify=False) as p:  # the explicit opt-out skips this check too
+        assert p.manifest == Manifest.from_json(json.loads((edited / MANIFEST_NAME).read_text()))
+
+
+def test_intact_manifest_passes_in_any_formatting(artifact, tmp_path):
+    """The digest covers content, not layout: re-indented, reordered JSON still verifies."""
+    with runtime.load(artifact) as p:
+        original = p.manifest
+    reformatted = _edited_copy(artifact, tmp_path / "reformatted", lambda d: None)
+    doc = json.loads((reformatted / MANIFEST_NAME).read_text())
+    (reformatted / MANIFEST_NAME).write_text(json.dumps(dict(reversed(doc.items())), separators=(",", ":")))
+    with runtime.load(reformatted) as p:
+        assert p.manifest == original
+
+
+def test_schema_1_manifest_loads_with_a_warning(artifact, tmp_path):
+    """Manifests written before the digest (schema 1) still load: their files are checked, their own
+    content cannot be, and the warning says so."""
+    def downgrade(doc):
+        doc.pop("manifest_sha256")
+        doc["schema_version"] = 1
+
+    old = _edited_copy(artifact, tmp_path / "old", downgrade)
+    with pytest.warns(UncheckedManifestWarning, match="predates manifest digests.*Re-export"), \
+            runtime.load(old) as p:
+        assert p.manifest.schema_version == 1
+    (old / "model.onnx").write_bytes(b"changed")
+    with pytest.warns(UncheckedManifestWarning), pytest.raises(ArtifactError, match="sha256 mismatch"):
+        runtime.load(old)
 
 
 def test_manifest_that_disagrees_with_the_graph(tmp_path):
