@@ -154,6 +154,90 @@ def test_unrecognised_safetensors(tmp_path):
         sapiens_edge.load_model("sapiens2-0.1b", path)
 
 
+# --- checkpoints that do not fit the model (headers of full-size files, data left sparse) -----
+
+_ITEMSIZE = {"F64": 8, "F32": 4, "BF16": 2, "F16": 2, "I8": 1}
+
+
+def _sparse_checkpoint(path, tensors: dict[str, tuple[str, tuple[int, ...]]]):
+    """A valid safetensors file with these (dtype, shape) tensors, all zeros, written as a sparse file:
+    a full-size 0.1b header costs no disk, and these checks must refuse before reading any data."""
+    import json
+    import math
+    import struct
+
+    header, offset = {}, 0
+    for key, (dtype, shape) in tensors.items():
+        size = math.prod(shape) * _ITEMSIZE[dtype]
+        header[key] = {"dtype": dtype, "shape": list(shape), "data_offsets": [offset, offset + size]}
+        offset += size
+    text = json.dumps(header).encode()
+    text += b" " * (-len(text) % 8)
+    with open(path, "wb") as f:
+        f.write(struct.pack("<Q", len(text)) + text)
+        f.truncate(8 + len(text) + offset)
+    return path
+
+
+@pytest.fixture(scope="module")
+def backbone_tensors() -> dict[str, tuple[str, tuple[int, ...]]]:
+    """sapiens2-0.1b's state_dict as (dtype, shape), from a meta-device model (nothing allocated)."""
+    from sapiens_edge.models.build import build_model
+    from sapiens_edge.zoo import get_model_info
+
+    sd = build_model(get_model_info("sapiens2-0.1b"), "meta").state_dict()
+    return {k: ("BF16" if v.dtype == torch.bfloat16 else "F32", tuple(v.shape)) for k, v in sd.items()}
+
+
+def _load_refused(path) -> str:
+    with pytest.raises(CheckpointMismatchError) as err:
+        sapiens_edge.load_model("sapiens2-0.1b", path)
+    return str(err.value)
+
+
+def test_wrong_shape_names_tensor_and_both_shapes(backbone_tensors, tmp_path):
+    tensors = dict(backbone_tensors)
+    dtype, shape = tensors["blocks.3.ffn.w3.bias"]
+    tensors["blocks.3.ffn.w3.bias"] = (dtype, (shape[0] + 1,))
+    msg = _load_refused(_sparse_checkpoint(tmp_path / "wide.safetensors", tensors))
+    assert f"blocks.3.ffn.w3.bias: file ({shape[0] + 1},) vs model ({shape[0]},)" in msg
+    assert "1 with other shapes" in msg and "sapiens-edge inspect" in msg
+
+
+def test_extra_keys_are_named(backbone_tensors, tmp_path):
+    tensors = {**backbone_tensors, "ema.blocks.0.weight": ("F32", (4,)), "optimizer_step": ("F32", (1,))}
+    msg = _load_refused(_sparse_checkpoint(tmp_path / "extra.safetensors", tensors))
+    assert "2 unexpected" in msg and "ema.blocks.0.weight" in msg and "optimizer_step" in msg
+    assert "save exactly the model's state_dict" in msg
+
+
+@pytest.mark.parametrize("dtype", ["F64", "I8"])
+def test_unsupported_dtype_names_the_tensors_and_the_fix(backbone_tensors, tmp_path, dtype):
+    tensors = dict(backbone_tensors)
+    shape = tensors["blocks.0.attn.wq.weight"][1]
+    tensors["blocks.0.attn.wq.weight"] = (dtype, shape)
+    msg = _load_refused(_sparse_checkpoint(tmp_path / f"{dtype}.safetensors", tensors))
+    assert "1 tensor(s)" in msg and f"blocks.0.attn.wq.weight ({dtype}, {list(shape)})" in msg
+    assert "F32, BF16 or F16" in msg and "v.float()" in msg
+
+
+def test_folder_as_weights_names_the_files_inside(tmp_path):
+    folder = tmp_path / "release"
+    folder.mkdir()
+    for name in ("b.safetensors", "a.safetensors"):
+        save_file({"x": torch.zeros(1)}, str(folder / name))
+    with pytest.raises(WeightsNotFoundError) as err:
+        sapiens_edge.load_model("sapiens2-0.1b", folder)
+    assert f"{folder} is a folder" in str(err.value) and "found: a.safetensors, b.safetensors" in str(err.value)
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(WeightsNotFoundError, match=r"no \.safetensors file in it; pass the checkpoint file itself"):
+        sapiens_edge.inspect_checkpoint(empty)
+    (empty / "manifest.json").write_text("{}")
+    with pytest.raises(WeightsNotFoundError, match="exported sapiens-edge artifact, not a checkpoint"):
+        sapiens_edge.load_model("sapiens2-0.1b", empty)
+
+
 def test_errors_share_one_base_class():
     for exc in (CheckpointMismatchError, CorruptCheckpointError, PickleCheckpointError, WeightsNotFoundError):
         assert issubclass(exc, SapiensEdgeError)

@@ -69,7 +69,7 @@ def check_file(path: str | Path) -> Path:
             f"Weights file not found: {p}. Pass a local .safetensors path or a Hugging Face "
             f"reference such as hf://facebook/sapiens2-seg-0.4b.")
     if p.is_dir():
-        raise WeightsNotFoundError(f"{p} is a directory; pass the .safetensors file inside it.")
+        raise WeightsNotFoundError(_folder_message(p))
     with p.open("rb") as f:
         head = f.read(16)
     if _looks_like_pickle(p, head):
@@ -83,6 +83,17 @@ def check_file(path: str | Path) -> Path:
             f"{p} is not a safetensors file (no safetensors header). sapiens-edge loads the official "
             f"Sapiens2 .safetensors files; check that you passed the checkpoint and not another file.")
     return p
+
+
+def _folder_message(p: Path) -> str:
+    """What to pass instead of folder `p`: the checkpoint files in it, or why it holds none."""
+    if (p / "manifest.json").is_file():
+        return (f"{p} is an exported sapiens-edge artifact, not a checkpoint: pass the .safetensors file it was "
+                f"exported from, or run the artifact with `sapiens-edge run {p} IMAGE`.")
+    found = sorted(q.name for q in p.glob("*.safetensors"))
+    if found:
+        return f"{p} is a folder; pass one checkpoint file inside it, e.g. {p / found[0]} (found: {', '.join(found)})."
+    return f"{p} is a folder with no .safetensors file in it; pass the checkpoint file itself."
 
 
 def _looks_like_pickle(p: Path, head: bytes) -> bool:

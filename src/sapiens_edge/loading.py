@@ -58,10 +58,14 @@ def load_weights_(model: nn.Module, info: ModelInfo, path: Path) -> None:
         raise CheckpointMismatchError(_mismatch_message(path, info, found))
     expected = model.state_dict(keep_vars=True)
     _check_shapes(path, info, expected, header.shapes)
-    unsupported = sorted({d for d in header.dtypes.values() if d not in _DTYPES})
+    unsupported = sorted(k for k, d in header.dtypes.items() if d not in _DTYPES)
     if unsupported:
+        examples = ", ".join(f"{k} ({header.dtypes[k]}, {list(header.shapes[k])})" for k in unsupported[:3])
         raise CheckpointMismatchError(
-            f"{path} stores tensors as {unsupported}; sapiens-edge loads fp32, bf16 or fp16 files.")
+            f"{path} stores {len(unsupported)} tensor(s) in a dtype sapiens-edge does not load (e.g. {examples}); "
+            f"it loads F32, BF16 or F16 tensors. Load the released float checkpoint (quantization happens at "
+            f"export, with an int8 recipe), or convert the file once: safetensors.torch.save_file("
+            f"{{k: v.float() for k, v in state_dict.items()}}, 'model.safetensors').")
     loaded = _read_tensors(path, expected)
     model.load_state_dict(loaded, strict=True, assign=True)
 
@@ -111,8 +115,9 @@ def _check_shapes(path: Path, info: ModelInfo, expected: dict[str, torch.Tensor]
             parts.append(f"{len(wrong)} with other shapes (e.g. {wrong[:3]})")
         raise CheckpointMismatchError(
             f"{path} does not match {info.name} exactly: " + "; ".join(parts) +
-            ". sapiens-edge loads Sapiens2 checkpoints strictly; a fine-tune must keep the released "
-            "architecture and key names.")
+            f". sapiens-edge loads Sapiens2 checkpoints strictly: a fine-tune must keep the released "
+            f"architecture and key names, so save exactly the model's state_dict (`sapiens-edge inspect {path}` "
+            f"shows what the file holds).")
 
 
 def _mismatch_message(path: Path, info: ModelInfo, found) -> str:
