@@ -118,12 +118,13 @@ sapiens-edge run {name} photo.jpg --output out/
 ```
 ```python
 from sapiens_edge import runtime
-predictor = runtime.load("{name}")        # verifies the sha256 of every file
+predictor = runtime.load("{name}")        # verifies the sha256 of every file and of the manifest
 result = predictor.predict("photo.jpg")         # pre-processing, inference, post-processing
 result.overlay(runtime.load_image("photo.jpg")).save("overlay.png")
 ```
 `manifest.json` holds everything else: shapes, normalization, task metadata (keypoint names,
-flip table, classes, palette), tool versions and the sha256 of each file.
+flip table, classes, palette), tool versions, the sha256 of each file and its own (`manifest_sha256`):
+edit it and the artifact is refused; re-export instead.
 {IN_AN_APP.get(m.target, "")}
 ## Files
 | file | size |
