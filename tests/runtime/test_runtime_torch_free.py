@@ -82,7 +82,7 @@ def module_file(name: str) -> Path | None:
 def _imports(tree: ast.AST):
     """Import nodes outside `if TYPE_CHECKING:` blocks (those never run)."""
     for node in ast.iter_child_nodes(tree):
-        if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test):
+        if isinstance(node, ast.If) and ast.unparse(node.test) in ("TYPE_CHECKING", "typing.TYPE_CHECKING"):
             yield from (n for child in node.orelse for n in _imports(ast.Module([child], [])))
             continue
         if isinstance(node, (ast.Import, ast.ImportFrom)):
