@@ -234,7 +234,8 @@ def render_html(summary: dict[str, Any], result: Any, out: Path, files: dict[str
 
     weights = _weights_line(summary).replace("**", "")
     parts = [f"<h1>sapiens-edge report: {e(summary['model'])} at {h}x{w}</h1>", f"<p>{e(weights)}</p>",
-             f"<p>Device: {e(describe(result.system))}. Ratios against <b>{e(str(result.baseline))}</b> (p50).</p>",
+             f"<p>Device: {e(describe(result.system))}. Every row at input {h}x{w}, batch 1. "
+             f"Ratios against <b>{e(str(result.baseline))}</b> (p50).</p>",
              "<h2>Latency, size, accuracy</h2>", table(HEADERS, table_rows(result))]
     for key in ("latency", "accuracy"):
         if key in files:
