@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from sapiens_edge.fileio import jsonable
+from sapiens_edge.fileio import jsonable, refuse_overwrite
 
 from .accuracy import accuracy_of, match_validation
 from .bench_request import (
@@ -95,7 +95,7 @@ def bench(artifacts: Sequence[str | Path], *, threads: int | None = None, warmup
           torch_baseline: tuple[str, str | Path | None] | None = None, torch_device: str = "cpu",
           baseline: str | None = None,
           memory: bool = False, placement: bool | None = None, validation: dict[str, dict[str, Any]] | None = None,
-          json_path: str | Path | None = None, clock: Callable[[], float] = time.perf_counter,
+          json_path: str | Path | None = None, force: bool = False, clock: Callable[[], float] = time.perf_counter,
           progress: Callable[[str], None] = lambda _: None) -> BenchResult:
     """Benchmark `artifacts` side by side. `runs` rounds, or as many as fit in `seconds`;
     `providers` (ONNX Runtime: "cpu", "cuda", "tensorrt", ...) runs every ONNX artifact once per
@@ -126,6 +126,7 @@ def bench(artifacts: Sequence[str | Path], *, threads: int | None = None, warmup
         validation: artifact path or recipe -> validation report dict, for the accuracy column.
         json_path: write the result there as JSON after every round (what was measured survives an
             interruption).
+        force: replace an existing `json_path` (else OutputExistsError before anything loads).
         clock: the timer (tests pass a fake one).
         progress: called with one line per step.
 
@@ -134,6 +135,7 @@ def bench(artifacts: Sequence[str | Path], *, threads: int | None = None, warmup
         system information and, when asked, memory, placement and accuracy.
 
     Raises:
+        OutputExistsError: before anything loads, when `json_path` exists and `force` is off.
         OptionError: before anything loads, for counts (runs/seconds/warmup), an unknown torch
             device, backend or backend option, artifacts exported at different input sizes (the
             torch row runs at theirs), and a `baseline` that is no folder passed nor row
@@ -141,6 +143,8 @@ def bench(artifacts: Sequence[str | Path], *, threads: int | None = None, warmup
             instead ("failed", or "unavailable" when it runs only elsewhere), and the others run.
     """
     check_counts(runs, seconds, warmup, torch_device)
+    if json_path:
+        refuse_overwrite([Path(json_path)], force, where=("--output", "json_path"))
     options = dict(backend_options or {})
     if threads:
         options["threads"] = threads

@@ -202,8 +202,24 @@ def _save(fig, path: Path) -> Path:
     return path
 
 
+# Every file `write_all` may write: a forced run removes them all first, so no plot of the previous
+# run stays beside this one's tables.
+OUTPUT_FILES = ("bench.json", "bench.csv", "bench.md", "latency.png", "accuracy.png")
+
+
+def prepare_output(folder: Path, force: bool) -> None:
+    """Before any work: refuse an `folder` holding a previous run's outputs (OutputExistsError) unless
+    `force`, which removes them (only those files; the folder's others stay)."""
+    from sapiens_edge.fileio import clear_outputs, refuse_overwrite
+
+    paths = [Path(folder) / name for name in OUTPUT_FILES]
+    refuse_overwrite(paths, force)
+    clear_outputs(paths)
+
+
 def write_all(result: BenchResult, folder: Path, *, plots: bool = True) -> dict[str, Path]:
-    """bench.json, bench.csv, bench.md (and the plots) into `folder`."""
+    """bench.json, bench.csv, bench.md (and the plots) into `folder`; the caller checked it first
+    (`prepare_output`)."""
     from sapiens_edge.fileio import atomic_write_bytes, atomic_write_json
 
     folder.mkdir(parents=True, exist_ok=True)

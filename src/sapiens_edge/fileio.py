@@ -71,11 +71,24 @@ def atomic_save_image(path: str | Path, image, format: str | None = None) -> Pat
     return atomic_write_bytes(path, buf.getvalue())
 
 
-def refuse_overwrite(paths: Iterable[Path], force: bool) -> None:
-    """Raise before any work starts if outputs exist and force is off."""
+def refuse_overwrite(paths: Iterable[Path], force: bool, *, where: tuple[str, str] = ("--output", "output"),
+                     ) -> None:
+    """Raise before any work starts if outputs exist and force is off. `where` names the option that
+    chose the paths, as (flag, keyword)."""
     existing = [p for p in paths if p.exists()]
     if existing and not force:
         shown = ", ".join(str(p) for p in existing[:3]) + (" ..." if len(existing) > 3 else "")
         raise OutputExistsError(
-            f"{len(existing)} output file(s) already exist ({shown}). Choose another {option('--output', 'output')} "
-            f"folder or pass {option('--force', 'force=True')} to replace them.")
+            f"{len(existing)} output file(s) already exist ({shown}). Choose another {option(*where)} "
+            f"or pass {option('--force', 'force=True')} to replace them.")
+
+
+def clear_outputs(paths: Iterable[Path]) -> list[Path]:
+    """Remove the files a previous run wrote (only these paths; a folder's other files stay), so a
+    forced run leaves none of them stale (a plot this run does not draw). Returns those removed."""
+    removed = []
+    for p in paths:
+        if p.is_file() or p.is_symlink():
+            p.unlink()
+            removed.append(p)
+    return removed

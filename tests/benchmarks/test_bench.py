@@ -360,3 +360,29 @@ def test_artifacts_of_different_sizes_are_refused_before_anything_loads(monkeypa
     monkeypatch.setattr(B, "_torch_config", lambda *a, **k: pytest.fail("the torch model was loaded"))
     with pytest.raises(OptionError, match=r"different input sizes \(256x192: .*a; 1024x768: .*b\)"):
         B.bench(folders, runs=1, torch_baseline=("sapiens2-0.1b-seg", None))
+
+
+def test_bench_output_is_never_overwritten_without_force(monkeypatch, tiny_artifact, tmp_path, capsys):
+    """`bench -o DIR` refuses a folder holding a previous run's outputs before anything loads; with
+    --force it removes them (a stale plot included) and leaves the folder's other files alone."""
+    from sapiens_edge.cli import main
+    from sapiens_edge.errors import OutputExistsError
+
+    out = tmp_path / "b"
+    out.mkdir()
+    (out / "bench.md").write_text("previous run")
+    (out / "accuracy.png").write_bytes(b"stale plot")
+    (out / "notes.txt").write_text("the user's")
+    args = ["bench", str(tiny_artifact), "--runs", "1", "--threads", "1", "--no-plots", "-o", str(out)]
+    with monkeypatch.context() as m:
+        m.setattr(B, "_artifact_config", lambda *a: pytest.fail("an artifact was opened"))
+        assert main(args) == 2
+    err = capsys.readouterr().err
+    assert "already exist" in err and "--force" in err and "force=True" not in err
+    assert (out / "bench.md").read_text() == "previous run" and (out / "accuracy.png").exists()
+    assert main([*args, "--force"]) == 0
+    assert "previous run" not in (out / "bench.md").read_text() and (out / "bench.json").is_file()
+    assert not (out / "accuracy.png").exists() and (out / "notes.txt").read_text() == "the user's"
+    with pytest.raises(OutputExistsError, match=r"force=True"):  # the API: json_path, force=
+        B.bench([tiny_artifact], runs=1, json_path=out / "bench.json")
+    B.bench([tiny_artifact], runs=1, threads=1, json_path=out / "bench.json", force=True)
