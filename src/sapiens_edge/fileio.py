@@ -16,12 +16,31 @@ import numpy as np
 from .errors import OutputExistsError, option
 
 
+def current_umask() -> int:
+    """The process's umask. Linux shows it in /proc; elsewhere it can only be read by setting it
+    (and setting it back at once)."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
+    """Write `data` to `path` through a temporary file in the same folder and a rename. The file gets
+    the permissions of any new file (0666 less the umask), not mkstemp's private 0600: results and
+    artifacts are shared with other users and containers."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as f:
+            os.fchmod(f.fileno(), 0o666 & ~current_umask())
             f.write(data)
             f.flush()
             os.fsync(f.fileno())

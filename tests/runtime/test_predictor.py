@@ -246,3 +246,29 @@ def test_input_layout_is_checked(tmp_path):
     bad = make_artifact(tmp_path / "nhwc", inputs=[TensorSpec("image", [1, 3, H, W], "float32", "NHWC")])
     with pytest.raises(ArtifactError, match=r"expected \(N, H, W, 3\)"):
         runtime.load(bad)
+
+
+@pytest.mark.parametrize(("umask", "file_mode", "dir_mode"), [(0o022, 0o644, 0o755), (0o077, 0o600, 0o700)])
+def test_artifacts_and_results_get_the_permissions_the_umask_gives(tmp_path, umask, file_mode, dir_mode):
+    """Every file and folder written (artifact folder, manifest, README, model, run results) has the
+    mode of a plain new file or folder: 0666 / 0777 less the umask, not mkstemp/mkdtemp's private
+    0600 / 0700, so an artifact can be shared with another user or container."""
+    import os
+    import stat
+
+    from sapiens_edge.run import run_artifact
+    from tests.helpers import ASTRONAUT
+
+    def mode(p: Path) -> int:
+        return stat.S_IMODE(p.stat().st_mode)
+
+    old = os.umask(umask)
+    try:
+        folder = make_artifact(tmp_path / "seg")
+        out = tmp_path / "out"
+        run_artifact(folder, [ASTRONAUT], out, threads=1, progress=lambda _: None)
+    finally:
+        os.umask(old)
+    assert mode(folder) == dir_mode and mode(out) == dir_mode
+    files = [folder / name for name in ("manifest.json", "README.md", "model.onnx")] + sorted(out.iterdir())
+    assert len(files) > 4 and {p.name: mode(p) for p in files} == {p.name: file_mode for p in files}
