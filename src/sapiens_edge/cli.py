@@ -11,11 +11,15 @@ import json
 import sys
 import warnings
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from . import __version__
 from .errors import RandomWeightsWarning, SapiensEdgeError, cli_messages
 from .quiet import Quiet
 from .signals import Terminated, terminate_as_interrupt
+
+if TYPE_CHECKING:
+    from .results_io import PredictionRecords
 
 
 def _cmd_models(args: argparse.Namespace) -> int:
@@ -76,8 +80,7 @@ def _cmd_predict(args: argparse.Namespace) -> int:
         torch.set_num_threads(args.threads)
     records = predict(args.model, _images_or_bundled(args.images), args.output, weights=args.weights, boxes=args.box,
                       flip_test=False if args.no_flip else None, force=args.force)
-    print(f"wrote {len(records)} result(s) to {args.output}")
-    return 0
+    return _wrote(records, args.output)
 
 
 def _parse_hw(text: str) -> tuple[int, int]:
@@ -202,8 +205,17 @@ def _cmd_run(args: argparse.Namespace) -> int:
     records = run_artifact(args.artifact, _images_or_bundled(args.images), args.output, backend=args.backend,
                            verify=not args.no_verify, boxes=args.box, flip_test=False if args.no_flip else None,
                            force=args.force, **_backend_options(args))
-    print(f"wrote {len(records)} result(s) to {args.output}")
-    return 0
+    return _wrote(records, args.output)
+
+
+def _wrote(records: PredictionRecords, output: str) -> int:
+    """Say what `run` / `predict` wrote and which images failed; exit 1 when any did."""
+    print(f"wrote {len(records)} result(s) to {output}")
+    for failure in records.failures:
+        print(f"failed: {failure.image}: {failure.reason}", file=sys.stderr)
+    if records.failures:
+        print(f"{len(records.failures)} image(s) could not be read; the others were written", file=sys.stderr)
+    return 1 if records.failures else 0
 
 
 def _cmd_validate(args: argparse.Namespace) -> int:
