@@ -229,16 +229,20 @@ def test_bench_random_weights_go_with_the_torch_row(capsys):
 def test_predict_without_image_uses_the_bundled_photo_and_random_weights_say_so_once(monkeypatch, tmp_path, capsys):
     """A first run needs no photo of one's own; --random-weights was asked for, so one plain note, no warning."""
     pytest.importorskip("torch")
+    import importlib
+
     from sapiens_edge.metadata import bundled_photo
+    from sapiens_edge.results_io import PredictionRecords
 
     seen = {}
 
     def predict(model, images, output, **kwargs):
         seen["images"] = images
         warnings.warn("no weights given", RandomWeightsWarning, stacklevel=1)  # what load_model does
-        return []
+        return PredictionRecords()
 
-    monkeypatch.setattr("sapiens_edge.predict.predict", predict)
+    # the module, not the package's lazy `predict` name (which is the function until the module is imported)
+    monkeypatch.setattr(importlib.import_module("sapiens_edge.predict"), "predict", predict)
     with warnings.catch_warnings(record=True) as record:
         warnings.simplefilter("always")
         assert main(["predict", "sapiens2-0.1b-seg", "--random-weights", "-o", str(tmp_path)]) == 0
