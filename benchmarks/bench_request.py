@@ -99,8 +99,8 @@ def common_input_hw(artifacts: Sequence[str | Path]) -> tuple[int, int] | None:
     sizes: dict[tuple[int, int], list[str]] = {}
     for path in map(Path, artifacts):
         hw = _peek_doc(path).get("input_hw")
-        if isinstance(hw, list) and len(hw) == 2:
-            sizes.setdefault((int(hw[0]), int(hw[1])), []).append(str(path))
+        if isinstance(hw, list) and len(hw) == 2 and all(isinstance(v, int) for v in hw):  # else: the row says why
+            sizes.setdefault((hw[0], hw[1]), []).append(str(path))
     if len(sizes) > 1:
         listed = "; ".join(f"{h}x{w}: {', '.join(paths)}" for (h, w), paths in sizes.items())
         raise OptionError(f"The artifacts were exported at different input sizes ({listed}); their latencies "

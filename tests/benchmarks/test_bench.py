@@ -312,7 +312,7 @@ def small_artifact(tmp_path_factory):
     return path
 
 
-def test_torch_row_runs_at_the_artifacts_input_size(monkeypatch, small_artifact, tmp_path):
+def test_torch_row_runs_at_the_artifacts_input_size(monkeypatch, small_artifact, tmp_path, capsys):
     """Like for like: a model built for 1024x768 runs at the artifacts' 96x64, and every table and
     plot says so."""
     pytest.importorskip("matplotlib")
@@ -342,6 +342,11 @@ def test_torch_row_runs_at_the_artifacts_input_size(monkeypatch, small_artifact,
     assert "Batch 1, input 96x64," in O.to_markdown(result)
     rows = list(csv.DictReader(io.StringIO(O.to_csv(result))))
     assert [r["input_hw"] for r in rows] == ["96x64", "96x64"]
+    rich_console = pytest.importorskip("rich.console")
+    monkeypatch.setattr(rich_console.Console, "is_terminal", property(lambda self: True))  # the rich table
+    monkeypatch.setenv("COLUMNS", "300")
+    O.print_table(result)
+    assert "sapiens-edge bench, input 96x64" in capsys.readouterr().out
     titles = []
     monkeypatch.setattr(matplotlib.axes.Axes, "set_title", lambda self, text, **kw: titles.append(text))
     O.write_plots(result, tmp_path)
