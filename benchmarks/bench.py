@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from sapiens_edge.fileio import jsonable
+from sapiens_edge.fileio import jsonable, refuse_overwrite
 
 from .accuracy import accuracy_of, match_validation
 from .bench_request import (
@@ -33,6 +33,7 @@ from .bench_request import (
     check_backend,
     check_counts,
     choose_baseline,
+    common_input_hw,
     planned_rows,
     runs_on_onnxruntime,
 )
@@ -50,6 +51,7 @@ class BenchRow:
     task: str | None = None
     backend: str | None = None
     backend_summary: str = ""
+    input_hw: list[int] | None = None  # (H, W) of the input it ran on
     file_mib: float | None = None
     load_s: float | None = None
     first_s: float | None = None
@@ -93,7 +95,7 @@ def bench(artifacts: Sequence[str | Path], *, threads: int | None = None, warmup
           torch_baseline: tuple[str, str | Path | None] | None = None, torch_device: str = "cpu",
           baseline: str | None = None,
           memory: bool = False, placement: bool | None = None, validation: dict[str, dict[str, Any]] | None = None,
-          json_path: str | Path | None = None, clock: Callable[[], float] = time.perf_counter,
+          json_path: str | Path | None = None, force: bool = False, clock: Callable[[], float] = time.perf_counter,
           progress: Callable[[str], None] = lambda _: None) -> BenchResult:
     """Benchmark `artifacts` side by side. `runs` rounds, or as many as fit in `seconds`;
     `providers` (ONNX Runtime: "cpu", "cuda", "tensorrt", ...) runs every ONNX artifact once per
@@ -124,6 +126,7 @@ def bench(artifacts: Sequence[str | Path], *, threads: int | None = None, warmup
         validation: artifact path or recipe -> validation report dict, for the accuracy column.
         json_path: write the result there as JSON after every round (what was measured survives an
             interruption).
+        force: replace an existing `json_path` (else OutputExistsError before anything loads).
         clock: the timer (tests pass a fake one).
         progress: called with one line per step.
 
@@ -132,12 +135,16 @@ def bench(artifacts: Sequence[str | Path], *, threads: int | None = None, warmup
         system information and, when asked, memory, placement and accuracy.
 
     Raises:
+        OutputExistsError: before anything loads, when `json_path` exists and `force` is off.
         OptionError: before anything loads, for counts (runs/seconds/warmup), an unknown torch
-            device, backend or backend option, and a `baseline` that is no folder passed nor row
+            device, backend or backend option, artifacts exported at different input sizes (the
+            torch row runs at theirs), and a `baseline` that is no folder passed nor row
             (or names two rows). A row that fails to open or run is recorded with its status
             instead ("failed", or "unavailable" when it runs only elsewhere), and the others run.
     """
     check_counts(runs, seconds, warmup, torch_device)
+    if json_path:
+        refuse_overwrite([Path(json_path)], force, where=("--output", "json_path"))
     options = dict(backend_options or {})
     if threads:
         options["threads"] = threads
@@ -148,13 +155,14 @@ def bench(artifacts: Sequence[str | Path], *, threads: int | None = None, warmup
     check_backend(backend, {k: v for k, v in options.items() if k != "provider_options"})
     torch_row = (TORCH_ROW if torch_device == "cpu" else f"{TORCH_ROW} ({torch_device})") if torch_baseline else None
     choice = choose_baseline(baseline, planned_rows(artifacts, providers, backend, torch_row))
+    input_hw = common_input_hw(artifacts)  # the torch row runs at the artifacts' size
     settings = {"threads": threads, "warmup": warmup, "runs": runs, "seconds": seconds, "backend": backend,
                 "backend_options": options, "providers": providers,
                 "baseline": {"given": choice.given, "by": choice.by} if choice else None}
     configs: list[_Config] = []
     if torch_baseline is not None:
-        configs.append(_torch_config(*torch_baseline, threads=threads, device=torch_device, clock=clock,
-                                     progress=progress))
+        configs.append(_torch_config(*torch_baseline, threads=threads, device=torch_device, input_hw=input_hw,
+                                     clock=clock, progress=progress))
     for path in artifacts:
         path = Path(path)
         on_ort = providers and runs_on_onnxruntime(path, backend)
@@ -168,6 +176,8 @@ def bench(artifacts: Sequence[str | Path], *, threads: int | None = None, warmup
                 cfg.row.name = f"{cfg.row.name} ({provider})"
             configs.append(cfg)
     _disambiguate(configs)
+    sizes = [c.row.input_hw for c in configs if c.row.input_hw]
+    settings["input_hw"] = sizes[0] if sizes else (list(input_hw) if input_hw else None)
     baseline = _baseline_row(choice, configs)
     for cfg in configs:
         report = match_validation(validation or {}, artifact=cfg.row.artifact, recipe=cfg.row.recipe or cfg.row.name,
@@ -279,6 +289,7 @@ def _artifact_config(path: Path, backend: str | None, options: dict[str, Any], c
         return _Config(row, None)
     row.backend = predictor.backend
     row.backend_summary = predictor.describe().get("summary", "")
+    row.input_hw = list(manifest.input_hw)
     x = _photo(manifest.task, tuple(manifest.input_hw))
     cfg = _Config(row, lambda: predictor.run(x), predictor.close)
     cfg.input = x
@@ -310,7 +321,8 @@ def _record_placement(configs: Sequence[_Config], placement: bool | None, progre
 
 
 def _torch_config(model: str, weights: str | Path | None, *, threads: int | None, device: str,
-                  clock: Callable[[], float], progress: Callable[[str], None]) -> _Config:
+                  input_hw: tuple[int, int] | None, clock: Callable[[], float],
+                  progress: Callable[[str], None]) -> _Config:
     row = BenchRow(name=TORCH_ROW if device == "cpu" else f"{TORCH_ROW} ({device})", artifact=None, backend="torch")
     try:
         import torch
@@ -329,7 +341,9 @@ def _torch_config(model: str, weights: str | Path | None, *, threads: int | None
     net = load_model(model, weights).to(device)
     row.load_s = clock() - t0
     row.task, row.backend_summary = net.sapiens_info.task, f"PyTorch {torch.__version__} eager fp32 ({device})"
-    x = torch.from_numpy(_photo(net.sapiens_info.task, net.sapiens_info.input_hw)).to(device)
+    hw = tuple(input_hw or net.sapiens_info.input_hw)  # the artifacts' size: like for like
+    row.input_hw = list(hw)
+    x = torch.from_numpy(_photo(net.sapiens_info.task, hw)).to(device)
 
     def run() -> None:
         with torch.inference_mode():

@@ -15,7 +15,7 @@ from .sysinfo import describe
 CSV_COLUMNS = ("name", "status", "reason", "recipe", "backend", "file_mib", "load_s", "first_s", "runs", "mean_s",
                "p50_s", "p90_s", "p99_s", "std_s", "throughput_per_s", "speedup", "peak_rss_mib",
                "gpu_mem_mib", "accuracy_metric", "accuracy", "gate", "artifact",
-               "placement")
+               "placement", "input_hw")
 
 
 def _flat(row: BenchRow) -> dict[str, Any]:
@@ -26,7 +26,17 @@ def _flat(row: BenchRow) -> dict[str, Any]:
             "p99_s": s.get("p99_s"), "std_s": s.get("std_s"), "throughput_per_s": s.get("throughput_per_s"),
             "speedup": row.speedup, "peak_rss_mib": row.peak_rss_mib, "gpu_mem_mib": row.gpu_mem_mib,
             "accuracy_metric": row.accuracy.get("metric"), "accuracy": row.accuracy.get("value"),
-            "gate": row.accuracy.get("gate"), "artifact": row.artifact, "placement": placement_line(row)}
+            "gate": row.accuracy.get("gate"), "artifact": row.artifact, "placement": placement_line(row),
+            "input_hw": _hw(row.input_hw)}
+
+
+def _hw(hw: Any) -> str | None:
+    return f"{hw[0]}x{hw[1]}" if hw else None
+
+
+def input_size(result: BenchResult) -> str:
+    """The input size every row ran at, "HxW" (a latency means nothing without it)."""
+    return _hw(result.settings.get("input_hw")) or "unknown size"
 
 
 def placement_line(row: BenchRow) -> str | None:
@@ -87,7 +97,8 @@ def to_markdown(result: BenchResult) -> str:
     st = result.settings
     how = f"{st['runs']} interleaved rounds" if st.get("runs") else f"rounds for {st['seconds']} s"
     lines = [f"Device: {describe(result.system)}", "",
-             f"Batch 1, {st.get('threads') or 'default'} threads, {st['warmup']} warm-up run(s), {how}; "
+             f"Batch 1, input {input_size(result)}, {st.get('threads') or 'default'} threads, "
+             f"{st['warmup']} warm-up run(s), {how}; "
              f"ratios against **{result.baseline}** (p50{baseline_source(result)})."
              + (" **Interrupted**: partial results." if result.interrupted else ""), "",
              "| " + " | ".join(HEADERS) + " |", "|---|" + "---:|" * (len(HEADERS) - 1)]
@@ -111,7 +122,7 @@ def print_table(result: BenchResult) -> None:
     if not console.is_terminal:  # a log file or a pipe: the Markdown table, unwrapped
         print(to_markdown(result))
         return
-    table = Table(title=f"sapiens-edge bench: {describe(result.system)}",
+    table = Table(title=f"sapiens-edge bench, input {input_size(result)}: {describe(result.system)}",
                   caption=f"ratios vs {result.baseline}{baseline_source(result)}")
     for k, h in enumerate(HEADERS):
         table.add_column(h, justify="left" if k == 0 or h == "accuracy" else "right")
@@ -148,7 +159,7 @@ def write_plots(result: BenchResult, folder: Path) -> list[Path]:
     ax.set_xlim(0, max(p90) * 1.3)
     ax.invert_yaxis()
     ax.set_xlabel("latency, s (bar: p50, whisker: p90)")
-    ax.set_title(describe(result.system), fontsize=8)
+    ax.set_title(f"input {input_size(result)}, batch 1: {describe(result.system)}", fontsize=8)
     fig.tight_layout()
     written.append(_save(fig, folder / "latency.png"))
     plt.close(fig)
@@ -165,7 +176,7 @@ def write_plots(result: BenchResult, folder: Path) -> list[Path]:
         ax.plot(*zip(*front, strict=True), "--", color="grey", linewidth=1, label="Pareto front")
         ax.set_xlabel("latency p50, s")
         ax.set_ylabel(f"{metric} ({'higher' if higher else 'lower'} is better) vs PyTorch fp32")
-        ax.set_title("accuracy vs latency (o: gate passed, x: failed)", fontsize=9)
+        ax.set_title(f"accuracy vs latency at input {input_size(result)} (o: gate passed, x: failed)", fontsize=9)
         ax.legend(fontsize=8)
         fig.tight_layout()
         written.append(_save(fig, folder / "accuracy.png"))
@@ -191,8 +202,24 @@ def _save(fig, path: Path) -> Path:
     return path
 
 
+# Every file `write_all` may write: a forced run removes them all first, so no plot of the previous
+# run stays beside this one's tables.
+OUTPUT_FILES = ("bench.json", "bench.csv", "bench.md", "latency.png", "accuracy.png")
+
+
+def prepare_output(folder: Path, force: bool) -> None:
+    """Before any work: refuse an `folder` holding a previous run's outputs (OutputExistsError) unless
+    `force`, which removes them (only those files; the folder's others stay)."""
+    from sapiens_edge.fileio import clear_outputs, refuse_overwrite
+
+    paths = [Path(folder) / name for name in OUTPUT_FILES]
+    refuse_overwrite(paths, force)
+    clear_outputs(paths)
+
+
 def write_all(result: BenchResult, folder: Path, *, plots: bool = True) -> dict[str, Path]:
-    """bench.json, bench.csv, bench.md (and the plots) into `folder`."""
+    """bench.json, bench.csv, bench.md (and the plots) into `folder`; the caller checked it first
+    (`prepare_output`)."""
     from sapiens_edge.fileio import atomic_write_bytes, atomic_write_json
 
     folder.mkdir(parents=True, exist_ok=True)

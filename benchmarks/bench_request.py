@@ -1,6 +1,6 @@
-"""Checks on a `bench` request made before anything loads: counts, devices, the backend and the
-`baseline` (an artifact folder as passed, or a row name). A mistake here costs the user nothing but
-a message (the CLI's exit 2), instead of a traceback after all the rounds."""
+"""Checks on a `bench` request made before anything loads: counts, devices, the backend, the
+`baseline` (an artifact folder as passed, or a row name) and the input size every row runs at. A
+mistake here costs the user nothing but a message (the CLI's exit 2), instead of a traceback after all the rounds."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from sapiens_edge.errors import OptionError
+from sapiens_edge.errors import OptionError, option
 
 TORCH_ROW = "torch eager fp32"
 TORCH_DEVICES = ("cpu", "cuda")
@@ -92,6 +92,23 @@ def choose_baseline(baseline: str | None, rows: list[tuple[str, Path | None]]) -
                       f"({', '.join(names) or 'none'}). Pass one of those.")
 
 
+def common_input_hw(artifacts: Sequence[str | Path]) -> tuple[int, int] | None:
+    """The input size (H, W) the artifacts were exported at, which the torch row then runs at too, so
+    every row times the same work. Artifacts of different sizes are refused: their ratios would compare
+    unlike work. None when no manifest can be read (the torch row keeps its model's size)."""
+    sizes: dict[tuple[int, int], list[str]] = {}
+    for path in map(Path, artifacts):
+        hw = _peek_doc(path).get("input_hw")
+        if isinstance(hw, list) and len(hw) == 2 and all(isinstance(v, int) for v in hw):  # else: the row says why
+            sizes.setdefault((hw[0], hw[1]), []).append(str(path))
+    if len(sizes) > 1:
+        listed = "; ".join(f"{h}x{w}: {', '.join(paths)}" for (h, w), paths in sizes.items())
+        raise OptionError(f"The artifacts were exported at different input sizes ({listed}); their latencies "
+                          "do not compare. Bench artifacts of one size together (export them with the same "
+                          f"{option('--input-size', 'input_size')}).")
+    return next(iter(sizes), None)
+
+
 def runs_on_onnxruntime(path: Path, backend: str | None) -> bool:
     """Whether the artifact at `path` opens in ONNX Runtime (its rows multiply by the providers)."""
     if backend is not None:
@@ -109,8 +126,14 @@ def _same(a: Path, b: Path) -> bool:
 def _peek(path: Path) -> tuple[str | None, str | None]:
     """(recipe, target) from the manifest, or (None, None) when it cannot be read (the row reports why
     when the artifact is opened)."""
+    doc = _peek_doc(path)
+    return doc.get("recipe"), doc.get("target")
+
+
+def _peek_doc(path: Path) -> dict:
+    """The manifest as JSON, or {} when it cannot be read."""
     try:
         doc = json.loads((path / "manifest.json").read_text("utf-8"))
-        return doc.get("recipe"), doc.get("target")
-    except (OSError, ValueError, AttributeError):
-        return None, None
+    except (OSError, ValueError):
+        return {}
+    return doc if isinstance(doc, dict) else {}

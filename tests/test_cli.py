@@ -229,16 +229,20 @@ def test_bench_random_weights_go_with_the_torch_row(capsys):
 def test_predict_without_image_uses_the_bundled_photo_and_random_weights_say_so_once(monkeypatch, tmp_path, capsys):
     """A first run needs no photo of one's own; --random-weights was asked for, so one plain note, no warning."""
     pytest.importorskip("torch")
+    import importlib
+
     from sapiens_edge.metadata import bundled_photo
+    from sapiens_edge.results_io import PredictionRecords
 
     seen = {}
 
     def predict(model, images, output, **kwargs):
         seen["images"] = images
         warnings.warn("no weights given", RandomWeightsWarning, stacklevel=1)  # what load_model does
-        return []
+        return PredictionRecords()
 
-    monkeypatch.setattr("sapiens_edge.predict.predict", predict)
+    # the module, not the package's lazy `predict` name (which is the function until the module is imported)
+    monkeypatch.setattr(importlib.import_module("sapiens_edge.predict"), "predict", predict)
     with warnings.catch_warnings(record=True) as record:
         warnings.simplefilter("always")
         assert main(["predict", "sapiens2-0.1b-seg", "--random-weights", "-o", str(tmp_path)]) == 0
@@ -246,3 +250,23 @@ def test_predict_without_image_uses_the_bundled_photo_and_random_weights_say_so_
     assert not [w for w in record if issubclass(w.category, RandomWeightsWarning)]
     err = capsys.readouterr().err
     assert "no image given: using the bundled photo" in err and err.count("--random-weights") == 1
+
+
+def test_validate_never_overwrites_a_report_without_force(tmp_path, capsys):
+    """`validate --report FILE` refuses an existing report (its .json or the .md beside it) before any
+    work; --force lets it through to the next step (here: the missing artifact)."""
+    pytest.importorskip("torch")
+    from sapiens_edge.errors import OutputExistsError
+    from sapiens_edge.validation import validate
+
+    (tmp_path / "r.md").write_text("previous verdict")
+    args = ["validate", str(tmp_path / "no-artifact"), "--report", str(tmp_path / "r.json")]
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert "r.md" in err and "--force" in err and "--report" in err and "no-artifact" not in err
+    assert main([*args, "--force"]) == 2
+    err = capsys.readouterr().err
+    assert "already exist" not in err and "no-artifact" in err
+    assert (tmp_path / "r.md").read_text() == "previous verdict"  # a failed run leaves it be
+    with pytest.raises(OutputExistsError, match=r"force=True"):
+        validate(tmp_path / "no-artifact", report=tmp_path / "r.md")

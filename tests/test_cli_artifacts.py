@@ -168,6 +168,15 @@ def test_report_end_to_end(seg01, tmp_path, capsys):
         assert rows["coreml-fp32"]["status"] == "unavailable" and "Apple" in rows["coreml-fp32"]["reason"]
     assert main(["report", "--weights", str(files["fp32"]), "--recipes", "onnx-fp32", "--input-size", SIZE,
                  "--output", str(out)]) == 2  # exists, no --force
+    # --force: what the previous card wrote is replaced or removed (a stale verdict of a recipe not in
+    # this run), the user's files stay
+    (out / "validation" / "onnx-int8.json").write_text("{}")
+    (out / "notes.txt").write_text("the user's")
+    assert main(["report", "--weights", str(files["fp32"]), "--recipes", "onnx-fp32", "--input-size", SIZE,
+                 "--runs", "1", "--threads", "1", "--force", "--output", str(out)]) == 0
+    assert json.loads((out / "bench.json").read_text())["rows"][1]["stats"]["runs"] == 1
+    assert not (out / "validation" / "onnx-int8.json").exists() and (out / "notes.txt").is_file()
+    assert "input 64x48" in (out / "report.md").read_text()
 
 
 def test_report_on_several_providers(seg01, tmp_path, capsys):

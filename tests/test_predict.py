@@ -10,7 +10,7 @@ import torch
 from PIL import Image
 
 from sapiens_edge.cli import main
-from sapiens_edge.errors import ImageError, OutputExistsError, RandomWeightsWarning
+from sapiens_edge.errors import OutputExistsError, RandomWeightsWarning
 from sapiens_edge.models import Sapiens2TaskModel
 from sapiens_edge.predict import predict
 from tests.helpers import ASTRONAUT, randomize_, tiny_info
@@ -74,11 +74,31 @@ def test_existing_outputs_need_force(tmp_path):
     predict(model, [ASTRONAUT], tmp_path, force=True, progress=lambda _: None)
 
 
-def test_undecodable_image_is_a_clear_error(tmp_path, capsys):
+def test_a_bad_image_is_reported_and_the_others_are_written(tmp_path, capsys):
+    """One undecodable photo in a batch costs only itself: the others are written, the failure is
+    named (path and reason) in progress and in the return value."""
     bad = tmp_path / "broken.jpg"
     bad.write_bytes(b"\xff\xd8\xff\xe0 not really a jpeg")
-    with pytest.raises(ImageError, match=r"broken\.jpg"):
-        predict(_tiny("seg"), [bad], tmp_path / "out", progress=lambda _: None)
+    lines = []
+    records = predict(_tiny("seg"), [bad, ASTRONAUT], tmp_path / "out", progress=lines.append)
+    assert [r.image for r in records] == [ASTRONAUT] and (tmp_path / "out" / "astronaut.json").is_file()
+    assert not (tmp_path / "out" / "broken.json").exists()
+    [failure] = records.failures
+    assert failure.image == bad and "Cannot decode" in failure.reason and "broken.jpg" in failure.reason
+    assert any(str(bad) in line and "FAILED" in line and "Cannot decode" in line for line in lines)
+
+
+def test_cli_predict_exits_1_when_an_image_failed(monkeypatch, tmp_path, capsys):
+    import sapiens_edge.predict
+
+    monkeypatch.setattr(sapiens_edge.predict, "load_model", lambda model, weights: _tiny("seg"))
+    bad = tmp_path / "broken.png"
+    bad.write_bytes(b"not a png")
+    out = tmp_path / "out"
+    assert main(["predict", "sapiens2-0.1b-seg", str(bad), str(ASTRONAUT), "-o", str(out), "--random-weights"]) == 1
+    captured = capsys.readouterr()
+    assert "wrote 1 result(s)" in captured.out and (out / "astronaut_overlay.png").is_file()
+    assert f"failed: {bad}: Cannot decode" in captured.err
 
 
 @pytest.mark.slow

@@ -11,11 +11,15 @@ import json
 import sys
 import warnings
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from . import __version__
 from .errors import RandomWeightsWarning, SapiensEdgeError, cli_messages
 from .quiet import Quiet
 from .signals import Terminated, terminate_as_interrupt
+
+if TYPE_CHECKING:
+    from .results_io import PredictionRecords
 
 
 def _cmd_models(args: argparse.Namespace) -> int:
@@ -76,8 +80,7 @@ def _cmd_predict(args: argparse.Namespace) -> int:
         torch.set_num_threads(args.threads)
     records = predict(args.model, _images_or_bundled(args.images), args.output, weights=args.weights, boxes=args.box,
                       flip_test=False if args.no_flip else None, force=args.force)
-    print(f"wrote {len(records)} result(s) to {args.output}")
-    return 0
+    return _wrote(records, args.output)
 
 
 def _parse_hw(text: str) -> tuple[int, int]:
@@ -202,8 +205,17 @@ def _cmd_run(args: argparse.Namespace) -> int:
     records = run_artifact(args.artifact, _images_or_bundled(args.images), args.output, backend=args.backend,
                            verify=not args.no_verify, boxes=args.box, flip_test=False if args.no_flip else None,
                            force=args.force, **_backend_options(args))
-    print(f"wrote {len(records)} result(s) to {args.output}")
-    return 0
+    return _wrote(records, args.output)
+
+
+def _wrote(records: PredictionRecords, output: str) -> int:
+    """Say what `run` / `predict` wrote and which images failed; exit 1 when any did."""
+    print(f"wrote {len(records)} result(s) to {output}")
+    for failure in records.failures:
+        print(f"failed: {failure.image}: {failure.reason}", file=sys.stderr)
+    if records.failures:
+        print(f"{len(records.failures)} image(s) could not be read; the others were written", file=sys.stderr)
+    return 1 if records.failures else 0
 
 
 def _cmd_validate(args: argparse.Namespace) -> int:
@@ -213,7 +225,7 @@ def _cmd_validate(args: argparse.Namespace) -> int:
     from .validation import validate
 
     report = validate(args.artifact, weights=args.weights, images=args.images, backend=args.backend,
-                      report=args.report, verify=not args.no_verify, **_backend_options(args))
+                      report=args.report, verify=not args.no_verify, force=args.force, **_backend_options(args))
     print(report.to_markdown())
     return 0 if report.passed else 1
 
@@ -234,13 +246,15 @@ def _cmd_bench(args: argparse.Namespace) -> int:
     opts.pop("threads", None)
     providers = opts.pop("provider", None)
     runs = None if args.seconds else (args.runs or 10)
+    if args.output:  # before any work: a previous run's files are refused, or removed with --force
+        bench_output.prepare_output(Path(args.output), args.force)
     result = bench(args.artifacts, threads=args.threads, warmup=args.warmup, runs=runs, seconds=args.seconds,
                    backend=args.backend, backend_options=opts, providers=providers, placement=args.placement,
                    torch_baseline=(args.torch_baseline, args.weights) if args.torch_baseline else None,
                    torch_device=args.torch_device,
                    baseline=args.baseline, memory=args.memory,
                    validation=load_validation_reports(args.validation),
-                   json_path=Path(args.output) / "bench.json" if args.output else None,
+                   json_path=Path(args.output) / "bench.json" if args.output else None, force=args.force,
                    progress=lambda m: print(m, file=sys.stderr, flush=True))
     bench_output.print_table(result)
     if args.output:
@@ -383,6 +397,7 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--weights", help="the weights the artifact was exported from (default: as recorded)")
     v.add_argument("--images", help="folder of test images (default: the bundled photo)")
     v.add_argument("--report", help="write the report here (.json, plus .md beside it)")
+    v.add_argument("--force", action="store_true", help="replace an existing report")
     backend_args(v)
     v.add_argument("--no-verify", action="store_true", help="skip the sha256 check of the artifact files")
     v.set_defaults(func=_cmd_validate)
@@ -406,6 +421,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "than cpu)")
     b.add_argument("--output", "-o", help="folder for bench.json, bench.csv, bench.md and the plots")
     b.add_argument("--no-plots", action="store_true", help="skip the plots (they need matplotlib)")
+    b.add_argument("--force", action="store_true",
+                   help="replace the outputs of a previous run in --output (its plots are removed)")
     b.set_defaults(func=_cmd_bench)
 
     rp = command("report", help="the main job: export, validate and benchmark a model; write a report card")

@@ -16,12 +16,31 @@ import numpy as np
 from .errors import OutputExistsError, option
 
 
+def current_umask() -> int:
+    """The process's umask. Linux shows it in /proc; elsewhere it can only be read by setting it
+    (and setting it back at once)."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
+    """Write `data` to `path` through a temporary file in the same folder and a rename. The file gets
+    the permissions of any new file (0666 less the umask), not mkstemp's private 0600: results and
+    artifacts are shared with other users and containers."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as f:
+            os.fchmod(f.fileno(), 0o666 & ~current_umask())
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
@@ -71,11 +90,24 @@ def atomic_save_image(path: str | Path, image, format: str | None = None) -> Pat
     return atomic_write_bytes(path, buf.getvalue())
 
 
-def refuse_overwrite(paths: Iterable[Path], force: bool) -> None:
-    """Raise before any work starts if outputs exist and force is off."""
+def refuse_overwrite(paths: Iterable[Path], force: bool, *, where: tuple[str, str] = ("--output", "output"),
+                     ) -> None:
+    """Raise before any work starts if outputs exist and force is off. `where` names the option that
+    chose the paths, as (flag, keyword)."""
     existing = [p for p in paths if p.exists()]
     if existing and not force:
         shown = ", ".join(str(p) for p in existing[:3]) + (" ..." if len(existing) > 3 else "")
         raise OutputExistsError(
-            f"{len(existing)} output file(s) already exist ({shown}). Choose another {option('--output', 'output')} "
-            f"folder or pass {option('--force', 'force=True')} to replace them.")
+            f"{len(existing)} output file(s) already exist ({shown}). Choose another {option(*where)} "
+            f"or pass {option('--force', 'force=True')} to replace them.")
+
+
+def clear_outputs(paths: Iterable[Path]) -> list[Path]:
+    """Remove the files a previous run wrote (only these paths; a folder's other files stay), so a
+    forced run leaves none of them stale (a plot this run does not draw). Returns those removed."""
+    removed = []
+    for p in paths:
+        if p.is_file() or p.is_symlink():
+            p.unlink()
+            removed.append(p)
+    return removed

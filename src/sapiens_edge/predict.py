@@ -7,7 +7,6 @@ Every exported artifact is later compared against what this writes: same pre/pos
 from __future__ import annotations
 
 import sys
-import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -17,7 +16,7 @@ from torch import nn
 
 from . import runtime
 from .loading import load_model
-from .results_io import PredictionRecord, check_outputs, unique_stems, write_result
+from .results_io import PredictionRecords, check_outputs, predict_each, unique_stems
 from .zoo import ModelInfo
 
 Box = Sequence[float]
@@ -38,9 +37,10 @@ def torch_model_fn(model: nn.Module) -> Callable[[np.ndarray], list[np.ndarray]]
 def predict(model: str | nn.Module, images: Sequence[str | Path], output: str | Path, *,
             weights: str | Path | None = None, boxes: Sequence[Box] | None = None,
             flip_test: bool | None = None, force: bool = False,
-            progress: Callable[[str], None] | None = None) -> list[PredictionRecord]:
+            progress: Callable[[str], None] | None = None) -> PredictionRecords:
     """Run a task model on images and write, per image, `<stem>.json`, `<stem>_overlay.png` and
-    the dense results as `<stem>_<name>.npy` into `output`."""
+    the dense results as `<stem>_<name>.npy` into `output`. An image that cannot be read is reported
+    and skipped; the returned list's ``.failures`` names each, with why."""
     progress = progress or (lambda msg: print(msg, file=sys.stderr, flush=True))
     net = load_model(model, weights) if isinstance(model, str) else model
     info: ModelInfo = net.sapiens_info
@@ -58,14 +58,7 @@ def predict(model: str | nn.Module, images: Sequence[str | Path], output: str | 
     header = {"model": info.name, "weights": getattr(net, "sapiens_weights", None),
               "random_weights": getattr(net, "sapiens_weights", None) is None,
               "backend": f"torch {torch.__version__} (reference, fp32, CPU)"}
-    records = []
-    for i, (path, stem) in enumerate(zip(paths, stems, strict=True), 1):
-        image = runtime.load_image(path)
-        t0 = time.perf_counter()
-        result = runtime.run_task(model_fn, image, info.task, boxes=boxes, flip_test=flip_test,
-                                  input_hw=info.input_hw)
-        seconds = time.perf_counter() - t0
-        rec = write_result(out_dir, stem, path, image, result, header, seconds)
-        progress(f"[{i}/{len(paths)}] {path.name}: {info.task} in {seconds:.2f} s -> {rec.json_path}")
-        records.append(rec)
-    return records
+    return predict_each(paths, stems, out_dir, header,
+                        lambda image: runtime.run_task(model_fn, image, info.task, boxes=boxes, flip_test=flip_test,
+                                                       input_hw=info.input_hw),
+                        info.task, progress)

@@ -88,6 +88,8 @@ def make_report(output: str | Path, *, model: str = DEFAULT_MODEL, recipes: str 
                                + "; ".join(f"{k}: {v}" for k, v in skipped.items()))
     for name, reason in skipped.items():
         say(f"skipping {name}: {reason}")
+    if force:  # once the request is known good
+        _clear_previous(out)
     out.mkdir(parents=True, exist_ok=True)
     threads = threads or os.cpu_count() or 1
     standin = weights is None
@@ -129,7 +131,7 @@ def make_report(output: str | Path, *, model: str = DEFAULT_MODEL, recipes: str 
             options = {"provider": provider} if provider else {}
             try:
                 report = validate(row["path"], weights=weights, report=out / "validation" / f"{label}.json",
-                                  progress=lambda m: say(f"    {m}"), threads=threads, **options)
+                                  progress=lambda m: say(f"    {m}"), threads=threads, force=force, **options)
                 row["validations"][provider or ""] = report.to_json()
             except SapiensEdgeError as exc:  # e.g. Core ML off Apple, a provider not installed: the row says why
                 row["validation_errors"][provider or ""] = str(exc)
@@ -144,7 +146,7 @@ def make_report(output: str | Path, *, model: str = DEFAULT_MODEL, recipes: str 
     result = bench([row["path"] for row in exported.values()], threads=threads, runs=runs,
                    torch_baseline=(model, weights), torch_device=torch_device, providers=providers or None,
                    validation=validation_index([doc for r in exported.values() for doc in r["validations"].values()]),
-                   json_path=out / "bench.json", progress=lambda m: say(f"    {m}"))
+                   json_path=out / "bench.json", force=force, progress=lambda m: say(f"    {m}"))
     stage("writing the report card")
     files = bench_output.write_all(result, out)
     summary = {"model": model, "input_hw": list(input_hw), "weights": str(weights), "standin_weights": standin,
@@ -159,6 +161,23 @@ def make_report(output: str | Path, *, model: str = DEFAULT_MODEL, recipes: str 
     bench_output.print_table(result)
     say(f"report card: {out / 'report.md'} and {out / 'report.html'}")
     return summary
+
+
+def _clear_previous(out: Path) -> None:
+    """A forced report removes what a previous one wrote at the top of `out` and its validation
+    reports, so the card's folder holds no stale plot or verdict; nothing else (artifacts are
+    replaced recipe by recipe by the export, the user's own files stay)."""
+    from .benchmarks.bench_output import prepare_output
+    from .export.recipes import RECIPES
+    from .fileio import clear_outputs
+
+    prepare_output(out, True)
+    ours = [out / name for name in ("report.json", "report.md", "report.html")]
+    validation = out / "validation"
+    if validation.is_dir():
+        ours += [p for p in validation.iterdir() if p.suffix in (".json", ".md")
+                 and any(p.stem == r or p.stem.startswith(f"{r}-") for r in RECIPES)]
+    clear_outputs(ours)
 
 
 def _recipe_summary(row: dict[str, Any]) -> dict[str, Any]:
@@ -234,7 +253,8 @@ def render_html(summary: dict[str, Any], result: Any, out: Path, files: dict[str
 
     weights = _weights_line(summary).replace("**", "")
     parts = [f"<h1>sapiens-edge report: {e(summary['model'])} at {h}x{w}</h1>", f"<p>{e(weights)}</p>",
-             f"<p>Device: {e(describe(result.system))}. Ratios against <b>{e(str(result.baseline))}</b> (p50).</p>",
+             f"<p>Device: {e(describe(result.system))}. Every row at input {h}x{w}, batch 1. "
+             f"Ratios against <b>{e(str(result.baseline))}</b> (p50).</p>",
              "<h2>Latency, size, accuracy</h2>", table(HEADERS, table_rows(result))]
     for key in ("latency", "accuracy"):
         if key in files:

@@ -6,13 +6,15 @@ files. Torch-free.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from .errors import ImageError
 from .fileio import atomic_save_image, atomic_save_npy, atomic_write_json, refuse_overwrite
 
 
@@ -23,6 +25,46 @@ class PredictionRecord:
     overlay_path: Path
     array_paths: dict[str, Path] = field(default_factory=dict)
     seconds: float = 0.0
+
+
+@dataclass
+class ImageFailure:
+    """An image that could not be read or decoded, and why; the others were still written."""
+
+    image: Path
+    reason: str
+
+
+class PredictionRecords(list):
+    """The records written (a list, in input order) and ``failures``: the images skipped, with why."""
+
+    def __init__(self, records: Sequence[PredictionRecord] = (), failures: Sequence[ImageFailure] = ()):
+        super().__init__(records)
+        self.failures = list(failures)
+
+
+def predict_each(paths: Sequence[Path], stems: Sequence[str], out_dir: Path, header: dict[str, Any],
+                 infer: Callable[[np.ndarray], Any], task: str,
+                 progress: Callable[[str], None]) -> PredictionRecords:
+    """Run `infer` on every image and write its results. An image that cannot be read (ImageError) is
+    reported and skipped, and the run goes on: one bad file in a folder of photos costs only itself."""
+    from .runtime import load_image
+
+    out = PredictionRecords()
+    for i, (path, stem) in enumerate(zip(paths, stems, strict=True), 1):
+        try:
+            image = load_image(path)
+            t0 = time.perf_counter()
+            result = infer(image)
+        except ImageError as exc:
+            out.failures.append(ImageFailure(path, str(exc)))
+            progress(f"[{i}/{len(paths)}] {path}: FAILED: {exc}")
+            continue
+        seconds = time.perf_counter() - t0
+        rec = write_result(out_dir, stem, path, image, result, header, seconds)
+        progress(f"[{i}/{len(paths)}] {path.name}: {task} in {seconds:.2f} s -> {rec.json_path}")
+        out.append(rec)
+    return out
 
 
 def unique_stems(paths: Sequence[Path]) -> list[str]:

@@ -8,14 +8,13 @@ PyTorch reference.
 from __future__ import annotations
 
 import sys
-import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 from . import runtime
 from .errors import ImageError, SapiensEdgeError
-from .results_io import PredictionRecord, check_outputs, unique_stems, write_result
+from .results_io import PredictionRecords, check_outputs, predict_each, unique_stems
 
 Box = Sequence[float]
 
@@ -36,12 +35,14 @@ def run_artifact(artifact_dir: str | Path, images: Sequence[str | Path], output:
                  backend: str | None = None, provider: str | None = None, threads: int | None = None,
                  verify: bool = True, boxes: Sequence[Box] | None = None, flip_test: bool | None = None,
                  force: bool = False, progress: Callable[[str], None] | None = None,
-                 **options: Any) -> list[PredictionRecord]:
+                 **options: Any) -> PredictionRecords:
     """Run the artifact in ``artifact_dir`` on ``images`` and write, per image, `<stem>.json`,
     `<stem>_overlay.png` and the dense results as `<stem>_<name>.npy` into ``output``.
 
     ``provider``/``threads`` (and any other ``options``) go to the backend; None means its default.
-    Existing outputs are refused before any work unless ``force``."""
+    Existing outputs are refused before any work unless ``force``. An image that cannot be read is
+    reported (``progress``) and skipped, the others are written: the returned list holds the records
+    written and ``.failures`` the images skipped, with why."""
     progress = progress or (lambda msg: print(msg, file=sys.stderr, flush=True))
     out_dir = Path(output)
     paths = [Path(p) for p in images]
@@ -61,13 +62,6 @@ def run_artifact(artifact_dir: str | Path, images: Sequence[str | Path], output:
                 "(pose, seg, normal or pointmap).")
         header = run_header(predictor)
         progress(f"{predictor.manifest.model} ({predictor.manifest.recipe}) on {header['backend']}")
-        records = []
-        for i, (path, stem) in enumerate(zip(paths, stems, strict=True), 1):
-            image = runtime.load_image(path)
-            t0 = time.perf_counter()
-            result = predictor.predict(image, boxes=boxes, flip_test=flip_test)
-            seconds = time.perf_counter() - t0
-            rec = write_result(out_dir, stem, path, image, result, header, seconds)
-            progress(f"[{i}/{len(paths)}] {path.name}: {predictor.task} in {seconds:.2f} s -> {rec.json_path}")
-            records.append(rec)
-    return records
+        return predict_each(paths, stems, out_dir, header,
+                            lambda image: predictor.predict(image, boxes=boxes, flip_test=flip_test),
+                            predictor.task, progress)

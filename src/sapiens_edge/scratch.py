@@ -18,13 +18,19 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from .fileio import current_umask
+
 # `.NAME.tmp-PID-XXXX` / `.NAME.old-PID-XXXX` (artifact folders), `sapiens-KIND-PID-XXXX` (work files).
 _PATTERN = re.compile(r"^(?:\..+\.(?:tmp|old)|sapiens-[a-z]+)-(?P<pid>\d+)-[^/]+$")
 
 
 def make_scratch_dir(parent: str | Path, prefix: str) -> Path:
-    """A new empty folder `parent/PREFIX-PID-XXXX` (the prefix ends without a dash)."""
-    return Path(tempfile.mkdtemp(prefix=f"{prefix}-{os.getpid()}-", dir=parent))
+    """A new empty folder `parent/PREFIX-PID-XXXX` (the prefix ends without a dash), with the
+    permissions of any new folder (0777 less the umask), not mkdtemp's private 0700: an artifact
+    folder built here is renamed into place as it is."""
+    path = Path(tempfile.mkdtemp(prefix=f"{prefix}-{os.getpid()}-", dir=parent))
+    path.chmod(0o777 & ~current_umask())
+    return path
 
 
 @contextmanager

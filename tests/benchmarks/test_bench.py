@@ -154,7 +154,7 @@ def test_outputs_schema_and_plots(tmp_path):
     assert tuple(rows[0]) == (  # golden: scripts read these columns
         "name", "status", "reason", "recipe", "backend", "file_mib", "load_s", "first_s", "runs", "mean_s", "p50_s",
         "p90_s", "p99_s", "std_s", "throughput_per_s", "speedup", "peak_rss_mib", "gpu_mem_mib", "accuracy_metric",
-        "accuracy", "gate", "artifact", "placement")
+        "accuracy", "gate", "artifact", "placement", "input_hw")
     assert rows[4]["status"] == "unavailable" and "Apple" in rows[4]["reason"]
     doc = json.loads((tmp_path / "bench.json").read_text())
     assert doc["schema_version"] == 1 and doc["baseline"] == "torch eager fp32"
@@ -298,3 +298,96 @@ def test_two_exports_of_one_recipe_get_distinct_rows(tiny_artifact, tmp_path):
     result = B.bench([tiny_artifact, other], runs=1, threads=1)
     assert [r.name for r in result.rows] == [f"onnx-fp32 [{tiny_artifact}]", f"onnx-fp32 [{other}]"]
     assert all(r.status == "ok" for r in result.rows)
+
+
+@pytest.fixture(scope="module")
+def small_artifact(tmp_path_factory):
+    """The tiny seg model exported at 96x64, not its default 128x96 (as `export --input-size` does)."""
+    pytest.importorskip("torch")
+    from sapiens_edge.export import core
+    from tests.export.shared import tiny_model
+
+    path = tmp_path_factory.mktemp("bench-small") / "seg-96x64"
+    core.export(tiny_model("seg"), "onnx-fp32", path, input_size=(96, 64), progress=lambda _: None)
+    return path
+
+
+def test_torch_row_runs_at_the_artifacts_input_size(monkeypatch, small_artifact, tmp_path, capsys):
+    """Like for like: a model built for 1024x768 runs at the artifacts' 96x64, and every table and
+    plot says so."""
+    pytest.importorskip("matplotlib")
+    pytest.importorskip("torch")
+    import types
+
+    import matplotlib.axes
+
+    import sapiens_edge.loading
+
+    shapes = []
+
+    class FakeNet:
+        sapiens_info = types.SimpleNamespace(task="seg", input_hw=(1024, 768))
+
+        def to(self, device):
+            return self
+
+        def __call__(self, x):
+            shapes.append(tuple(x.shape))
+
+    monkeypatch.setattr(sapiens_edge.loading, "load_model", lambda model, weights: FakeNet())
+    result = B.bench([small_artifact], runs=2, threads=1, torch_baseline=("sapiens2-0.1b-seg", None))
+    torch_row, onnx_row = result.rows
+    assert set(shapes) == {(1, 3, 96, 64)} and len(shapes) == 3  # first + 2 rounds
+    assert torch_row.input_hw == onnx_row.input_hw == [96, 64] and result.settings["input_hw"] == [96, 64]
+    assert "Batch 1, input 96x64," in O.to_markdown(result)
+    rows = list(csv.DictReader(io.StringIO(O.to_csv(result))))
+    assert [r["input_hw"] for r in rows] == ["96x64", "96x64"]
+    rich_console = pytest.importorskip("rich.console")
+    monkeypatch.setattr(rich_console.Console, "is_terminal", property(lambda self: True))  # the rich table
+    monkeypatch.setenv("COLUMNS", "300")
+    O.print_table(result)
+    assert "sapiens-edge bench, input 96x64" in capsys.readouterr().out
+    titles = []
+    monkeypatch.setattr(matplotlib.axes.Axes, "set_title", lambda self, text, **kw: titles.append(text))
+    O.write_plots(result, tmp_path)
+    assert titles and all("input 96x64" in t for t in titles)
+
+
+def test_artifacts_of_different_sizes_are_refused_before_anything_loads(monkeypatch, tmp_path):
+    from sapiens_edge.errors import OptionError
+
+    folders = []
+    for name, hw in (("a", [256, 192]), ("b", [1024, 768])):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "manifest.json").write_text(json.dumps({"recipe": f"onnx-{name}", "input_hw": hw}))
+        folders.append(tmp_path / name)
+    monkeypatch.setattr(B, "_artifact_config", lambda *a: pytest.fail("an artifact was opened"))
+    monkeypatch.setattr(B, "_torch_config", lambda *a, **k: pytest.fail("the torch model was loaded"))
+    with pytest.raises(OptionError, match=r"different input sizes \(256x192: .*a; 1024x768: .*b\)"):
+        B.bench(folders, runs=1, torch_baseline=("sapiens2-0.1b-seg", None))
+
+
+def test_bench_output_is_never_overwritten_without_force(monkeypatch, tiny_artifact, tmp_path, capsys):
+    """`bench -o DIR` refuses a folder holding a previous run's outputs before anything loads; with
+    --force it removes them (a stale plot included) and leaves the folder's other files alone."""
+    from sapiens_edge.cli import main
+    from sapiens_edge.errors import OutputExistsError
+
+    out = tmp_path / "b"
+    out.mkdir()
+    (out / "bench.md").write_text("previous run")
+    (out / "accuracy.png").write_bytes(b"stale plot")
+    (out / "notes.txt").write_text("the user's")
+    args = ["bench", str(tiny_artifact), "--runs", "1", "--threads", "1", "--no-plots", "-o", str(out)]
+    with monkeypatch.context() as m:
+        m.setattr(B, "_artifact_config", lambda *a: pytest.fail("an artifact was opened"))
+        assert main(args) == 2
+    err = capsys.readouterr().err
+    assert "already exist" in err and "--force" in err and "force=True" not in err
+    assert (out / "bench.md").read_text() == "previous run" and (out / "accuracy.png").exists()
+    assert main([*args, "--force"]) == 0
+    assert "previous run" not in (out / "bench.md").read_text() and (out / "bench.json").is_file()
+    assert not (out / "accuracy.png").exists() and (out / "notes.txt").read_text() == "the user's"
+    with pytest.raises(OutputExistsError, match=r"force=True"):  # the API: json_path, force=
+        B.bench([tiny_artifact], runs=1, json_path=out / "bench.json")
+    B.bench([tiny_artifact], runs=1, threads=1, json_path=out / "bench.json", force=True)

@@ -300,3 +300,50 @@ def test_input_layout_is_checked(tmp_path):
     bad = make_artifact(tmp_path / "nhwc", inputs=[TensorSpec("image", [1, 3, H, W], "float32", "NHWC")])
     with pytest.raises(ArtifactError, match=r"expected \(N, H, W, 3\)"):
         runtime.load(bad)
+
+
+@pytest.mark.parametrize(("umask", "file_mode", "dir_mode"), [(0o022, 0o644, 0o755), (0o077, 0o600, 0o700)])
+def test_artifacts_and_results_get_the_permissions_the_umask_gives(tmp_path, umask, file_mode, dir_mode):
+    """Every file and folder written (artifact folder, manifest, README, model, run results) has the
+    mode of a plain new file or folder: 0666 / 0777 less the umask, not mkstemp/mkdtemp's private
+    0600 / 0700, so an artifact can be shared with another user or container."""
+    import os
+    import stat
+
+    from sapiens_edge.run import run_artifact
+    from tests.helpers import ASTRONAUT
+
+    def mode(p: Path) -> int:
+        return stat.S_IMODE(p.stat().st_mode)
+
+    old = os.umask(umask)
+    try:
+        folder = make_artifact(tmp_path / "seg")
+        out = tmp_path / "out"
+        run_artifact(folder, [ASTRONAUT], out, threads=1, progress=lambda _: None)
+    finally:
+        os.umask(old)
+    assert mode(folder) == dir_mode and mode(out) == dir_mode
+    files = [folder / name for name in ("manifest.json", "README.md", "model.onnx")] + sorted(out.iterdir())
+    assert len(files) > 4 and {p.name: mode(p) for p in files} == {p.name: file_mode for p in files}
+
+
+def test_run_goes_on_past_an_unreadable_image(artifact, tmp_path, capsys):
+    """`run` on many photos: one that cannot be read is reported (path and reason) and skipped, the
+    others are written, and the CLI exits 1 after writing them."""
+    from sapiens_edge.cli import main
+    from sapiens_edge.run import run_artifact
+    from tests.helpers import ASTRONAUT
+
+    bad = tmp_path / "empty.jpg"
+    bad.write_bytes(b"")
+    lines = []
+    records = run_artifact(artifact, [ASTRONAUT, bad], tmp_path / "api", threads=1, progress=lines.append)
+    assert [r.image for r in records] == [ASTRONAUT] and records[0].json_path.is_file()
+    assert [(f.image, "Cannot decode" in f.reason) for f in records.failures] == [(bad, True)]
+    assert any(str(bad) in line and "FAILED" in line for line in lines)
+    out = tmp_path / "cli"
+    assert main(["run", str(artifact), str(bad), str(ASTRONAUT), "-o", str(out), "--threads", "1"]) == 1
+    captured = capsys.readouterr()
+    assert "wrote 1 result(s)" in captured.out and (out / "astronaut.json").is_file()
+    assert f"failed: {bad}: Cannot decode" in captured.err and "1 image(s) could not be read" in captured.err

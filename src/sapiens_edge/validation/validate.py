@@ -20,11 +20,12 @@ import numpy as np
 
 from sapiens_edge import metadata, runtime
 from sapiens_edge.errors import ImageError, RecipeError, SapiensEdgeError, WeightsNotFoundError, option
+from sapiens_edge.fileio import refuse_overwrite
 from sapiens_edge.manifest import sha256_file
 from sapiens_edge.runtime.predictor import nchw_shape
 
 from . import metrics as M
-from .report import MetricResult, ValidationReport
+from .report import MetricResult, ValidationReport, report_paths
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff")
 _KEY = re.compile(r"^(?P<metric>.+)_(?P<kind>min|max)$")
@@ -46,7 +47,7 @@ def validate(artifact_dir: str | Path, *, weights: str | Path | None = None,
              images: str | Path | Sequence[Any] | None = None, backend: str | None = None,
              report: str | Path | None = None, thresholds: dict[str, float | None] | None = None,
              progress: Callable[[str], None] | None = None, flip_test: bool = False, verify: bool = True,
-             **backend_options: Any) -> ValidationReport:
+             force: bool = False, **backend_options: Any) -> ValidationReport:
     """Compare the artifact in ``artifact_dir`` with the PyTorch reference and return the report.
 
     * ``weights``: the checkpoint the artifact was exported from. ``None``: the one recorded in
@@ -71,6 +72,7 @@ def validate(artifact_dir: str | Path, *, weights: str | Path | None = None,
         images: test images: a folder, a file, a list of files/arrays, or None for the bundled photo.
         backend: runtime backend (default: the manifest target's).
         report: a path; the report is written there as .json and .md.
+        force: replace an existing report (else OutputExistsError before any work).
         thresholds: overrides merged over the recipe's thresholds (None values drop a check).
         progress: called with one line per step (default: print to stderr).
         flip_test: pose only: compare flip-tested outputs.
@@ -81,6 +83,7 @@ def validate(artifact_dir: str | Path, *, weights: str | Path | None = None,
         outputs could not be compared, ``to_markdown()`` / ``to_json()``.
 
     Raises:
+        OutputExistsError: the report's .json or .md exists and ``force`` is off (before any work).
         ImageError: an unreadable test image or folder (before any model loads).
         WeightsError: the weights cannot be found or do not match the artifact's model.
         ArtifactError: a missing, tampered or unreadable artifact.
@@ -88,6 +91,8 @@ def validate(artifact_dir: str | Path, *, weights: str | Path | None = None,
     """
     t0 = time.perf_counter()
     say = progress or (lambda msg: print(msg, file=sys.stderr, flush=True))
+    if report is not None:  # never overwritten silently; refused before any work
+        refuse_overwrite(report_paths(report), force, where=("--report", "report"))
     sources = image_sources(images)  # bad image input fails before any model is loaded
 
     predictor = _load_predictor(artifact_dir, backend, verify=verify, **backend_options)
