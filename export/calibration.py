@@ -15,10 +15,10 @@ from PIL import Image, ImageEnhance, ImageOps
 
 from sapiens_edge import runtime
 from sapiens_edge.errors import CalibrationError, ImageError, option
+from sapiens_edge.runtime.image import IMAGE_SUFFIXES
 
 from .targets import CalibrationData
 
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff"}
 # Not the astronaut photo: that one is the built-in *validation* image, and the gate must never
 # evaluate on an image it calibrated on.
 CALIBRATION_PHOTO = "grace_hopper.jpg"

@@ -11,7 +11,7 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 _MODULES = {
-    "image": ("load_image", "save_png_atomic"),
+    "image": ("load_image", "save_png_atomic", "expand_image_paths", "image_files"),
     "resample": ("resize", "resize_chw", "warp_scale_translate", "bilinear_resize_float"),
     "preprocess": ("normalize", "check_input_hw", "box_to_center_scale", "preprocess_pose",
                    "preprocess_seg", "preprocess_dense", "PoseBatch"),
@@ -27,7 +27,7 @@ _MODULES = {
 _LAZY = {name: module for module, names in _MODULES.items() for name in names}
 
 __all__ = [  # noqa: RUF022 - grouped by module, mirrors _MODULES
-    "load_image", "save_png_atomic",
+    "load_image", "save_png_atomic", "expand_image_paths", "image_files",
     "resize", "resize_chw", "warp_scale_translate", "bilinear_resize_float",
     "normalize", "check_input_hw", "box_to_center_scale", "preprocess_pose", "preprocess_seg",
     "preprocess_dense", "PoseBatch",
@@ -42,7 +42,7 @@ __all__ = [  # noqa: RUF022 - grouped by module, mirrors _MODULES
 ]
 
 if TYPE_CHECKING:  # pragma: no cover
-    from .image import load_image, save_png_atomic
+    from .image import expand_image_paths, image_files, load_image, save_png_atomic
     from .normal import postprocess_normal
     from .pointmap import focal_length, postprocess_pointmap
     from .pose import decode_udp_dark, flip_back, heatmap_to_image, merge_flip

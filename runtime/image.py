@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import os
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -15,6 +16,26 @@ from sapiens_edge.fileio import atomic_save_image
 ImageSource = str | os.PathLike | bytes | bytearray | memoryview | Image.Image | np.ndarray
 
 _HINT = "Pass a readable JPEG/PNG/BMP/TIFF/WebP image file."
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff")
+
+
+def image_files(folder: str | os.PathLike) -> list[Path]:
+    """The image files under `folder` (recursively, by suffix), sorted; an ImageError if there are none."""
+    path = Path(folder)
+    files = sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+    if not files:
+        raise ImageError(f"No images in {path} (looked for {', '.join(IMAGE_SUFFIXES)}). Put photos there, or pass "
+                         "image files.")
+    return files
+
+
+def expand_image_paths(items: Sequence[str | os.PathLike]) -> list[Path]:
+    """Image files as given, with each folder replaced by the image files in it (`image_files`)."""
+    out: list[Path] = []
+    for item in items:
+        path = Path(item)
+        out.extend(image_files(path) if path.is_dir() else [path])
+    return out
 
 
 def load_image(source: ImageSource) -> np.ndarray:

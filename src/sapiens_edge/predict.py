@@ -51,7 +51,7 @@ def predict(model: str | nn.Module, images: Sequence[str | Path], output: str | 
             f"{info.name} is a bare backbone (feature maps only); predict needs a task model such as "
             f"sapiens2-{info.size}-seg.")
     out_dir = Path(output)
-    paths = [Path(p) for p in images]
+    paths = runtime.expand_image_paths(images)  # a folder stands for the images in it
     stems = unique_stems(paths)
     check_outputs(out_dir, stems, force)
     model_fn = torch_model_fn(net)

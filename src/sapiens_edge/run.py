@@ -45,9 +45,9 @@ def run_artifact(artifact_dir: str | Path, images: Sequence[str | Path], output:
     written and ``.failures`` the images skipped, with why."""
     progress = progress or (lambda msg: print(msg, file=sys.stderr, flush=True))
     out_dir = Path(output)
-    paths = [Path(p) for p in images]
+    paths = runtime.expand_image_paths(images)  # a folder stands for the images in it
     if not paths:
-        raise SapiensEdgeError("No images given; pass one or more image files.")
+        raise SapiensEdgeError("No images given; pass one or more image files or folders.")
     missing = [str(p) for p in paths if not p.is_file()]
     if missing:
         raise ImageError(f"Image file(s) not found: {', '.join(missing[:3])}{' ...' if len(missing) > 3 else ''}. "

@@ -347,3 +347,27 @@ def test_run_goes_on_past_an_unreadable_image(artifact, tmp_path, capsys):
     captured = capsys.readouterr()
     assert "wrote 1 result(s)" in captured.out and (out / "astronaut.json").is_file()
     assert f"failed: {bad}: Cannot decode" in captured.err and "1 image(s) could not be read" in captured.err
+
+
+def test_run_on_a_folder_takes_its_images_and_goes_on_past_a_bad_one(artifact, tmp_path, capsys):
+    """`run ART photos/`: the folder stands for the images in it (sorted, by suffix); one that cannot
+    be read is reported and skipped, the others written, exit 1. An empty folder is an error."""
+    import shutil
+
+    from sapiens_edge.cli import main
+    from tests.helpers import ASTRONAUT
+
+    photos = tmp_path / "photos"
+    (photos / "sub").mkdir(parents=True)
+    shutil.copy(ASTRONAUT, photos / "a.jpg")
+    shutil.copy(ASTRONAUT, photos / "sub" / "c.jpg")
+    (photos / "b.png").write_bytes(b"not a png")
+    (photos / "notes.txt").write_text("not an image: ignored by suffix")
+    out = tmp_path / "out"
+    assert main(["run", str(artifact), str(photos), "-o", str(out), "--threads", "1"]) == 1
+    captured = capsys.readouterr()
+    assert sorted(p.name for p in out.glob("*.json")) == ["a.json", "c.json"]
+    assert f"failed: {photos / 'b.png'}: Cannot decode" in captured.err
+    (tmp_path / "empty").mkdir()
+    assert main(["run", str(artifact), str(tmp_path / "empty"), "-o", str(out)]) == 2
+    assert "No images in" in capsys.readouterr().err

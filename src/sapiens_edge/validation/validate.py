@@ -27,7 +27,6 @@ from sapiens_edge.runtime.predictor import nchw_shape
 from . import metrics as M
 from .report import MetricResult, ValidationReport, report_paths
 
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff")
 _KEY = re.compile(r"^(?P<metric>.+)_(?P<kind>min|max)$")
 
 
@@ -318,11 +317,11 @@ def image_sources(images: str | Path | Sequence[Any] | None) -> list[tuple[str, 
     if isinstance(images, str | Path):
         path = Path(images)
         if path.is_dir():
-            files = sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
-            if not files:
-                raise ImageError(f"No images in {path} (looked for {', '.join(IMAGE_SUFFIXES)}). Put a few photos "
-                                 f"of people there, or {option('leave --images out', 'pass images=None')} to use "
-                                 f"the bundled photo.")
+            try:
+                files = runtime.image_files(path)
+            except ImageError as exc:
+                raise ImageError(f"{exc} Or {option('leave --images out', 'pass images=None')} to use the bundled "
+                                 f"photo.") from None
         elif path.exists():
             files = [path]
         else:
