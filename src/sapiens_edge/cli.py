@@ -325,7 +325,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     r = command("predict", help="run the PyTorch reference model on images")
     r.add_argument("model", help="zoo name, e.g. sapiens2-0.4b-seg")
-    r.add_argument("images", nargs="*", help="image files or folders of them (default: the bundled astronaut photo, said so)")
+    r.add_argument("images", nargs="*", help="image files or folders of them (default: the bundled photo, said so)")
     r.add_argument("--weights", help="local .safetensors or hf://ORG/REPO[/FILE]")
     r.add_argument("--random-weights", action="store_true", help="run with seeded random weights")
     r.add_argument("--output", "-o", required=True, help="folder for JSON, overlays and arrays")
@@ -383,7 +383,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     u = command("run", help="run an exported artifact on images (torch-free)")
     u.add_argument("artifact", help="artifact folder written by `sapiens-edge export`")
-    u.add_argument("images", nargs="*", help="image files or folders of them (default: the bundled astronaut photo, said so)")
+    u.add_argument("images", nargs="*", help="image files or folders of them (default: the bundled photo, said so)")
     u.add_argument("--output", "-o", required=True, help="folder for JSON, overlays and arrays")
     backend_args(u)
     u.add_argument("--no-verify", action="store_true", help="skip the sha256 check of the artifact files")
