@@ -230,6 +230,25 @@ def _cmd_validate(args: argparse.Namespace) -> int:
     return 0 if report.passed else 1
 
 
+def _cmd_check(args: argparse.Namespace) -> int:
+    from collections import Counter
+
+    from .export.tensorrt_check import check_tensorrt
+
+    report = check_tensorrt(args.artifact, args.tensorrt)
+    rules = report.rules
+    note = f"; not found in a source, inferred: {rules.inferred}" if rules.inferred else ""
+    if report.compatible:
+        print(f"{report.model}: compatible with TensorRT {rules.version}'s ONNX parser (static check{note})")
+        return 0
+    for violation in report.violations:
+        print(violation.line())
+    counts = Counter(v.rule for v in report.violations)
+    print(f"{report.model}: {len(report.violations)} violation(s) for TensorRT {rules.version}: "
+          + ", ".join(f"{rule} {n}" for rule, n in counts.most_common()) + note)
+    return 1
+
+
 def _cmd_bench(args: argparse.Namespace) -> int:
     from pathlib import Path
 
@@ -297,6 +316,7 @@ def build_parser() -> argparse.ArgumentParser:
     # Choices come from the tables they name (all torch-free): recipes, the Core ML backend's compute units.
     from .export.recipes import DEFAULT_REPORT_RECIPES, calibration_methods
     from .export.target_table import TARGETS
+    from .export.tensorrt_rules import RULES as TENSORRT_RULES
     from .runtime.backends.coreml_backend import COMPUTE_UNITS
 
     verbose_help = "show third-party warnings and log lines (hidden and counted by default)"
@@ -401,6 +421,13 @@ def build_parser() -> argparse.ArgumentParser:
     backend_args(v)
     v.add_argument("--no-verify", action="store_true", help="skip the sha256 check of the artifact files")
     v.set_defaults(func=_cmd_validate)
+    c = command("check", help="check an ONNX artifact against TensorRT's ONNX parser, statically "
+                               "(exit 1 with the violations)")
+    c.add_argument("artifact", help="artifact folder written by `sapiens-edge export`, or an .onnx file")
+    c.add_argument("--tensorrt", required=True, choices=tuple(TENSORRT_RULES),
+                   help="TensorRT version (10.3: JetPack 6; 10.13: JetPack 7 / Thor)")
+    c.set_defaults(func=_cmd_check)
+
     b = command("bench", help="benchmark artifacts side by side on this device (interleaved rounds)")
     b.add_argument("artifacts", nargs="+", help="artifact folders")
     backend_args(b, several_providers=True)
