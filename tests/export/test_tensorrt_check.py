@@ -183,3 +183,17 @@ def test_todays_recipes(tiny_seg, recipe, tmp_path):
     for op in ("Attention", "MultiHeadAttention", "RMSNormalization"):
         assert {v.node for v in report.violations if v.op_type == op} == {n.name for n in graph.node if n.op_type == op}
     assert sum(n.op_type in ("Attention", "MultiHeadAttention") for n in graph.node) == len(tiny_seg.backbone.blocks)
+
+
+def test_runs_without_torch(tmp_path):
+    """The check is for machines without torch (a Jetson with only the runtime and onnx): torch blocked."""
+    import subprocess
+    import sys
+
+    relu = save(tmp_path, [helper.make_node("Relu", ["x"], ["y"], name="relu")], opset=23)
+    code = ("import sys; sys.modules['torch'] = None\n"
+            "from sapiens_edge.cli import main\n"
+            f"sys.exit(main(['check', {str(relu)!r}, '--tensorrt', '10.3']))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 1, done.stderr
+    assert "opset: (graph)" in done.stdout
