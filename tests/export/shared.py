@@ -8,6 +8,7 @@ import torch
 from sapiens_edge import runtime
 from sapiens_edge.models import Sapiens2TaskModel
 from sapiens_edge.models.synthetic import make_confident_
+from sapiens_edge.zoo import BackboneArch
 from tests.helpers import ASTRONAUT, TINY_EXPORT, randomize_, tiny_info
 
 
@@ -16,8 +17,8 @@ def photo_input(task: str, input_hw: tuple[int, int]) -> np.ndarray:
     return np.ascontiguousarray(proc.prepare(runtime.load_image(ASTRONAUT), input_hw=input_hw).inputs, np.float32)
 
 
-def tiny_model(task: str, seed: int = 0) -> torch.nn.Module:
-    info = tiny_info(task, TINY_EXPORT)
+def tiny_model(task: str, seed: int = 0, arch: BackboneArch = TINY_EXPORT) -> torch.nn.Module:
+    info = tiny_info(task, arch)
     model = randomize_(Sapiens2TaskModel(info).eval(), seed=seed)
     model.sapiens_info, model.sapiens_weights, model.sapiens_weights_path, model.sapiens_seed = info, None, None, seed
     if task in ("seg", "pose"):
