@@ -7,6 +7,7 @@ says the parser should take the graph, not that an engine builds or how fast it 
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -142,7 +143,7 @@ def _qdq_checks(node, name: str, constants: dict, base_dir: Path) -> Iterator[Vi
     if zero is not None and numpy_helper.to_array(zero, base_dir=str(base_dir)).any():
         yield Violation("qdq-asymmetric", name, op, "non-zero zero point: TensorRT only supports symmetric "
                         "quantization", "quantize symmetrically (zero point 0)")
-    per_axis = scale is not None and len(scale.dims) > 0 and _numel(scale.dims) > 1
+    per_axis = scale is not None and math.prod(scale.dims) > 1
     # Per-axis scales are for weights: the value quantized (Q) or dequantized (DQ) must be a constant.
     if per_axis and inputs[0] not in constants:
         yield Violation("qdq-per-axis-activation", name, op, "per-axis scale on an activation: TensorRT quantizes "
@@ -162,9 +163,3 @@ def _integer_type(node, zero, constants: dict) -> str | None:
     dtype = next((a.i for a in node.attribute if a.name == "output_dtype" and a.i), TensorProto.UINT8)
     return TensorProto.DataType.Name(dtype)
 
-
-def _numel(dims) -> int:
-    n = 1
-    for d in dims:
-        n *= d
-    return n
