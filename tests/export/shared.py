@@ -41,3 +41,54 @@ def wrecked_copy(artifact, model_file: str, tmp_path):
     data[:64] = bytes(64)
     (bad / model_file).write_bytes(bytes(data))
     return bad
+
+
+# ---------------------------------------------------------------------------- broken models for the gate
+# Each returns a damaged deep copy (the reference stays intact): exported, it must fail validation.
+
+def _head_layer(model: torch.nn.Module, name: str) -> torch.nn.Module:
+    return dict(model.named_modules())[f"decode_head.{name}"]
+
+
+def damaged(model: torch.nn.Module, layer: str, edit) -> torch.nn.Module:
+    """A copy of `model` whose head `layer`'s weight and bias went through `edit(tensor)` in place."""
+    import copy
+
+    bad = copy.deepcopy(model)
+    with torch.no_grad():
+        mod = _head_layer(bad, layer)
+        for p in (mod.weight, mod.bias):
+            edit(p)
+    return bad
+
+
+def swap_classes(model: torch.nn.Module) -> torch.nn.Module:
+    return damaged(model, "conv_seg", lambda p: p.copy_(p.flip(0)))
+
+
+def scale_channels(model: torch.nn.Module, layer: str, channels: slice, factor: float) -> torch.nn.Module:
+    return damaged(model, layer, lambda p: p[channels].mul_(factor))
+
+
+def nan_weight(model: torch.nn.Module, layer: str) -> torch.nn.Module:
+    """One NaN weight in `layer`: every output it feeds turns NaN."""
+    return damaged(model, layer, lambda p: p.view(-1)[0].fill_(float("nan")) if p.dim() > 1 else None)
+
+
+class _Apply(torch.nn.Module):
+    def __init__(self, fn):
+        super().__init__()
+        self.fn = fn
+
+    def forward(self, x):
+        return self.fn(x)
+
+
+def reshaped(model: torch.nn.Module, layer: str, fn) -> torch.nn.Module:
+    """A copy of `model` whose head `layer`'s output goes through `fn` (a crop, a transpose): an artifact
+    returning the wrong shape. (In the head, not around the model: the export wraps the model itself.)"""
+    import copy
+
+    bad = copy.deepcopy(model)
+    setattr(bad.decode_head, layer, torch.nn.Sequential(_head_layer(bad, layer), _Apply(fn)))
+    return bad

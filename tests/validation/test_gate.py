@@ -16,7 +16,7 @@ from sapiens_edge.export.recipes import get_recipe  # noqa: E402
 from sapiens_edge.export.targets import OUTPUT_NAMES  # noqa: E402
 from sapiens_edge.manifest import TensorSpec  # noqa: E402
 from sapiens_edge.validation.report import ValidationReport  # noqa: E402
-from tests.export.shared import photo_input, tiny_model, torch_outputs  # noqa: E402
+from tests.export.shared import photo_input, scale_channels, tiny_model, torch_outputs  # noqa: E402
 
 validate_module = importlib.import_module("sapiens_edge.validation.validate")
 RECIPE = "onnx-fp32"
@@ -39,18 +39,22 @@ class StandIn:
 
 
 @pytest.fixture(scope="module")
-def seg_model():
-    return tiny_model("seg")
+def models():
+    return {}
 
 
 @pytest.fixture
-def gate(monkeypatch, seg_model):
-    """validate() on the seg stand-in with its outputs altered by `alter`."""
-    monkeypatch.setattr(validate_module, "load_model", lambda name, weights=None, seed=0: seg_model)
+def gate(monkeypatch, models):
+    """validate() against the intact tiny `task` model, of a stand-in artifact computing `broken(model)`
+    with its outputs then altered by `alter` (seg, unbroken and unaltered by default)."""
+    def model(task):
+        return models.setdefault(task, tiny_model(task))
 
-    def run(alter=lambda outs: outs, **kw):
-        monkeypatch.setattr(validate_module, "_load_predictor",
-                            lambda *a, **k: StandIn(seg_model, "seg", alter))
+    monkeypatch.setattr(validate_module, "load_model", lambda name, weights=None, seed=0: model(name[5:]))
+
+    def run(alter=lambda outs: outs, task="seg", broken=lambda m: m, **kw):
+        stand_in = StandIn(broken(model(task)), task, alter)
+        monkeypatch.setattr(validate_module, "_load_predictor", lambda *a, **k: stand_in)
         return validate_module.validate("stand-in", progress=lambda _: None, **kw)
 
     return run
@@ -108,3 +112,21 @@ def test_make_checks_keeps_a_named_metric_it_has_no_value_for():
 def test_wrong_output_structure_is_fatal(gate, alter, reason):
     report = gate(alter)
     assert not report.passed and report.checks == [] and reason in report.fatal, report.fatal
+
+
+# Damage to each task's head, and the task check it must fail (besides the tensor checks).
+DAMAGE = {
+    "pose": (lambda m: scale_channels(m, "conv_pose", slice(0, None, 2), -1.0), "keypoint_err_px"),
+    "normal": (lambda m: scale_channels(m, "conv_normal", slice(0, 1), 4.0), "angle_mean_deg"),
+    "pointmap": (lambda m: scale_channels(m, "scale_final_layer.5", slice(None), 2.0), "depth_rel_err"),
+}
+
+
+@pytest.mark.parametrize("task", list(DAMAGE))
+def test_damaged_head_fails_its_task_check(gate, task):
+    """Every task's checks can fail: a damaged head fails its task metric, not only the tensor ones."""
+    broken, metric = DAMAGE[task]
+    assert gate(task=task).passed  # the intact stand-in passes ...
+    report = gate(task=task, broken=broken)  # ... the damaged one fails, on its task metric too
+    assert report.fatal is None and not report.passed
+    assert metric in {c.metric for c in report.failed_checks}, report.summary()
