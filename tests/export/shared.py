@@ -92,3 +92,12 @@ def reshaped(model: torch.nn.Module, layer: str, fn) -> torch.nn.Module:
     bad = copy.deepcopy(model)
     setattr(bad.decode_head, layer, torch.nn.Sequential(_head_layer(bad, layer), _Apply(fn)))
     return bad
+
+
+def assert_gate_fails(report, verdict: str, reason: str) -> None:
+    """FATAL: `reason` is in the fatal reason; FAILED: the metric `reason` is among the failed checks."""
+    assert not report.passed and report.summary().startswith(verdict), report.summary()
+    if verdict == "FATAL":
+        assert report.checks == [] and reason in report.fatal, report.fatal
+    else:
+        assert report.fatal is None and reason in {c.metric for c in report.failed_checks}, report.summary()

@@ -22,7 +22,7 @@ from sapiens_edge.export.rewrites import hadamard as hadamard_matrix  # noqa: E4
 from sapiens_edge.manifest import sha256_file  # noqa: E402
 from sapiens_edge.metadata import bundled_photo  # noqa: E402
 from sapiens_edge.validation import metrics as M  # noqa: E402
-from tests.export.shared import photo_input, tiny_model, torch_outputs  # noqa: E402
+from tests.export.shared import assert_gate_fails, nan_weight, photo_input, scale_channels, tiny_model, torch_outputs  # noqa: E402
 from tests.helpers import randomize_  # noqa: E402
 
 validate_module = importlib.import_module("sapiens_edge.validation.validate")
@@ -198,6 +198,19 @@ def test_tampered_quantized_model_is_caught_by_validation(models, tiny_reference
     report = validate_module.validate(art.path, progress=lambda _: None, verify=False)
     assert report.fatal is None and not report.passed
     assert any(c.metric == "pixel_agreement" and not c.passed for c in report.checks)
+
+
+@pytest.mark.parametrize(("task", "damage", "verdict", "reason"), [
+    ("pose", lambda m: scale_channels(m, "conv_pose", slice(0, None, 2), -1.0), "FAILED", "keypoint_err_px"),
+    # one NaN weight of the classifier: its class's logits are NaN at every pixel (128 x 96 of 29 x 128 x 96)
+    ("seg", lambda m: nan_weight(m, "conv_seg"), "FATAL",
+     "output 0 (logits): 12288 of 356352 values are not finite (12288 NaN, 0 Inf)"),
+], ids=["pose-negated-heatmaps", "seg-nan-weight"])
+def test_broken_model_fails_the_gate(models, tiny_reference, task, damage, verdict, reason, tmp_path):
+    """Broken before export, validated against the intact model: the gate must refuse the artifact."""
+    model = models[task]
+    art = core.export(damage(model), "onnx-fp32", tmp_path / "a", input_size=model.sapiens_info.input_hw, **QUIET)
+    assert_gate_fails(validate_module.validate(art.path, progress=lambda _: None), verdict, reason)
 
 
 def test_subpixel_rewrite_is_exact_up_to_rounding():
