@@ -1,10 +1,12 @@
 """The Core ML target on shallow tiny models: every recipe converts, and the ML Program has the
 structure it promises (inputs, outputs, weight storage and dtypes, op set, deployment target,
-metadata). Core ML cannot run here (Linux): the runtime says so clearly."""
+metadata). Core ML cannot run here (Linux): the runtime says so clearly, and the gate is shown
+refusing broken models through the recipes' torch twins (quantize/coreml_twin.py)."""
 
 from __future__ import annotations
 
 import dataclasses
+import importlib
 import json
 
 import numpy as np
@@ -17,7 +19,10 @@ from sapiens_edge import runtime
 from sapiens_edge.errors import PlatformUnavailableError, RecipeError, SapiensEdgeError
 from sapiens_edge.export import core
 from sapiens_edge.export.coreml import describe_program
+from sapiens_edge.export.recipes import get_recipe
 from sapiens_edge.models import Sapiens2TaskModel
+from sapiens_edge.quantize.coreml_twin import twin
+from tests.export.shared import assert_gate_fails, nan_weight, swap_classes, torch_outputs
 from tests.helpers import TINY, randomize_, tiny_info
 
 QUIET = {"progress": lambda _: None}
@@ -186,3 +191,27 @@ def test_tampered_package_is_refused_before_core_ml_is_asked(artifacts, tmp_path
     weights.write_bytes(weights.read_bytes()[:-16] + b"\0" * 16)
     with pytest.raises(ArtifactError, match=r"weight\.bin"):
         runtime.load(copy)
+
+
+class _TwinPredictor:
+    """A Core ML artifact as validate() can run it off Apple: its manifest, computed by its recipe's torch twin."""
+
+    def __init__(self, manifest, module: torch.nn.Module):
+        self.manifest, self.module = manifest, module
+
+    def run(self, x):
+        return torch_outputs(self.module, x)
+
+
+@pytest.mark.parametrize(("recipe", "damage", "verdict", "reason"), [
+    ("coreml-fp32", swap_classes, "FAILED", "pixel_agreement"),
+    # fp16 compute: one NaN classifier weight still poisons its class's logits at every pixel (128 x 96)
+    ("coreml-fp16", lambda m: nan_weight(m, "conv_seg"), "FATAL", "output 0 (logits): 12288 of 356352 values"),
+], ids=["fp32-swapped-classes", "fp16-nan-weight"])
+def test_broken_model_fails_the_gate_through_its_twin(artifacts, monkeypatch, recipe, damage, verdict, reason):
+    validate_module = importlib.import_module("sapiens_edge.validation.validate")
+    art, model = artifacts[recipe], _model("seg")
+    broken = twin(damage(model), get_recipe(recipe), model.sapiens_info.input_hw)
+    monkeypatch.setattr(validate_module, "load_model", lambda name, weights=None, seed=0: model)
+    monkeypatch.setattr(validate_module, "_load_predictor", lambda *a, **k: _TwinPredictor(art.manifest, broken))
+    assert_gate_fails(validate_module.validate(art.path, progress=lambda _: None), verdict, reason)

@@ -19,7 +19,7 @@ from sapiens_edge.export import core
 from sapiens_edge.export.executorch import MUST_DELEGATE
 from sapiens_edge.export.rewrites import LinearMeanRMSNorm, SpatialMeanInstanceNorm, explicit_sdpa
 from sapiens_edge.validation import metrics as M
-from tests.export.shared import photo_input, torch_outputs, wrecked_copy
+from tests.export.shared import assert_gate_fails, photo_input, scale_channels, torch_outputs, wrecked_copy
 
 validate_module = importlib.import_module("sapiens_edge.validation.validate")
 QUIET = {"progress": lambda _: None}
@@ -144,6 +144,14 @@ def test_damaged_program_is_a_clear_error(artifacts, tmp_path):
         runtime.load(bad)  # caught by the manifest's hashes
     with pytest.raises(ArtifactError, match="ExecuTorch could not load"):
         runtime.load(bad, verify=False)  # and by the runtime itself
+
+
+def test_broken_normal_head_fails_the_gate(models, tiny_reference, tmp_path):
+    """The normal head's x channel scaled 4x before export: every normal turns, the angle check fails."""
+    model = models["normal"]
+    bad = scale_channels(model, "conv_normal", slice(0, 1), 4.0)
+    art = core.export(bad, "executorch-xnnpack-fp32", tmp_path / "a", input_size=model.sapiens_info.input_hw, **QUIET)
+    assert_gate_fails(validate_module.validate(art.path, progress=lambda _: None), "FAILED", "angle_mean_deg")
 
 
 def test_delegate_friendly_rewrites_are_exact():

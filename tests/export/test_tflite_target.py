@@ -19,7 +19,7 @@ from sapiens_edge.errors import ArtifactError, SapiensEdgeError
 from sapiens_edge.export import core
 from sapiens_edge.runtime.backends.tflite_backend import delegation_report, make_interpreter, weight_types
 from sapiens_edge.validation import metrics as M
-from tests.export.shared import photo_input, torch_outputs, wrecked_copy
+from tests.export.shared import assert_gate_fails, photo_input, reshaped, torch_outputs, wrecked_copy
 from tests.helpers import ASTRONAUT
 
 validate_module = importlib.import_module("sapiens_edge.validation.validate")
@@ -159,6 +159,16 @@ def test_damaged_file_is_a_clear_error(artifacts, tmp_path):
         runtime.load(bad)
     with pytest.raises(ArtifactError, match="LiteRT could not load"):
         runtime.load(bad, verify=False)
+
+
+def test_transposed_output_is_fatal(models, tiny_reference, tmp_path):
+    """Pose heatmaps transposed (H and W swapped) inside the model: the gate compares nothing and says why."""
+    model = models["pose"]
+    bad = reshaped(model, "conv_pose", lambda o: o.transpose(2, 3))
+    art = core.export(bad, "tflite-fp32", tmp_path / "a", input_size=model.sapiens_info.input_hw, **QUIET)
+    assert_gate_fails(validate_module.validate(art.path, progress=lambda _: None), "FATAL",
+                      "output 0 (heatmaps): shape (1, 308, 24, 32) from the artifact vs (1, 308, 32, 24) from the "
+                      "reference")
 
 
 def test_concat_kv_expansion_is_exact():

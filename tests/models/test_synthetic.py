@@ -92,3 +92,13 @@ def test_pose_readouts_are_smooth_peaks_that_dark_decodes_stably():
     cand, _ = decode_udp_dark(moved.float().numpy())
     shift = np.linalg.norm(ref - cand, axis=1)
     assert shift.max() < 0.05, shift.max()  # random readout directions: 0.6 px on these features
+
+
+def test_distinct_peaks_shares_the_best_fits_among_the_keypoints():
+    from tests.export.shared import tiny_model
+
+    model = tiny_model("pose", distinct_peaks=8)
+    w = model.decode_head.conv_pose.weight.detach().flatten(1)  # (308 keypoints, C)
+    assert torch.unique(w, dim=0).shape[0] == 8
+    default = tiny_model("pose").decode_head.conv_pose.weight.detach().flatten(1)
+    assert torch.unique(default, dim=0).shape[0] > 8

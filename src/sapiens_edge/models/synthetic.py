@@ -49,12 +49,14 @@ def wake_layer_scale_(model: nn.Module, value: float = 1.0) -> int:
 
 @torch.no_grad()
 def make_confident_(model: nn.Module, image: torch.Tensor, *, gain: float | None = None,
-                    active_classes: int = 6) -> nn.Module:
+                    active_classes: int = 6, distinct_peaks: int | None = None) -> nn.Module:
     """Rewrite the final 1x1 classifier of a seg/pose model in place (see the module docstring).
 
     `image`: a normalized (1, 3, H, W) input (a photo, so the features have image structure).
     `gain`: logit scale; default 4 for seg and 1 for pose (heatmap peaks at 1, over the 0.3 drawing
-    threshold). `active_classes`: seg classes that appear."""
+    threshold). `active_classes`: seg classes that appear. `distinct_peaks`: pose only, at most this
+    many distinct heatmaps (the best-margin fits, shared round-robin by the keypoints): fewer, better
+    separated peaks; None: one per keypoint where the map has room."""
     task = model.sapiens_info.task if hasattr(model, "sapiens_info") else None
     head = getattr(model, "decode_head", None)
     name = _CLASSIFIERS.get(task or "", "")
@@ -87,7 +89,7 @@ def make_confident_(model: nn.Module, image: torch.Tensor, *, gain: float | None
         bias = offset - weight @ mean
         scale = gain if gain is not None else 4.0
     else:
-        weight, bias = _blob_readouts(seen["x"][0].double() - mean[:, None, None], k)
+        weight, bias = _blob_readouts(seen["x"][0].double() - mean[:, None, None], k, distinct=distinct_peaks)
         bias = bias - weight @ mean
         scale = gain if gain is not None else 1.0
     conv.weight.copy_((scale * weight).to(conv.weight.dtype).reshape(conv.weight.shape))
@@ -106,7 +108,7 @@ def _blur(maps: torch.Tensor, sigma: float = _DARK_SIGMA, radius: int = 5) -> to
 
 
 def _blob_readouts(fmap: torch.Tensor, k: int, *, candidates: int = 2048, ridge: float = 1e-3,
-                   seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+                   seed: int = 0, distinct: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """(weight (K, C), bias (K,)) on centred features `fmap` (C, H, W): K heatmaps, each the
     ridge least-squares fit of a Gaussian blob (sigma 2 px) at its own location, the closed form of
     training the 1x1 classifier with the pose loss (MSE to Gaussian targets) on this one image.
@@ -147,7 +149,7 @@ def _blob_readouts(fmap: torch.Tensor, k: int, *, candidates: int = 2048, ridge:
     # Best margin first, one keypoint per peak pixel (fits of nearby targets often land on one).
     order, at = torch.cat(margin).argsort(descending=True), torch.cat(where)
     _, first = np.unique(at[order].numpy(), return_index=True)
-    best = order[np.sort(first)][:k]
+    best = order[np.sort(first)][:k if distinct is None else min(k, distinct)]
     if best.numel() < k:  # tiny maps: reuse the best fits
         best = best.repeat(math.ceil(k / best.numel()))[:k]
     span = (torch.cat(top)[best] - torch.cat(median)[best])[:, None]

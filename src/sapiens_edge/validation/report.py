@@ -3,10 +3,12 @@
 Outcomes:
 
 * **fatal**: the artifact cannot be compared with the reference at all (output count, shape or
-  dtype differ, or an output disagrees with the artifact's own manifest). ``fatal`` holds the
-  reason, no metric is checked, ``passed`` is False.
+  dtype differ, or an output disagrees with the artifact's own manifest), an artifact output holds
+  NaN or Inf, or no threshold applies (nothing would be checked). ``fatal`` holds the reason,
+  ``passed`` is False.
 * **tolerance misses**: every threshold of the recipe (or an override) becomes a ``MetricResult``
-  with its value, limit and verdict; the report passes only if all of them pass.
+  with its value, limit and verdict; a named task metric that was not computed is a failing check
+  whose ``reason`` says so. The report passes only if there is at least one check and all pass.
 """
 
 from __future__ import annotations
@@ -44,11 +46,19 @@ class MetricResult:
     kind: str  # 'min' (value must be >= limit) or 'max' (value must be <= limit)
     passed: bool
     worst: float | None = None
+    reason: str | None = None  # why it failed other than by its value (a metric that was not computed)
 
     @classmethod
     def check(cls, name: str, value: float, limit: float, kind: str, worst: float | None = None) -> MetricResult:
         return cls(name, float(value), float(limit), kind, passes(value, limit, kind),
                    None if worst is None else float(worst))
+
+    @classmethod
+    def missing(cls, name: str, limit: float, kind: str) -> MetricResult:
+        """A failing check for a metric the thresholds name but the validation did not compute."""
+        return cls(name, math.nan, float(limit), kind, False, None,
+                   f"{name} was not computed: the thresholds name it but no {name} value came out of the "
+                   f"task metrics (a renamed or dropped metric?)")
 
     @property
     def metric(self) -> str:
@@ -57,7 +67,8 @@ class MetricResult:
 
     def describe(self) -> str:
         op = ">=" if self.kind == "min" else "<="
-        return f"{self.name} = {fmt(self.value)} (needs {op} {fmt(self.limit)})"
+        return f"{self.name} = {fmt(self.value)} (needs {op} {fmt(self.limit)})" + (
+            f": {self.reason}" if self.reason else "")
 
 
 @dataclass
@@ -85,7 +96,8 @@ class ValidationReport:
 
     @staticmethod
     def decide(checks: list[MetricResult], fatal: str | None) -> bool:
-        return fatal is None and all(c.passed for c in checks)
+        """Passed: nothing fatal, at least one check (no check proves nothing) and every check passes."""
+        return fatal is None and bool(checks) and all(c.passed for c in checks)
 
     @property
     def failed_checks(self) -> list[MetricResult]:
@@ -95,6 +107,8 @@ class ValidationReport:
         where = f"{self.model} / {self.recipe} on {len(self.images)} image(s)"
         if self.fatal is not None:
             return f"FATAL ({where}): {self.fatal}"
+        if not self.checks:
+            return f"FAILED ({where}): no metric was checked"
         failed = self.failed_checks
         if failed:
             return (f"FAILED ({where}): {len(failed)} of {len(self.checks)} checks out of limits: "
@@ -123,8 +137,8 @@ class ValidationReport:
                       "| check | value | worst | limit | result |", "|---|---:|---:|---:|---|"]
             for c in self.checks:
                 op = ">=" if c.kind == "min" else "<="
-                lines.append(f"| {c.name} | {fmt(c.value)} | {fmt(c.worst)} | {op} {fmt(c.limit)} | "
-                             f"{'pass' if c.passed else '**FAIL**'} |")
+                verdict = "pass" if c.passed else "**FAIL**" + (f" ({c.reason})" if c.reason else "")
+                lines.append(f"| {c.name} | {fmt(c.value)} | {fmt(c.worst)} | {op} {fmt(c.limit)} | {verdict} |")
             lines.append("")
         if self.tensor_metrics:
             lines += ["## Tensor metrics (raw outputs)", "", "| output | metric | mean | worst | units |",

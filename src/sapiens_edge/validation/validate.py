@@ -62,8 +62,10 @@ def validate(artifact_dir: str | Path, *, weights: str | Path | None = None,
     * ``backend`` / ``**backend_options``: passed to ``runtime.load``.
 
     The report is FATAL when the artifact's outputs differ from the reference in count, shape or
-    dtype (nothing is compared then); otherwise every threshold is a pass/fail check on the mean
-    over the images (the worst image is shown beside it).
+    dtype, or hold NaN or Inf (nothing is compared then), and when no threshold applies (nothing
+    would be checked); otherwise every threshold is a pass/fail check on the mean over the images
+    (the worst image is shown beside it), and a task metric a threshold names that was not computed
+    is a failing check saying so.
 
     Args:
         artifact_dir: the artifact folder (from ``export()``).
@@ -129,12 +131,13 @@ def validate(artifact_dir: str | Path, *, weights: str | Path | None = None,
         ts = time.perf_counter()
         cand_out = [np.asarray(o) for o in predictor.run(x)]
         t_cand = time.perf_counter() - ts
-        fatal = structure_mismatch(ref_out, cand_out, manifest)
+        fatal = structure_mismatch(ref_out, cand_out, manifest) or non_finite(cand_out, out_names)
         ref_flip = cand_flip = None
         if fatal is None and use_flip:
             xf = np.ascontiguousarray(x[..., ::-1])
             ref_flip, cand_flip = list(ref_fn(xf)), [np.asarray(o) for o in predictor.run(xf)]
-            fatal = structure_mismatch(ref_flip, cand_flip, manifest, "flipped input: ")
+            fatal = (structure_mismatch(ref_flip, cand_flip, manifest, "flipped input: ")
+                     or non_finite(cand_flip, out_names, "flipped input: "))
         if fatal is not None:
             say(f"[{i}/{len(sources)}] {Path(name).name}: FATAL: {fatal}")
             break
@@ -152,8 +155,9 @@ def validate(artifact_dir: str | Path, *, weights: str | Path | None = None,
     else:
         tensor_agg = {out: {m: _aggregate(m, [p["tensor"][out][m] for p in per_image], strict=True)
                             for m in M.TENSOR_METRICS} for out in out_names}
+        # Only metrics every image computed: a named one missing here fails its check (make_checks).
         task_agg = {m: _aggregate(m, [p["task"][m] for p in per_image], strict=False)
-                    for m in M.TASK_METRICS.get(task, ())}
+                    for m in M.TASK_METRICS.get(task, ()) if all(m in p["task"] for p in per_image)}
         for m, agg in task_agg.items():
             bad = [p["image"] for p in per_image if np.isnan(p["task"][m])]
             if bad and m in {_KEY.match(k)["metric"] for k in limits}:
@@ -162,8 +166,9 @@ def validate(artifact_dir: str | Path, *, weights: str | Path | None = None,
                                 if task == "pose" else ": no valid pixels.")
                              + (" It fails the check." if np.isnan(agg["mean"]) else " They are left out."))
         checks = make_checks(limits, tensor_agg, task_agg)
-        if not checks:
-            notes.append("No thresholds apply: nothing was checked.")
+        if not checks:  # a gate that checks nothing must not pass
+            fatal = ("No metric was checked: no threshold applies to this artifact (the recipe names none for "
+                     f"{task!r} or the overrides dropped them all). Give at least one threshold.")
 
     result = ValidationReport(
         artifact=str(artifact_dir), model=manifest.model, recipe=manifest.recipe, task=task,
@@ -220,6 +225,8 @@ def make_checks(limits: dict[str, float], tensor_agg: dict[str, dict[str, dict[s
         elif metric in task_agg:
             agg = task_agg[metric]
             checks.append(MetricResult.check(metric, agg["mean"], limit, kind, agg["worst"]))
+        else:  # named but not computed: a renamed metric must not silently drop its limit
+            checks.append(MetricResult.missing(metric, limit, kind))
     return checks
 
 
@@ -264,6 +271,20 @@ def structure_mismatch(ref: Sequence[np.ndarray], cand: Sequence[np.ndarray], ma
                 problems.append(f"{label}: shape {tuple(c.shape)} but the manifest declares {want}")
             if spec.dtype and str(c.dtype) != str(spec.dtype):
                 problems.append(f"{label}: dtype {c.dtype} but the manifest declares {spec.dtype}")
+    return (prefix + "; ".join(problems)) if problems else None
+
+
+def non_finite(cand: Sequence[np.ndarray], names: Sequence[str], prefix: str = "") -> str | None:
+    """Why the artifact's outputs are unusable (None if every value is finite): NaN or Inf in any
+    output, named, with how many values. A metric over them would be NaN and only fail; this says why."""
+    problems = []
+    for k, c in enumerate(cand):
+        if not np.issubdtype(c.dtype, np.floating):
+            continue
+        nan, inf = int(np.isnan(c).sum()), int(np.isinf(c).sum())
+        if nan or inf:
+            label = f"output {k}" + (f" ({names[k]})" if k < len(names) else "")
+            problems.append(f"{label}: {nan + inf} of {c.size} values are not finite ({nan} NaN, {inf} Inf)")
     return (prefix + "; ".join(problems)) if problems else None
 
 
