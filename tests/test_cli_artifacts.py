@@ -168,15 +168,6 @@ def test_report_end_to_end(seg01, tmp_path, capsys):
         assert rows["coreml-fp32"]["status"] == "unavailable" and "Apple" in rows["coreml-fp32"]["reason"]
     assert main(["report", "--weights", str(files["fp32"]), "--recipes", "onnx-fp32", "--input-size", SIZE,
                  "--output", str(out)]) == 2  # exists, no --force
-    # --force: what the previous card wrote is replaced or removed (a stale verdict of a recipe not in
-    # this run), the user's files stay
-    (out / "validation" / "onnx-int8.json").write_text("{}")
-    (out / "notes.txt").write_text("the user's")
-    assert main(["report", "--weights", str(files["fp32"]), "--recipes", "onnx-fp32", "--input-size", SIZE,
-                 "--runs", "1", "--threads", "1", "--force", "--output", str(out)]) == 0
-    assert json.loads((out / "bench.json").read_text())["rows"][1]["stats"]["runs"] == 1
-    assert not (out / "validation" / "onnx-int8.json").exists() and (out / "notes.txt").is_file()
-    assert "input 64x48" in (out / "report.md").read_text()
 
 
 def test_report_on_several_providers(seg01, tmp_path, capsys):
@@ -188,8 +179,17 @@ def test_report_on_several_providers(seg01, tmp_path, capsys):
         pytest.skip("this onnxruntime has CUDA: both providers would run")
     _, files = seg01
     out = tmp_path / "report"
+    # A previous card in the folder: --force replaces or removes what it wrote (a stale verdict of a
+    # recipe not in this run), the user's files stay.
+    (out / "validation").mkdir(parents=True)
+    (out / "validation" / "onnx-int8.json").write_text("{}")
+    (out / "report.md").write_text("an old card")
+    (out / "notes.txt").write_text("the user's")
     assert main(["report", "--weights", str(files["fp32"]), "--recipes", "onnx-fp32", "--input-size", SIZE,
-                 "--runs", "1", "--threads", "1", "--provider", "cpu,cuda", "--strict", "--output", str(out)]) == 0
+                 "--runs", "1", "--threads", "1", "--provider", "cpu,cuda", "--strict", "--force",
+                 "--output", str(out)]) == 0
+    assert not (out / "validation" / "onnx-int8.json").exists() and (out / "notes.txt").is_file()
+    assert f"input {SIZE}" in (out / "report.md").read_text()
     summary = json.loads((out / "report.json").read_text())
     verdicts = summary["recipes"]["onnx-fp32"]["by_provider"]
     assert verdicts["cpu"]["passed"] is True and verdicts["cuda"]["passed"] is None
