@@ -17,6 +17,7 @@ from pathlib import Path
 from sapiens_edge import __version__, metadata
 from sapiens_edge.errors import RecipeError, SapiensEdgeError
 from sapiens_edge.manifest import Manifest, sha256_file
+from sapiens_edge.memory import require_memory
 from sapiens_edge.runtime.preprocess import check_input_hw
 from sapiens_edge.signals import unwinds_on_terminate
 
@@ -93,10 +94,14 @@ def export(model, recipe: str | Recipe, output: str | Path, *, weights: str | Pa
         progress(f"calibration: {calib.count} image(s) from {calib.source}{note}")
     elif calibration is not None:
         progress(f"note: {rec.name} needs no calibration; ignoring {calibration}")
+    target = get_target(rec.target)
     if isinstance(model, str):
         from sapiens_edge.loading import load_model
 
-        model = load_model(model, weights)
+        dtype = target.load_dtype(rec, info.params, **target_options) if hasattr(target, "load_dtype") else None
+        require_memory(f"loading {info.name}", int(info.params * (dtype.itemsize if dtype else 4) * 1.1),
+                       "use a smaller model")
+        model = load_model(model, weights, **({"dtype": dtype} if dtype else {}))
         # Ours alone: a target may free its weights once it no longer needs them (memory.drop_weights).
         model.sapiens_disposable = True
     names = [n for n, _ in model.named_parameters()]
@@ -105,7 +110,6 @@ def export(model, recipe: str | Recipe, output: str | Path, *, weights: str | Pa
         raise RecipeError(f"--keep-float {', '.join(map(repr, unmatched))} matches no parameter of {info.name}; "
                           f"patterns are substrings of parameter names, e.g. 'decode_head.' or 'blocks.11.ffn.'.")
     source = _source_weights(model, progress)
-    target = get_target(rec.target)
 
     def build(workdir: Path) -> Manifest:
         progress(f"exporting {info.name} with {rec.name} at {input_hw[0]}x{input_hw[1]} ...")

@@ -295,12 +295,28 @@ def weight_sources(proto, known: dict[str, str]) -> dict[str, str]:
     return out
 
 
+def load_dtype(recipe: Recipe, params: int, pipeline: str = "auto"):
+    """The dtype `export()` loads the weights in: the streamed route's storage dtype, else fp32."""
+    import torch
+
+    from .onnx_streamed import is_streamed, storage_dtype
+
+    return storage_dtype(recipe) if is_streamed(recipe, params, pipeline) else torch.float32
+
+
 def lower(model: Any, recipe: Recipe, input_hw: tuple[int, int], workdir: Path,
-          calibration: CalibrationData | None, progress: Callable[[str], None]) -> Lowered:
-    """Write `model.onnx` (and `model.onnx.data` for big models) for `recipe` into `workdir`."""
+          calibration: CalibrationData | None, progress: Callable[[str], None], pipeline: str = "auto") -> Lowered:
+    """Write `model.onnx` (and `model.onnx.data` for big models) for `recipe` into `workdir`; `pipeline`:
+    auto streams large float models (`export.onnx_streamed`), or force `in-memory` / `streamed`."""
+    from .onnx_streamed import is_streamed, to_onnx_streamed
+
     info = model.sapiens_info
     task = info.task
     rewrites = recipe.rewrites
+    if is_streamed(recipe, info.params, pipeline):
+        options = {"opset": OPSET, "exporter": "torch.onnx.export(dynamo=True)", "rewrites": list(rewrites),
+                   **to_onnx_streamed(model, recipe, input_hw, workdir / MODEL_FILE, progress)}
+        return _lowered(input_hw, workdir / MODEL_FILE, options)
     dtype, activations = recipe.weights.dtype, recipe.activations.kind
     exact_rope = dtype is WeightDtype.FP32
     static_int8 = activations is ActivationKind.STATIC_INT8
@@ -353,11 +369,19 @@ def lower(model: Any, recipe: Recipe, input_hw: tuple[int, int], workdir: Path,
                 progress("quantizing (dynamic int8) ...")
                 options["quantization"] = onnx_ptq.quantize_dynamic(fp32_path, out, external_data=big)
             onnx.checker.check_model(str(out))
-    h, w = input_hw
+    return _lowered(input_hw, out, options, outputs)
+
+
+def _lowered(input_hw: tuple[int, int], out: Path, options: dict[str, Any],
+             outputs: list[TensorSpec] | None = None) -> Lowered:
+    import onnx
     import onnxruntime
     import onnxscript
     import torch
 
+    if outputs is None:
+        outputs = graph_output_specs(onnx.load(str(out), load_external_data=False))
+    h, w = input_hw
     versions = {"torch": torch.__version__, "onnx": onnx.__version__, "onnxscript": onnxscript.__version__,
                 "onnxruntime": onnxruntime.__version__}
     try:

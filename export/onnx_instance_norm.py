@@ -20,8 +20,10 @@ def instance_norm_as_layer_norm(proto: Any) -> int:
     """Rewrite every 4-D InstanceNormalization of `proto` in place; returns how many."""
     from onnx import TensorProto, helper, numpy_helper
 
+    values = (*proto.graph.value_info, *proto.graph.input, *proto.graph.output)
     shapes = {v.name: [d.dim_value if d.HasField("dim_value") else None for d in v.type.tensor_type.shape.dim]
-              for v in (*proto.graph.value_info, *proto.graph.input, *proto.graph.output)}
+              for v in values}
+    types = {v.name: v.type.tensor_type.elem_type for v in values}  # fp16 graphs keep fp16 around the norm
     nodes, done = [], 0
     for node in proto.graph.node:
         if node.op_type != "InstanceNormalization" or node.domain not in ("", "ai.onnx"):
@@ -40,7 +42,8 @@ def instance_norm_as_layer_norm(proto: Any) -> int:
                                         numpy_helper.from_array(_int64([1, 2]), axes)])
         ones, normed = f"{base}/ones", f"{base}/normalized"
         scale_c, bias_c, scaled = f"{base}/scale_c11", f"{base}/bias_c11", f"{base}/scaled"
-        one = helper.make_tensor("value", TensorProto.FLOAT, [1], [1.0])
+        elem = types.get(x) or TensorProto.FLOAT
+        one = helper.make_tensor("value", elem, [1], [1.0])
         nodes += [
             helper.make_node("ConstantOfShape", [hw], [ones], name=f"{base}/ones", value=one),
             helper.make_node("LayerNormalization", [x, ones], [normed], name=f"{base}/layer_norm", axis=2,
@@ -53,11 +56,11 @@ def instance_norm_as_layer_norm(proto: Any) -> int:
         # Typed intermediates: the fp16 converter places its Casts by these (it runs without shape inference)
         c = shape[1]
         proto.graph.value_info.extend([
-            helper.make_tensor_value_info(ones, TensorProto.FLOAT, shape[2:]),
-            helper.make_tensor_value_info(normed, TensorProto.FLOAT, shape),
-            helper.make_tensor_value_info(scale_c, TensorProto.FLOAT, [c, 1, 1]),
-            helper.make_tensor_value_info(bias_c, TensorProto.FLOAT, [c, 1, 1]),
-            helper.make_tensor_value_info(scaled, TensorProto.FLOAT, shape)])
+            helper.make_tensor_value_info(ones, elem, shape[2:]),
+            helper.make_tensor_value_info(normed, elem, shape),
+            helper.make_tensor_value_info(scale_c, elem, [c, 1, 1]),
+            helper.make_tensor_value_info(bias_c, elem, [c, 1, 1]),
+            helper.make_tensor_value_info(scaled, elem, shape)])
         done += 1
     if done:
         del proto.graph.node[:]

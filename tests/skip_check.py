@@ -17,7 +17,7 @@ import pytest
 # it is read, so the grouping is by path).
 TARGET_FILES = {
     "onnx": ("tests/export/test_onnx_target.py", "tests/export/test_onnx_instance_norm.py",
-             "tests/quantize/test_onnx_ptq.py"),
+             "tests/export/test_onnx_streamed.py", "tests/quantize/test_onnx_ptq.py"),
     "executorch": ("tests/export/test_executorch_target.py", "tests/quantize/test_pt2e.py"),
     "coreml": ("tests/export/test_coreml_target.py", "tests/export/test_coreml_rewrites.py",
                "tests/quantize/test_coreml_twin.py", "tests/benchmarks/studies/test_coreml_recipe_sweep.py"),

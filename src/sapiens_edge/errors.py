@@ -122,6 +122,16 @@ class ProviderUnavailableError(PlatformUnavailableError, MissingDependencyError)
     """An ONNX Runtime execution provider that this onnxruntime build does not include."""
 
 
+class InsufficientMemoryError(PlatformUnavailableError, MemoryError):
+    """A phase needs more memory than this machine has available now (checked before it starts, so
+    the user gets this message instead of the kernel's OOM killer). Attributes: `phase`, `needed`
+    and `available` (bytes)."""
+
+    def __init__(self, message: str, *, phase: str = "", needed: int = 0, available: int = 0):
+        super().__init__(message)
+        self.phase, self.needed, self.available = phase, needed, available
+
+
 class RandomWeightsWarning(UserWarning):
     """A model was built with random weights: its outputs mean nothing."""
 

@@ -1,4 +1,4 @@
-"""`load_model`: zoo name + weights -> eval-mode fp32 CPU torch module, loaded strictly."""
+"""`load_model`: zoo name + weights -> eval-mode CPU torch module (fp32 unless asked), loaded strictly."""
 
 from __future__ import annotations
 
@@ -11,16 +11,19 @@ from torch import nn
 from .checkpoint import identify, read_header
 from .errors import CheckpointMismatchError, CorruptCheckpointError, RandomWeightsWarning, option
 from .hub import resolve_weights
-from .models.build import build_model, random_init_
+from .models.build import build_model, build_random
 from .zoo import ModelInfo, get_model_info
 
 _DTYPES = {"F32": torch.float32, "BF16": torch.bfloat16, "F16": torch.float16}
 
 
-def load_model(name: str, weights: str | Path | None = None, *, seed: int = 0) -> nn.Module:
+def load_model(name: str, weights: str | Path | None = None, *, seed: int = 0,
+               dtype: torch.dtype = torch.float32) -> nn.Module:
     """Build zoo model `name` and load `weights` (local .safetensors or hf://...).
 
     `weights=None` gives a seeded random initialisation and warns (RandomWeightsWarning).
+    `dtype`: how the parameters are stored (fp16/bf16 halve a large model's memory; each tensor is
+    converted as it is read, so no fp32 copy exists). The RoPE periods stay bf16.
     """
     info = get_model_info(name)
     path = None
@@ -30,12 +33,11 @@ def load_model(name: str, weights: str | Path | None = None, *, seed: int = 0) -
             f"outputs are meaningless. Pass {option('--weights FILE', 'weights=...')} "
             + (f"(official: {info.official.ref})" if info.official else "(your fine-tuned .safetensors)"),
             RandomWeightsWarning, stacklevel=2)
-        model = build_model(info, "cpu")
-        random_init_(model, seed)
+        model = build_random(info, seed, dtype)
     else:
         model = build_model(info, "meta")  # nothing allocated: params come from the file
         path = resolve_weights(weights, info)
-        load_weights_(model, info, path)
+        load_weights_(model, info, path, dtype)
     model.eval()
     model.requires_grad_(False)
     # Provenance for later stages (predict JSON, export manifests, validation reports).
@@ -46,7 +48,29 @@ def load_model(name: str, weights: str | Path | None = None, *, seed: int = 0) -
     return model
 
 
-def load_weights_(model: nn.Module, info: ModelInfo, path: Path) -> None:
+def load_reference(name: str, weights: str | Path | None = None, *, seed: int = 0) -> nn.Module:
+    """The validation gate's fp32 reference. A checkpoint whose tensors are all stored in bf16 (or all
+    in fp16) keeps that storage and computes in fp32 (`models.upcast.compute_in_fp32_`): bit for bit the
+    numbers of its fp32 copy, in half the memory (a 5b reference: 10 GB instead of 20)."""
+    from .memory import require_memory
+    from .models.upcast import compute_in_fp32_
+
+    info = get_model_info(name)
+    dtype = torch.float32
+    if weights is not None:
+        path = resolve_weights(weights, info)
+        if path.is_file():
+            header = read_header(path)
+            stored = {header.dtypes[k] for k in header.dtypes if not k.endswith("rope_embed.periods")}
+            if stored in ({"BF16"}, {"F16"}):
+                dtype = _DTYPES[stored.pop()]
+    require_memory(f"loading the PyTorch reference of {info.name}", int(info.params * dtype.itemsize * 1.1),
+                   "validate on a machine with more memory")
+    model = load_model(name, weights, seed=seed, dtype=dtype)
+    return model if dtype == torch.float32 else compute_in_fp32_(model)
+
+
+def load_weights_(model: nn.Module, info: ModelInfo, path: Path, dtype: torch.dtype = torch.float32) -> None:
     """Strictly load a checkpoint into a (meta-device) model, tensor by tensor.
 
     Each tensor is read (memory-mapped by safetensors), converted to the parameter's dtype and
@@ -66,12 +90,13 @@ def load_weights_(model: nn.Module, info: ModelInfo, path: Path) -> None:
             f"it loads F32, BF16 or F16 tensors. Load the released float checkpoint (quantization happens at "
             f"export, with an int8 recipe), or convert the file once: safetensors.torch.save_file("
             f"{{k: v.float() for k, v in state_dict.items()}}, 'model.safetensors').")
-    loaded = _read_tensors(path, expected)
+    loaded = _read_tensors(path, expected, dtype)
     model.load_state_dict(loaded, strict=True, assign=True)
 
 
-def _read_tensors(path: Path, expected: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """Read each tensor straight from the file into its final fp32 (periods: bf16) tensor.
+def _read_tensors(path: Path, expected: dict[str, torch.Tensor],
+                  dtype: torch.dtype = torch.float32) -> dict[str, torch.Tensor]:
+    """Read each tensor straight from the file into its final `dtype` (periods: bf16) tensor.
 
     Plain reads instead of a memory map: mapped file pages would count in the process's memory
     next to the fp32 copies (≈1.5-2x the weights); this way peak memory is one fp32 copy of the
@@ -88,7 +113,7 @@ def _read_tensors(path: Path, expected: dict[str, torch.Tensor]) -> dict[str, to
         for key in expected:
             entry = entries[key]
             stored = _DTYPES[entry["dtype"]]
-            want = torch.bfloat16 if key.endswith("rope_embed.periods") else torch.float32
+            want = torch.bfloat16 if key.endswith("rope_embed.periods") else dtype
             start, end = entry["data_offsets"]
             buf = torch.empty(entry["shape"], dtype=stored)
             f.seek(base + start)

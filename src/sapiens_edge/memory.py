@@ -5,6 +5,14 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import gc
+import os
+from pathlib import Path
+
+from .errors import InsufficientMemoryError
+
+GIB = 2**30
+# Set to 1 to skip the checks (a machine whose swap or overcommit makes "available" too strict).
+SKIP_ENV = "SAPIENS_EDGE_NO_MEMORY_CHECK"
 
 
 def release_memory() -> None:
@@ -31,3 +39,38 @@ def drop_weights(model) -> bool:
     model.to_empty(device="meta")
     release_memory()
     return True
+
+
+def available_bytes() -> int | None:
+    """Memory this process can still take: the kernel's MemAvailable, capped by the cgroup's limit
+    (a container's `--memory`) minus its use. None where neither can be read (not Linux)."""
+    found = []
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                found.append(int(line.split()[1]) * 1024)
+                break
+    except OSError:
+        pass
+    try:
+        limit = Path("/sys/fs/cgroup/memory.max").read_text().strip()
+        if limit != "max":
+            found.append(int(limit) - int(Path("/sys/fs/cgroup/memory.current").read_text()))
+    except (OSError, ValueError):
+        pass
+    return min(found) if found else None
+
+
+def require_memory(phase: str, needed: int, hint: str = "") -> None:
+    """Raise InsufficientMemoryError before `phase` when it needs more than is available: a message
+    naming the phase and the memory instead of the OOM killer's bare "Killed". `needed` is the
+    phase's own estimate in bytes (peak resident memory it adds)."""
+    if os.environ.get(SKIP_ENV, "") not in ("", "0"):
+        return
+    available = available_bytes()
+    if available is None or needed <= available:
+        return
+    raise InsufficientMemoryError(
+        f"{phase} needs about {needed / GIB:.1f} GiB of memory and {available / GIB:.1f} GiB is available. "
+        f"Close other programs, {hint + ', ' if hint else ''}or use a machine with more memory "
+        f"(set {SKIP_ENV}=1 to try anyway).", phase=phase, needed=needed, available=available)

@@ -11,19 +11,25 @@ import numpy as np
 from .metadata import bundled_photo
 
 
-def write_standin_weights(model_name: str, path: Path, input_hw: tuple[int, int], seed: int = 0) -> None:
+def write_standin_weights(model_name: str, path: Path, input_hw: tuple[int, int], seed: int = 0,
+                          dtype: str = "fp32") -> None:
     """Seeded random weights, attention switched on (LayerScale 1) and a confident classifier
-    (seg/pose), saved as .safetensors."""
+    (seg/pose), saved as .safetensors with tensors in `dtype` (fp32, or bf16 as large checkpoints are
+    published: a 5b stand-in is then built, made confident and saved in 10 GB, never 20)."""
     import torch
     from safetensors.torch import save_file
 
     from . import runtime
     from .loading import load_model
     from .models.synthetic import make_confident_, wake_layer_scale_
+    from .models.upcast import compute_in_fp32_
 
+    storage = {"fp32": torch.float32, "bf16": torch.bfloat16}[dtype]
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        model = load_model(model_name, None, seed=seed)
+        model = load_model(model_name, None, seed=seed, dtype=storage)
+    if storage != torch.float32:
+        compute_in_fp32_(model)  # make_confident_ runs the model
     task = model.sapiens_info.task
     wake_layer_scale_(model)
     if task in ("seg", "pose"):

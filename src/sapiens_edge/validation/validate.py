@@ -33,9 +33,9 @@ _KEY = re.compile(r"^(?P<metric>.+)_(?P<kind>min|max)$")
 def load_model(name: str, weights: str | Path | None = None, *, seed: int = 0):
     """The torch reference (``sapiens_edge.loading.load_model``), imported lazily so that this
     module stays importable without torch. Tests monkeypatch this name."""
-    from sapiens_edge.loading import load_model as _load
+    from sapiens_edge.loading import load_reference
 
-    return _load(name, weights, seed=seed)
+    return load_reference(name, weights, seed=seed)
 
 
 def _load_predictor(artifact_dir: str | Path, backend: str | None, **options: Any):
@@ -384,6 +384,10 @@ def _reference(manifest: Any, weights: str | Path | None, notes: list[str]):
     except WeightsNotFoundError as exc:
         raise WeightsNotFoundError(f"{exc} The artifact was exported from {weights}; pass the same checkpoint "
                                    f"with {option('--weights', 'weights=...')}.") from exc
+    stored = next((p.dtype for p in model.parameters()), None)
+    if stored is not None and str(stored) != "torch.float32":
+        notes.append(f"Reference weights stored as {str(stored)[6:]}, as in the checkpoint, and computed in fp32: "
+                     f"the numbers of their fp32 copy in half the memory.")
     path = getattr(model, "sapiens_weights_path", None) or (weights if Path(str(weights)).is_file() else None)
     sha = sha256_file(path) if path is not None and Path(path).is_file() else None
     match = None

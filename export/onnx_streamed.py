@@ -1,0 +1,159 @@
+"""ONNX export of large models (0.8b and up) with one copy of the weights in memory.
+
+The in-memory route (`export.onnx.to_onnx_fp32`) holds the fp32 model, the ONNX ModelProto made from
+it, onnxslim's working copy and, for fp16, the converter's output: about 4x the fp32 weights at its
+peak, so a 1b export (5.9 GB of fp32 weights) was killed at 22.4 GB on a 24 GiB machine. This route
+instead:
+
+* loads the weights straight into the recipe's storage dtype (fp16: half the bytes, no fp32 copy;
+  `loading.load_model(dtype=...)`), applies the rewrites in place on a model `export()` loaded itself;
+* converts to fp16 in torch (`model.half()` with fp32 graph input/output casts), so the exporter writes
+  the fp16 graph directly: RMSNormalization and LayerNormalization keep fp32 statistics (`stash_type`
+  1), the heads' instance norms become LayerNormalization over (H, W) the same way
+  (`onnx_instance_norm`), and the `Attention` op's softmax runs in fp32 (`softmax_precision`);
+* writes the exporter's in-memory graph (whose initializers reference the torch tensors) to disk
+  tensor by tensor, then edits the graph-only ModelProto (`load_external_data=False`) and saves it
+  beside its untouched `model.onnx.data`.
+
+onnxslim is not run here: it works on a full in-memory copy of the model. ONNX Runtime applies its own
+graph optimisations when it loads the file.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+from torch.utils._pytree import tree_map
+
+from sapiens_edge.memory import GIB, drop_weights, release_memory, require_memory
+
+from . import fused_attention
+from .capture import capture
+from .onnx import OPSET, PROTOBUF_LIMIT, forget_rewriter_graphs
+from .onnx_instance_norm import instance_norm_as_layer_norm
+from .recipes import Recipe, WeightDtype
+from .rewrites import REWRITES
+from .targets import INPUT_NAME, OUTPUT_NAMES
+
+# `--target-option pipeline=`: auto streams models above this many parameters (0.8b and up; a 0.4b
+# in-memory export peaks near 7 GiB, a 0.8b one near 14 GiB).
+STREAM_ABOVE_PARAMS = 600_000_000
+PIPELINES = ("auto", "in-memory", "streamed")
+STREAMED_DTYPES = {WeightDtype.FP32: torch.float32, WeightDtype.FP16: torch.float16}
+FLOAT = 1  # onnx.TensorProto.FLOAT
+
+
+def is_streamed(recipe: Recipe, params: int, pipeline: str = "auto") -> bool:
+    """Whether `recipe` exports a model of `params` parameters on the streamed route."""
+    if pipeline == "in-memory":
+        return False
+    fits = recipe.weights.dtype in STREAMED_DTYPES and not recipe.needs_calibration
+    if pipeline == "streamed":
+        if not fits:
+            from sapiens_edge.errors import RecipeError
+
+            raise RecipeError(f"--target-option pipeline=streamed takes float recipes (onnx-fp32, onnx-fp16), "
+                              f"not {recipe.name}; leave the option at auto.")
+        return True
+    return fits and params > STREAM_ABOVE_PARAMS
+
+
+def storage_dtype(recipe: Recipe) -> torch.dtype:
+    return STREAMED_DTYPES[recipe.weights.dtype]
+
+
+def peak_estimate(params: int, recipe: Recipe) -> int:
+    """The streamed route's peak resident memory: the stored weights once, half again for the exporter's
+    transient tensors, plus the interpreter, torch and the graph (measured: docs/design/export-memory.md)."""
+    nbytes = params * storage_dtype(recipe).itemsize
+    return int(1.5 * nbytes + 2 * GIB)
+
+
+class Fp32IO(nn.Module):
+    """The model in its storage dtype behind fp32 input and outputs (the artifacts' I/O contract)."""
+
+    def __init__(self, model: nn.Module, dtype: torch.dtype):
+        super().__init__()
+        self.model, self.dtype = model, dtype
+
+    @property
+    def backbone(self) -> nn.Module:  # what rope_constants looks up the token grid on
+        return getattr(self.model, "backbone", self.model)
+
+    def forward(self, x: torch.Tensor) -> Any:
+        out = self.model(x.to(self.dtype))
+        return tree_map(lambda t: t.float() if isinstance(t, torch.Tensor) else t, out)
+
+
+def to_onnx_streamed(model: nn.Module, recipe: Recipe, input_hw: tuple[int, int], out: Path,
+                     progress: Callable[[str], None]) -> dict[str, Any]:
+    """Write `out` (+ `out`.data) for a float `recipe`; returns what was done (for the manifest)."""
+    import onnx
+
+    info = model.sapiens_info
+    dtype = storage_dtype(recipe)
+    require_memory(f"exporting {info.name} to ONNX ({recipe.name}, streamed)", peak_estimate(info.params, recipe),
+                   "use a machine with more memory for this model size")
+    own = getattr(model, "sapiens_disposable", False)
+    module = model if own else copy.deepcopy(model)  # the caller's model is never changed
+    for name in recipe.rewrites:
+        REWRITES[name](module)
+    module = module.to(dtype).eval()  # rewrites may add fp32 modules; the RoPE periods stay bf16
+    exact_rope = dtype == torch.float32
+    program = capture(Fp32IO(module, dtype), input_hw, exact_rope=exact_rope, progress=progress)
+    del module
+    if own:
+        drop_weights(model)  # the program holds the (rewritten) weights now
+    progress(f"converting to ONNX (opset {OPSET}, dynamo exporter, weights streamed to disk) ...")
+    names = OUTPUT_NAMES[info.task]
+    onnx_program = torch.onnx.export(program, (torch.zeros(1, 3, *input_hw),), dynamo=True, opset_version=OPSET,
+                                     input_names=[INPUT_NAME], output_names=names, optimize=True, verbose=False,
+                                     custom_translation_table=fused_attention.onnx_translation())
+    del program
+    release_memory()
+    big = _initializer_bytes(onnx_program) > PROTOBUF_LIMIT
+    progress(f"writing {out.name}" + (f" and {out.name}.data" if big else "") + " ...")
+    onnx_program.save(str(out), external_data=big)
+    del onnx_program
+    forget_rewriter_graphs()
+    release_memory()
+    proto = onnx.load(str(out), load_external_data=False)  # the graph only; the weights stay on disk
+    instance_norms = instance_norm_as_layer_norm(proto)
+    attention = _softmax_in_fp32(proto) if dtype == torch.float16 else 0
+    onnx.save_model(proto, str(out))  # external tensors keep their locations in the untouched .data file
+    onnx.checker.check_model(str(out))
+    actual = [o.name for o in proto.graph.output]
+    if actual != names:
+        raise RuntimeError(f"ONNX export produced outputs {actual}, expected {names} (a bug: please report it).")
+    options: dict[str, Any] = {"pipeline": "streamed", "simplifier": None,
+                               "external_data": big, "instance_norms_as_layer_norm": instance_norms}
+    if dtype == torch.float16:
+        options["fp16"] = {"converter": "torch (model.half(), fp32 graph I/O)", "io": "float32",
+                           "norm_statistics": "float32 (stash_type)", "attention_softmax": "float32",
+                           "attention_nodes": attention}
+    return options
+
+
+def _initializer_bytes(onnx_program: Any) -> int:
+    return sum(v.const_value.nbytes for v in onnx_program.model.graph.initializers.values()
+               if v.const_value is not None)
+
+
+def _softmax_in_fp32(proto: Any) -> int:
+    """Pin every `Attention` node's softmax to fp32 (its q k^T of fp16 inputs would overflow); returns how many."""
+    import onnx
+
+    count = 0
+    for node in proto.graph.node:
+        if node.op_type == "Attention":
+            attrs = [a for a in node.attribute if a.name != "softmax_precision"]
+            del node.attribute[:]
+            node.attribute.extend([*attrs, onnx.helper.make_attribute("softmax_precision", FLOAT)])
+            count += 1
+    return count
+

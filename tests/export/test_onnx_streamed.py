@@ -1,0 +1,130 @@
+"""The streamed ONNX route of large models (export.onnx_streamed) on tiny models: the same graph
+contract and gate as the in-memory route, fp16 built in torch, external data, the memory check."""
+
+from __future__ import annotations
+
+import importlib
+import re
+from collections import Counter
+
+import numpy as np
+import pytest
+import torch
+
+onnx = pytest.importorskip("onnx")
+pytest.importorskip("onnxruntime")
+
+from sapiens_edge import runtime  # noqa: E402
+from sapiens_edge.errors import InsufficientMemoryError, RecipeError  # noqa: E402
+from sapiens_edge.export import core, onnx_streamed  # noqa: E402
+from sapiens_edge.export import onnx as onnx_target  # noqa: E402
+from sapiens_edge.export.recipes import get_recipe  # noqa: E402
+from sapiens_edge.validation import metrics as M  # noqa: E402
+from tests.export.shared import photo_input, torch_outputs  # noqa: E402
+
+validate_module = importlib.import_module("sapiens_edge.validation.validate")
+QUIET = {"progress": lambda _: None}
+STREAMED = {"pipeline": "streamed"}
+
+
+def export(model, recipe, path, **options):
+    return core.export(model, recipe, path, input_size=model.sapiens_info.input_hw,
+                       target_options={**STREAMED, **options}, **QUIET)
+
+
+@pytest.mark.parametrize("task", ["seg", "normal"])
+def test_streamed_fp16_passes_the_recipe_gate(models, tiny_reference, task, tmp_path):
+    model = models[task]
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    art = export(model, "onnx-fp16", tmp_path / "a")
+    proto = onnx.load(str(art.path / "model.onnx"))
+    graph = proto.graph
+    ops = Counter(n.op_type for n in graph.node)
+    # fp16 weights, fp32 graph I/O, the attention's softmax pinned to fp32, instance norms as LayerNorm.
+    weights = [t for t in graph.initializer if len(t.dims) == 2 and np.prod(t.dims) >= 1024]
+    assert weights and all(t.data_type == onnx.TensorProto.FLOAT16 for t in weights)
+    assert all(v.type.tensor_type.elem_type == onnx.TensorProto.FLOAT for v in [*graph.input, *graph.output])
+    attention = [n for n in graph.node if n.op_type == "Attention"]
+    assert len(attention) == model.sapiens_info.arch.depth
+    assert all(a.i == 1 for n in attention for a in n.attribute if a.name == "softmax_precision")
+    assert ops["InstanceNormalization"] == 0 and ops["LayerNormalization"] > 0
+    # Norm statistics in fp32: RMSNormalization / LayerNormalization keep stash_type 1 (the default).
+    for n in graph.node:
+        if n.op_type in ("RMSNormalization", "LayerNormalization"):
+            assert all(a.i == 1 for a in n.attribute if a.name == "stash_type"), n.name
+    assert art.manifest.export_options["pipeline"] == "streamed"
+    assert art.manifest.export_options["simplifier"] is None
+    # The caller's model is left as it was (the route converts a copy).
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+    report = validate_module.validate(art.path, progress=lambda _: None)
+    assert report.fatal is None and report.passed, report.summary()
+
+
+def test_streamed_fp32_equals_in_memory_route(models, tmp_path):
+    """fp32 through the streamed route: the same numbers as the in-memory route within fp32 rounding."""
+    model = models["pose"]
+    streamed = export(model, "onnx-fp32", tmp_path / "s")
+    in_memory = core.export(model, "onnx-fp32", tmp_path / "m", input_size=model.sapiens_info.input_hw, **QUIET)
+    x = photo_input("pose", model.sapiens_info.input_hw)
+    ref = torch_outputs(model, x)
+    with runtime.load(streamed.path) as a, runtime.load(in_memory.path) as b:
+        out_s, out_m = a.run(x), b.run(x)
+    for s, m, r in zip(out_s, out_m, ref, strict=True):
+        assert M.rel_l2(r, s) < 1e-4 and M.rel_l2(m, s) < 1e-4
+
+
+def test_streamed_writes_external_data_past_the_protobuf_limit(models, monkeypatch, tmp_path):
+    """Models whose weights pass protobuf's 2 GB go to model.onnx.data, written tensor by tensor;
+    the limit is lowered here so that a tiny model takes that path."""
+    monkeypatch.setattr(onnx_streamed, "PROTOBUF_LIMIT", 1024)
+    model = models["seg"]
+    art = export(model, "onnx-fp16", tmp_path / "a")
+    assert sorted(art.manifest.files) == ["README.md", "model.onnx", "model.onnx.data"]
+    assert art.manifest.export_options["external_data"] is True
+    graph_only = onnx.load(str(art.path / "model.onnx"), load_external_data=False)
+    external = [t for t in graph_only.graph.initializer if t.data_location == onnx.TensorProto.EXTERNAL]
+    assert external and all(e.value == "model.onnx.data" for t in external for e in t.external_data
+                            if e.key == "location")
+    assert (art.path / "model.onnx").stat().st_size < (art.path / "model.onnx.data").stat().st_size
+    x = photo_input("seg", model.sapiens_info.input_hw)
+    with runtime.load(art.path) as p:  # the manifest's hashes cover the .data file too
+        out = p.run(x)
+    assert M.cosine(torch_outputs(model, x)[0], out[0]) > 0.999
+
+
+def test_auto_streams_large_float_models_only():
+    fp16, fp32, int8 = get_recipe("onnx-fp16"), get_recipe("onnx-fp32"), get_recipe("onnx-int8")
+    big, small = 814_283_520, 113_993_472  # 0.8b, 0.1b
+    assert onnx_streamed.is_streamed(fp16, big) and onnx_streamed.is_streamed(fp32, big)
+    assert not onnx_streamed.is_streamed(fp16, small) and not onnx_streamed.is_streamed(int8, big)
+    assert not onnx_streamed.is_streamed(fp16, big, "in-memory")
+    # export() loads a streamed model straight into the recipe's storage dtype (no fp32 copy).
+    assert onnx_target.load_dtype(fp16, big) == torch.float16
+    assert onnx_target.load_dtype(fp16, small) == torch.float32
+    with pytest.raises(RecipeError, match="pipeline=streamed takes float recipes"):
+        onnx_streamed.is_streamed(int8, small, "streamed")
+
+
+def test_export_refuses_before_loading_when_memory_is_short(monkeypatch, tmp_path):
+    """The memory check runs before the weights load: a typed error naming the phase and the memory,
+    not the OOM killer's bare 'Killed'."""
+    from sapiens_edge import memory
+
+    monkeypatch.setattr(memory, "available_bytes", lambda: 2**30)
+    loaded = []
+    monkeypatch.setattr("sapiens_edge.loading.load_model", lambda *a, **k: loaded.append(a))
+    with pytest.raises(InsufficientMemoryError, match=r"loading sapiens2-1b-seg needs about 3\.0 GiB") as e:
+        core.export("sapiens2-1b-seg", "onnx-fp16", tmp_path / "a", **QUIET)
+    assert e.value.phase == "loading sapiens2-1b-seg" and e.value.available == 2**30
+    assert not loaded and not (tmp_path / "a").exists()
+    monkeypatch.setenv(memory.SKIP_ENV, "1")  # the documented way to try anyway
+    memory.require_memory("anything", 2**40)
+
+
+def test_streamed_route_checks_memory_before_converting(models, monkeypatch, tmp_path):
+    from sapiens_edge import memory
+
+    monkeypatch.setattr(memory, "available_bytes", lambda: 2**20)
+    with pytest.raises(InsufficientMemoryError, match=re.escape("exporting tiny-seg to ONNX (onnx-fp16, streamed)")):
+        export(models["seg"], "onnx-fp16", tmp_path / "a")
+    assert not (tmp_path / "a").exists()
