@@ -122,6 +122,11 @@ class ProviderUnavailableError(PlatformUnavailableError, MissingDependencyError)
     """An ONNX Runtime execution provider that this onnxruntime build does not include."""
 
 
+class EngineCacheError(SapiensEdgeError):
+    """The TensorRT backend must build an engine but cannot write its cache folder (a read-only artifact
+    folder): name a writable one."""
+
+
 class RandomWeightsWarning(UserWarning):
     """A model was built with random weights: its outputs mean nothing."""
 
