@@ -383,3 +383,33 @@ def test_cli_without_tensorrt_exits_2_with_the_install_hint(artifact, monkeypatc
     monkeypatch.setitem(sys.modules, "tensorrt", None)
     assert main(["run", str(artifact), "--backend", "tensorrt", "--output", str(tmp_path / "out")]) == 2
     assert "python3-libnvinfer" in capsys.readouterr().err
+
+
+def test_the_whole_tensorrt_path_is_torch_free(tmp_path):
+    """Check, build, cache and run in a process where torch, OpenCV and scipy cannot be imported (the board has
+    none of them): the fence in test_runtime_torch_free.py lets this backend import the static check."""
+    import subprocess
+
+    folder = make_artifact(tmp_path / "seg")
+    np.save(tmp_path / "x.npy", X)
+    root = Path(__file__).resolve().parents[2]
+    code = f"""
+import sys
+sys.path.insert(0, {str(root)!r})
+for m in ("torch", "cv2", "scipy"):
+    sys.modules[m] = None
+import numpy as np
+from tests.runtime.fake_tensorrt import FakeGpu
+gpu = FakeGpu()
+sys.modules.update(gpu.modules)
+from sapiens_edge import runtime
+for _ in range(2):
+    with runtime.load({str(folder)!r}, backend="tensorrt") as p:
+        np.save({str(tmp_path / "out.npy")!r}, p.run(np.load({str(tmp_path / "x.npy")!r}))[0])
+assert gpu.count("build") == 1
+assert [m for m in ("torch", "cv2", "scipy") if sys.modules.get(m) is not None] == []
+print("ok")
+"""
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0 and proc.stdout.strip().endswith("ok"), proc.stderr[-3000:]
+    np.testing.assert_allclose(np.load(tmp_path / "out.npy"), reference(), rtol=1e-5, atol=1e-5)
