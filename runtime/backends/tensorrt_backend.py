@@ -105,13 +105,13 @@ class TensorRTSession:
         self._bind()
 
     def _cached_engine(self) -> Any:
-        blob = self.slot.load()
-        if blob is None:
-            return None
-        try:  # an engine TensorRT refuses (None) counts as a miss, like a damaged file
-            return self._runtime.deserialize_cuda_engine(blob)
-        except Exception:  # TensorRT raises its own pybind exception types
-            return None
+        with self.slot.mapped() as blob:
+            if blob is None:
+                return None
+            try:  # an engine TensorRT refuses (None) counts as a miss, like a damaged file
+                return self._runtime.deserialize_cuda_engine(blob)
+            except Exception:  # TensorRT raises its own pybind exception types
+                return None
 
     def _build(self, workspace_mib: int | None) -> tuple[Any, float]:
         self.rules = tensorrt_build.static_check(self.model_path, self.version)

@@ -84,8 +84,9 @@ def _parser_error(err: Any) -> str:
     return f"  {where}{f' [{op}]' if op else ''}: {err.desc()}"
 
 
-def build_engine(trt: Any, logger: Any, model_path: Path, workspace_mib: int | None) -> tuple[bytes, float]:
-    """Parse and build; returns the serialized engine and the seconds it took."""
+def build_engine(trt: Any, logger: Any, model_path: Path, workspace_mib: int | None) -> tuple[Any, float]:
+    """Parse and build; returns the serialized engine (TensorRT's IHostMemory, a buffer: not copied into
+    bytes, which would hold a large model's engine twice) and the seconds it took."""
     t0 = time.perf_counter()
     builder = trt.Builder(logger)
     network = builder.create_network(1 << int(trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED))
@@ -105,4 +106,4 @@ def build_engine(trt: Any, logger: Any, model_path: Path, workspace_mib: int | N
             f"TensorRT {trt.__version__} could not build an engine from {model_path}:\n{said}\nIf it ran out of "
             f"memory: close other GPU work, cap the builder's workspace ({option('--workspace MIB', 'workspace_mib')}"
             f", e.g. 1024), or pick a smaller model for this board (docs/jetson.md).")
-    return bytes(serialized), time.perf_counter() - t0
+    return serialized, time.perf_counter() - t0

@@ -11,15 +11,19 @@ backend builds a new engine over it.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
+import mmap
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from sapiens_edge.errors import EngineCacheError, option
 from sapiens_edge.fileio import atomic_write_bytes, atomic_write_json
+from sapiens_edge.manifest import sha256_file
 
 ENGINE_DIR = "engines"  # beside the artifact's files, unless the caller names another folder
 SIDECAR_FORMAT = 1
@@ -56,18 +60,28 @@ class EngineSlot:
     def sidecar(self) -> Path:
         return self.folder / f"{key_digest(self.key)}.json"
 
-    def load(self) -> bytes | None:
-        """The cached engine's bytes when they are for exactly this key and intact; None otherwise."""
+    @contextlib.contextmanager
+    def mapped(self) -> Iterator[memoryview | None]:
+        """The cached engine, memory-mapped, when it is for exactly this key and intact; None otherwise. Mapped,
+        not read: on a Jetson, CPU and GPU share the memory, and a multi-GB engine read into the process would
+        sit there twice while TensorRT copies it to the GPU (mapped pages are the page cache's to drop)."""
         try:
             meta = json.loads(self.sidecar.read_text("utf-8"))
-            blob = self.engine.read_bytes()
+            intact = (isinstance(meta, dict) and meta.get("key") == self.key
+                      and meta.get("engine_sha256") == sha256_file(self.engine))
         except (OSError, ValueError):
-            return None
-        if not isinstance(meta, dict) or meta.get("key") != self.key:
-            return None
-        if meta.get("engine_sha256") != hashlib.sha256(blob).hexdigest():
-            return None
-        return blob
+            intact = False
+        with contextlib.ExitStack() as stack:
+            view = None
+            if intact:
+                try:
+                    f = stack.enter_context(open(self.engine, "rb"))
+                    mapped = stack.enter_context(mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ))
+                    view = memoryview(mapped)
+                    stack.callback(view.release)
+                except (OSError, ValueError):  # gone since hashed, or empty (mmap refuses 0 bytes)
+                    view = None
+            yield view
 
     def build_seconds(self) -> float | None:
         try:
@@ -91,8 +105,9 @@ class EngineSlot:
             f"{option('--engine-cache DIR', 'engine_cache=DIR')} (a writable folder; engines of several "
             f"artifacts can share it), or make the artifact folder writable.")
 
-    def store(self, blob: bytes, build_seconds: float) -> None:
-        """Engine first, sidecar last, each atomically: a crash in between leaves no sidecar vouching for it."""
+    def store(self, blob: Any, build_seconds: float) -> None:
+        """Engine first (any buffer: TensorRT's IHostMemory is written without a copy), sidecar last, each
+        atomically: a crash in between leaves no sidecar vouching for the engine."""
         atomic_write_bytes(self.engine, blob)
         atomic_write_json(self.sidecar, {"key": self.key, "engine_sha256": hashlib.sha256(blob).hexdigest(),
                                          "build_seconds": round(build_seconds, 3)})

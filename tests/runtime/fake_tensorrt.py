@@ -216,7 +216,8 @@ class FakeGpu:
             def __init__(self, logger: ILogger) -> None:
                 pass
 
-            def deserialize_cuda_engine(self, blob: bytes):
+            def deserialize_cuda_engine(self, buffer):
+                blob = bytes(buffer)  # any buffer, as TensorRT's binding takes (the backend passes a mapped file)
                 ok = blob.startswith(MAGIC)
                 if ok:
                     n = int.from_bytes(blob[len(MAGIC):len(MAGIC) + 4], "little")

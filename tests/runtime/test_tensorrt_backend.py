@@ -189,7 +189,8 @@ def test_stale_or_foreign_engine_is_rebuilt_never_used(tmp_path, install, change
     assert json.loads(slot.sidecar.read_text())["key"] == key and len(list(cache.glob("*.engine"))) == 2
 
 
-@pytest.mark.parametrize("damage", ["truncated engine", "flipped byte", "garbage sidecar", "sidecar vouches"])
+@pytest.mark.parametrize("damage", ["truncated engine", "flipped byte", "garbage sidecar", "sidecar vouches",
+                                    "empty, vouched"])
 def test_a_damaged_cache_is_rebuilt(artifact, install, damage):
     gpu = install()
     _, info = run_once(artifact)
@@ -202,12 +203,14 @@ def test_a_damaged_cache_is_rebuilt(artifact, install, damage):
         engine.write_bytes(blob[:40] + bytes([blob[40] ^ 0xFF]) + blob[41:])
     elif damage == "garbage sidecar":
         sidecar.write_text("{not json")
-    else:  # the sidecar's sha256 matches a damaged engine: TensorRT itself refuses it (None), still a miss
+    else:  # the sidecar's sha256 matches a damaged engine: TensorRT itself refuses it (None), still a miss;
+        # an empty file cannot even be mapped
         import hashlib
 
-        engine.write_bytes(b"not an engine")
+        bad = b"" if damage == "empty, vouched" else b"not an engine"
+        engine.write_bytes(bad)
         meta = json.loads(sidecar.read_text())
-        sidecar.write_text(json.dumps({**meta, "engine_sha256": hashlib.sha256(b"not an engine").hexdigest()}))
+        sidecar.write_text(json.dumps({**meta, "engine_sha256": hashlib.sha256(bad).hexdigest()}))
     out, info2 = run_once(artifact)
     assert gpu.count("build") == 2 and info2["engine_cache"] == "miss"
     np.testing.assert_allclose(out, reference(), rtol=1e-5, atol=1e-5)
