@@ -73,7 +73,7 @@ class TensorRTSession:
                                 f"folder (the tensorrt backend builds its engine from the .onnx file).")
         trt = self._trt = _import_trt()
         self.version = str(trt.__version__)
-        if tensorrt_build._version_tuple(self.version)[:2] < MIN_VERSION:
+        if tensorrt_build.version_tuple(self.version)[:2] < MIN_VERSION:
             raise PlatformUnavailableError(
                 f"TensorRT {self.version} is too old for the tensorrt backend, which needs 10.0 or newer (strongly "
                 f"typed networks, named IO tensors): JetPack 6 (TensorRT 10.3) or newer on a Jetson.")

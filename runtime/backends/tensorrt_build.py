@@ -25,7 +25,7 @@ RECIPE_HINT = ("export a tensorrt-* recipe (tensorrt-fp16, tensorrt-int8: ONNX w
                "see `sapiens-edge recipes`), or run this artifact with --backend onnxruntime")
 
 
-def _version_tuple(version: str) -> tuple[int, ...]:
+def version_tuple(version: str) -> tuple[int, ...]:
     parts = []
     for piece in version.split("."):
         digits = "".join(ch for ch in piece if ch.isdigit())
@@ -40,9 +40,9 @@ def rules_version(installed: str) -> str:
     not newer than it (10.14 -> 10.13, 11.0 -> 10.16), else the oldest (10.0-10.2 -> 10.3: the same opsets)."""
     from sapiens_edge.export.tensorrt_rules import RULES
 
-    have = _version_tuple(installed)
-    known = sorted(RULES, key=_version_tuple)
-    older = [v for v in known if _version_tuple(v) <= have]
+    have = version_tuple(installed)
+    known = sorted(RULES, key=version_tuple)
+    older = [v for v in known if version_tuple(v) <= have]
     return older[-1] if older else known[0]
 
 

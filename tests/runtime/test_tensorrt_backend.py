@@ -26,6 +26,7 @@ from sapiens_edge.errors import (  # noqa: E402
     EngineCacheError,
     MissingDependencyError,
     OptionError,
+    PlatformUnavailableError,
     SapiensEdgeError,
 )
 from sapiens_edge.export.artifact import write_artifact  # noqa: E402
@@ -281,8 +282,6 @@ def test_without_a_gpu_the_real_cuda_bindings_say_so(artifact, install, monkeypa
     gpu = install()
     for name in ("cuda", "cuda.bindings", "cuda.bindings.runtime"):
         monkeypatch.delitem(sys.modules, name)
-    from sapiens_edge.errors import PlatformUnavailableError
-
     with pytest.raises(PlatformUnavailableError, match="needs an NVIDIA GPU"):
         runtime.load(artifact, backend="tensorrt")
     assert gpu.count("create_network") == 0
@@ -416,3 +415,10 @@ print("ok")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0 and proc.stdout.strip().endswith("ok"), proc.stderr[-3000:]
     np.testing.assert_allclose(np.load(tmp_path / "out.npy"), reference(), rtol=1e-5, atol=1e-5)
+
+
+def test_tensorrt_older_than_10_is_refused(artifact, install):
+    gpu = install(version="8.6.2.3")  # JetPack 5
+    with pytest.raises(PlatformUnavailableError, match=r"TensorRT 8\.6\.2\.3 is too old .* JetPack 6"):
+        runtime.load(artifact, backend="tensorrt")
+    assert gpu.count("create_network") == 0 and gpu.streams == set()
