@@ -422,3 +422,16 @@ def test_tensorrt_older_than_10_is_refused(artifact, install):
     with pytest.raises(PlatformUnavailableError, match=r"TensorRT 8\.6\.2\.3 is too old .* JetPack 6"):
         runtime.load(artifact, backend="tensorrt")
     assert gpu.count("create_network") == 0 and gpu.streams == set()
+
+
+def test_bench_memory_measures_the_named_backend(artifact):
+    """`bench --memory` loads each artifact again in a fresh process: in the row's backend, not the default one
+    (here, without TensorRT, that process fails and says why instead of measuring ONNX Runtime)."""
+    import subprocess
+
+    from sapiens_edge.benchmarks.runtime_memory import measure
+
+    assert measure(artifact, 1, {}, backend="onnxruntime")["after_run_mib"] > 0
+    with pytest.raises(subprocess.CalledProcessError) as err:
+        measure(artifact, 1, {}, backend="tensorrt")
+    assert "No module named 'tensorrt'" in err.value.stderr  # the engine, imported first for the baseline
