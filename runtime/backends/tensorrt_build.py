@@ -21,11 +21,15 @@ from typing import Any
 
 from sapiens_edge.errors import ArtifactError, SapiensEdgeError, option, require
 
-RECIPE_HINT = ("export a tensorrt-* recipe (tensorrt-fp16, tensorrt-int8: ONNX written for TensorRT's parser; "
-               "see `sapiens-edge recipes`), or run this artifact with --backend onnxruntime")
+
+def recipe_hint() -> str:
+    backend = option("--backend onnxruntime", "backend='onnxruntime'")
+    return ("export a tensorrt-* recipe (tensorrt-fp16, tensorrt-int8: ONNX written for TensorRT's parser; see "
+            f"`sapiens-edge recipes`), or run this artifact on ONNX Runtime ({backend})")
 
 
 def version_tuple(version: str) -> tuple[int, ...]:
+    """'10.3.0.30' -> (10, 3, 0, 30), up to the first part without digits."""
     parts = []
     for piece in version.split("."):
         digits = "".join(ch for ch in piece if ch.isdigit())
@@ -58,7 +62,7 @@ def static_check(model_path: Path, installed: str) -> str:
         raise ArtifactError(
             f"{model_path} is not an ONNX graph TensorRT {installed} parses ({len(report.violations)} violation(s) "
             f"of the TensorRT {rules} rules; `sapiens-edge check ARTIFACT --tensorrt {rules}` lists them too):\n"
-            f"{lines}\nNo engine was built and nothing falls back to another backend: {RECIPE_HINT}.")
+            f"{lines}\nNo engine was built and nothing falls back to another backend: {recipe_hint()}.")
     return rules
 
 
@@ -95,7 +99,7 @@ def build_engine(trt: Any, logger: Any, model_path: Path, workspace_mib: int | N
         errors = "\n".join(_parser_error(parser.get_error(i)) for i in range(parser.num_errors))
         raise ArtifactError(
             f"TensorRT {trt.__version__}'s ONNX parser rejected {model_path}:\n{errors or '  (no error reported)'}\n"
-            f"Nothing falls back to another backend: {RECIPE_HINT}.")
+            f"Nothing falls back to another backend: {recipe_hint()}.")
     config = builder.create_builder_config()
     if workspace_mib is not None:
         config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, workspace_mib << 20)
