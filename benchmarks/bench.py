@@ -186,7 +186,8 @@ def bench(artifacts: Sequence[str | Path], *, threads: int | None = None, warmup
             cfg.row.accuracy = accuracy_of(report)
         if memory and cfg.row.status == "ok" and cfg.row.artifact:
             cfg.row.peak_rss_mib, cfg.row.gpu_mem_mib = _peak_memory(
-                Path(cfg.row.artifact), threads, {k: v for k, v in cfg.options.items() if k != "threads"})
+                Path(cfg.row.artifact), threads, {k: v for k, v in cfg.options.items() if k != "threads"},
+                cfg.row.backend)
     result = BenchResult(rows=[c.row for c in configs], baseline=None, settings=settings, system=system_info(),
                          created=time.strftime("%Y-%m-%dT%H:%M:%S%z"))
     live = [c for c in configs if c.row.status == "ok"]
@@ -362,12 +363,14 @@ def _photo(task: str, input_hw: tuple[int, int]) -> np.ndarray:
     return np.ascontiguousarray(prepared.inputs, np.float32)
 
 
-def _peak_memory(artifact: Path, threads: int | None, options: dict[str, Any] | None) -> tuple[float | None, ...]:
-    """(peak RSS MiB, GPU MiB or None) of a fresh process that loads the artifact and runs it once."""
+def _peak_memory(artifact: Path, threads: int | None, options: dict[str, Any] | None,
+                 backend: str | None) -> tuple[float | None, ...]:
+    """(peak RSS MiB, GPU MiB or None) of a fresh process that loads the artifact in the row's backend and runs
+    it once."""
     from .runtime_memory import measure
 
     try:
-        row = measure(artifact, threads or os.cpu_count() or 1, options)
+        row = measure(artifact, threads or os.cpu_count() or 1, options, backend)
     except Exception:  # reported as missing, not guessed
         return None, None
     return row["after_run_mib"], row.get("gpu_mib")

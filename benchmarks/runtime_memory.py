@@ -22,20 +22,22 @@ import json, resource, sys
 import numpy as np
 from sapiens_edge import runtime
 from sapiens_edge.manifest import read_manifest
-from sapiens_edge.runtime.backends import BACKENDS, default_backend
+from sapiens_edge.runtime.backends import BACKENDS, backend_options, default_backend
 import importlib
-path, threads, options = sys.argv[1], int(sys.argv[2]), json.loads(sys.argv[3])
+path, threads, options, backend = sys.argv[1], int(sys.argv[2]), json.loads(sys.argv[3]), sys.argv[4]
 m = read_manifest(path, verify=False)
-backend = default_backend(m)
+backend = backend or default_backend(m)
 importlib.import_module(BACKENDS[backend].module)
 # The engines load lazily inside the backends; import them first so the baseline includes them.
 engines = {"onnxruntime": ("onnxruntime",), "executorch": ("torch", "executorch.runtime"),
-           "tflite": ("ai_edge_litert.interpreter",)}
+           "tflite": ("ai_edge_litert.interpreter",), "tensorrt": ("tensorrt",)}
 for engine in engines.get(backend, ()):
     importlib.import_module(engine)
+if "threads" in backend_options(backend):
+    options["threads"] = threads
 peak = lambda: resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 base = peak()
-p = runtime.load(path, verify=False, threads=threads, **options)
+p = runtime.load(path, backend, verify=False, **options)
 loaded = peak()
 p.run(np.zeros([1, 3, *m.input_hw], np.float32))
 row = {"baseline_mib": base, "after_load_mib": loaded, "after_run_mib": peak()}
@@ -68,11 +70,12 @@ def gpu_mib_of(pid: int, smi_csv: str | None = None) -> float | None:
     return sum(used) if used else None
 
 
-def measure(artifact: Path, threads: int, options: dict | None = None) -> dict:
+def measure(artifact: Path, threads: int, options: dict | None = None, backend: str | None = None) -> dict:
     """Peak RSS (and GPU memory, where nvidia-smi reports it) of a fresh process that loads
-    `artifact` with backend `options` (e.g. {"provider": "cuda"}) and runs it once."""
-    out = subprocess.run([sys.executable, "-c", _CHILD, str(artifact), str(threads), json.dumps(options or {})],
-                         capture_output=True, text=True, check=True)
+    `artifact` in `backend` (default: the manifest target's) with its `options` (e.g. {"provider": "cuda"}; the
+    threads go to the backends that take them) and runs it once."""
+    out = subprocess.run([sys.executable, "-c", _CHILD, str(artifact), str(threads), json.dumps(options or {}),
+                          backend or ""], capture_output=True, text=True, check=True)
     row = json.loads(out.stdout.strip().splitlines()[-1])
     manifest = json.loads((artifact / "manifest.json").read_text())
     row["file_mib"] = sum((artifact / f).stat().st_size for f in manifest["files"] if f != "README.md") / 2**20

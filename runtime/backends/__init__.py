@@ -45,6 +45,8 @@ BACKENDS: dict[str, BackendInfo] = {
     "executorch": BackendInfo("executorch", f"{__name__}.executorch_backend", ("executorch",), "executorch"),
     "coreml": BackendInfo("coreml", f"{__name__}.coreml_backend", ("coreml",), "coreml"),
     "tflite": BackendInfo("tflite", f"{__name__}.tflite_backend", ("tflite",), "tflite-runtime"),
+    # Named only (--backend tensorrt): onnx artifacts made for TensorRT (the tensorrt-* recipes), NVIDIA GPUs.
+    "tensorrt": BackendInfo("tensorrt", f"{__name__}.tensorrt_backend", ("onnx",), "tensorrt"),
 }
 
 # manifest.target -> the backend used when none is named.

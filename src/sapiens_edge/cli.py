@@ -173,6 +173,11 @@ def _backend_options(args: argparse.Namespace) -> dict:
         opts["threads"] = args.threads
     if getattr(args, "compute_units", None):
         opts["compute_units"] = args.compute_units
+    tensorrt = {"engine_cache": args.engine_cache, "workspace_mib": args.workspace}
+    if any(v is not None for v in tensorrt.values()) and args.backend != "tensorrt":
+        raise SapiensEdgeError("--engine-cache and --workspace go with --backend tensorrt (the TensorRT engine "
+                               "they configure).")
+    opts.update({k: v for k, v in tensorrt.items() if v is not None})
     return opts
 
 

@@ -130,7 +130,8 @@ def build_parser(commands: Mapping[str, Callable[[argparse.Namespace], int]]) ->
     e.set_defaults(func=commands["export"])
 
     def backend_args(sp: argparse.ArgumentParser, several_providers: bool = False) -> None:
-        sp.add_argument("--backend", help="runtime backend (default: from the manifest, e.g. onnxruntime)")
+        sp.add_argument("--backend", help="runtime backend (default: from the manifest, e.g. onnxruntime; "
+                                          "tensorrt: a TensorRT engine built from an onnx artifact)")
         if several_providers:
             sp.add_argument("--provider", type=_provider_list, metavar="P[,P...]",
                             help="ONNX Runtime execution provider(s), never guessed: cpu, cuda, tensorrt, coreml; "
@@ -143,6 +144,10 @@ def build_parser(commands: Mapping[str, Callable[[argparse.Namespace], int]]) ->
         sp.add_argument("--threads", type=int, help="intra-op threads")
         sp.add_argument("--compute-units", choices=tuple(COMPUTE_UNITS),
                         help="Core ML compute units (coreml backend, macOS)")
+        sp.add_argument("--engine-cache", metavar="DIR",
+                        help="folder for the TensorRT engines (tensorrt backend; default: ARTIFACT/engines)")
+        sp.add_argument("--workspace", type=int, metavar="MIB",
+                        help="TensorRT builder workspace limit in MiB (tensorrt backend; default: TensorRT's)")
 
     u = command("run", help="run an exported artifact on images (torch-free)")
     u.add_argument("artifact", help="artifact folder written by `sapiens-edge export`")

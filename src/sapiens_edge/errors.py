@@ -132,6 +132,11 @@ class InsufficientMemoryError(PlatformUnavailableError, MemoryError):
         self.phase, self.needed, self.available = phase, needed, available
 
 
+class EngineCacheError(SapiensEdgeError):
+    """The TensorRT backend must build an engine but cannot write its cache folder (a read-only artifact
+    folder): name a writable one."""
+
+
 class RandomWeightsWarning(UserWarning):
     """A model was built with random weights: its outputs mean nothing."""
 

@@ -28,8 +28,13 @@ ALLOWED_OWN = {"sapiens_edge", "sapiens_edge.errors", "sapiens_edge.metadata", "
                "sapiens_edge.manifest"}
 # A backend may import its own engine (inside functions, when an artifact of its kind is loaded):
 # ExecuTorch's Python runtime is the one engine that brings torch along (documented in docs/runtime.md).
+# The TensorRT backend's engine side: cuda-python, and the static TensorRT check it runs before a build (which
+# reads the graph with `onnx`; its torch-free run is tests/runtime/test_tensorrt_backend.py's, torch blocked).
 ENGINE_IMPORTS = {"sapiens_edge.runtime.backends.executorch_backend": {"executorch"},
-                  "sapiens_edge.runtime.backends.tflite_backend": {"ai_edge_litert", "tflite_runtime"}}
+                  "sapiens_edge.runtime.backends.tflite_backend": {"ai_edge_litert", "tflite_runtime"},
+                  "sapiens_edge.runtime.backends.tensorrt_cuda": {"cuda"},
+                  "sapiens_edge.runtime.backends.tensorrt_build": {"sapiens_edge.export.tensorrt_check",
+                                                                   "sapiens_edge.export.tensorrt_rules"}}
 BLOCKED = ("torch", "cv2", "scipy")
 
 _SNIPPET = """
@@ -114,7 +119,8 @@ def offending_imports(source: str, module: str, is_package: bool = False) -> lis
     bad = []
     for name in imported_modules(source, module, is_package):
         top = name.split(".")[0]
-        if top in stdlib or top in ALLOWED_THIRD_PARTY or top in ENGINE_IMPORTS.get(module, ()):
+        engine = ENGINE_IMPORTS.get(module, ())
+        if top in stdlib or top in ALLOWED_THIRD_PARTY or top in engine or name in engine:
             continue
         if name in ALLOWED_OWN or (name.startswith("sapiens_edge.runtime") and module_file(name) is not None):
             continue  # runtime modules are fenced themselves
