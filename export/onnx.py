@@ -22,7 +22,7 @@ import numpy as np
 
 from sapiens_edge.errors import require
 from sapiens_edge.manifest import TensorSpec
-from sapiens_edge.memory import drop_weights, release_memory
+from sapiens_edge.memory import GIB, drop_weights, release_memory, require_memory
 from sapiens_edge.scratch import scratch_dir
 
 from . import fused_attention
@@ -318,6 +318,10 @@ def lower(model: Any, recipe: Recipe, input_hw: tuple[int, int], workdir: Path,
                    **to_onnx_streamed(model, recipe, input_hw, workdir / MODEL_FILE, progress)}
         return _lowered(input_hw, workdir / MODEL_FILE, options)
     dtype, activations = recipe.weights.dtype, recipe.activations.kind
+    # The in-memory route peaks at ~5x the fp32 weights (model, ModelProto, onnxslim's copy: 8.1 GiB for
+    # 0.4b seg, docs/design/export-memory.md).
+    require_memory(f"exporting {info.name} to ONNX ({recipe.name}, in memory)", 5 * info.params * 4 + GIB,
+                   "take the streamed route (--target-option pipeline=streamed, float recipes)")
     exact_rope = dtype is WeightDtype.FP32
     static_int8 = activations is ActivationKind.STATIC_INT8
     if static_int8:
