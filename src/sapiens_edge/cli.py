@@ -171,6 +171,8 @@ def _backend_options(args: argparse.Namespace) -> dict:
         opts["provider_options"] = _key_values(args.provider_option, "--provider-option", "trt_fp16_enable=True")
     if args.threads:
         opts["threads"] = args.threads
+    if getattr(args, "graph_optimization", None):
+        opts["graph_optimization"] = args.graph_optimization
     if getattr(args, "compute_units", None):
         opts["compute_units"] = args.compute_units
     tensorrt = {"engine_cache": args.engine_cache, "workspace_mib": args.workspace}

@@ -142,6 +142,9 @@ def build_parser(commands: Mapping[str, Callable[[argparse.Namespace], int]]) ->
                         help="ONNX Runtime provider option (repeatable), e.g. trt_fp16_enable=True, "
                              "trt_engine_cache_enable=True, device_id=1")
         sp.add_argument("--threads", type=int, help="intra-op threads")
+        sp.add_argument("--graph-optimization", choices=("all", "extended", "basic", "disable"),
+                        help="ONNX Runtime graph optimisation level (default all); disable keeps an fp16 model's "
+                             "weights mapped from disk instead of converted copies (large models on CPU)")
         sp.add_argument("--compute-units", choices=tuple(COMPUTE_UNITS),
                         help="Core ML compute units (coreml backend, macOS)")
         sp.add_argument("--engine-cache", metavar="DIR",

@@ -54,9 +54,11 @@ def gate(monkeypatch, models):
 
     def run(alter=lambda outs: outs, task="seg", broken=lambda m: m, **kw):
         stand_in = StandIn(broken(model(task)), task, alter)
-        monkeypatch.setattr(validate_module, "_load_predictor", lambda *a, **k: stand_in)
+        monkeypatch.setattr(validate_module, "_load_predictor",
+                            lambda *a, **k: run.events.append("artifact opened") or stand_in)
         return validate_module.validate("stand-in", progress=lambda _: None, **kw)
 
+    run.events = []
     return run
 
 
@@ -130,3 +132,49 @@ def test_damaged_head_fails_its_task_check(gate, task):
     report = gate(task=task, broken=broken)  # ... the damaged one fails, on its task metric too
     assert report.fatal is None and not report.passed
     assert metric in {c.metric for c in report.failed_checks}, report.summary()
+
+
+def test_reference_first_gives_the_same_report_and_frees_the_reference_first(gate, monkeypatch):
+    """Reference first (large models): every reference output is computed, stored and the reference freed
+    before the artifact opens; the metrics are those of the interleaved run."""
+    events = gate.events
+    monkeypatch.setattr(validate_module, "read_manifest", lambda *a, **k: StandIn(tiny_model("seg"), "seg",
+                                                                                  lambda o: o).manifest)
+    monkeypatch.setattr(validate_module.runtime_backends, "check_target", lambda *a: None)
+    monkeypatch.setattr(validate_module.runtime_backends, "default_backend", lambda m: "onnxruntime")
+    interleaved = gate()
+    from sapiens_edge.validation import reference_outputs
+
+    real_init = reference_outputs.StoredReference.__init__
+
+    def stored(self, *a, **k):
+        real_init(self, *a, **k)
+        events.append("reference stored")
+
+    monkeypatch.setattr(reference_outputs.StoredReference, "__init__", stored)
+    events.clear()
+    first = gate(reference_first=True)
+    assert first.passed and first.checks
+    assert [(c.metric, c.value) for c in first.checks] == [(c.metric, c.value) for c in interleaved.checks]
+    assert "Reference first" in " ".join(first.notes)
+    assert events.index("reference stored") < events.index("artifact opened")
+
+
+def test_auto_reference_first_when_both_do_not_fit(monkeypatch, tmp_path):
+    """Auto: reference first when the reference's weights plus the artifact's (2.5x, ONNX Runtime's fp16 copies)
+    exceed the memory available; a bf16 checkpoint counts 2 bytes per parameter."""
+    from sapiens_edge import memory
+    from sapiens_edge.manifest import Manifest
+
+    art = tmp_path / "a"
+    art.mkdir()
+    (art / "model.onnx").write_bytes(b"\0" * 1000)
+    manifest = Manifest(model="sapiens2-1b-seg", task="seg", recipe="onnx-fp16", target="onnx", precision="fp16",
+                        input_hw=[1024, 768], files={"model.onnx": "x"}, model_file="model.onnx", inputs=[],
+                        outputs=[], normalization={}, source_weights={}, tool_versions={})
+    monkeypatch.setattr(validate_module, "read_manifest", lambda *a, **k: manifest)
+    params = 1_470_819_805
+    monkeypatch.setattr(memory, "available_bytes", lambda: int(params * 4 * 1.1) + 1000 * 3)
+    assert not validate_module._too_big_together(art, None)
+    monkeypatch.setattr(memory, "available_bytes", lambda: int(params * 4 * 1.1) + 1000 * 2)
+    assert validate_module._too_big_together(art, None)

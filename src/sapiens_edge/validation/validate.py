@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 import sys
+import tempfile
 import time
 import warnings
 from collections.abc import Callable, Sequence
@@ -21,10 +22,12 @@ import numpy as np
 from sapiens_edge import metadata, runtime
 from sapiens_edge.errors import ImageError, RecipeError, SapiensEdgeError, WeightsNotFoundError, option
 from sapiens_edge.fileio import refuse_overwrite
-from sapiens_edge.manifest import sha256_file
+from sapiens_edge.manifest import read_manifest, sha256_file
+from sapiens_edge.runtime import backends as runtime_backends
 from sapiens_edge.runtime.predictor import nchw_shape
 
 from . import metrics as M
+from .reference_outputs import LiveReference, StoredReference
 from .report import MetricResult, ValidationReport, report_paths
 
 _KEY = re.compile(r"^(?P<metric>.+)_(?P<kind>min|max)$")
@@ -46,7 +49,7 @@ def validate(artifact_dir: str | Path, *, weights: str | Path | None = None,
              images: str | Path | Sequence[Any] | None = None, backend: str | None = None,
              report: str | Path | None = None, thresholds: dict[str, float | None] | None = None,
              progress: Callable[[str], None] | None = None, flip_test: bool = False, verify: bool = True,
-             force: bool = False, **backend_options: Any) -> ValidationReport:
+             force: bool = False, reference_first: bool | None = None, **backend_options: Any) -> ValidationReport:
     """Compare the artifact in ``artifact_dir`` with the PyTorch reference and return the report.
 
     * ``weights``: the checkpoint the artifact was exported from. ``None``: the one recorded in
@@ -60,6 +63,9 @@ def validate(artifact_dir: str | Path, *, weights: str | Path | None = None,
       half the work).
     * ``verify``: check the artifact files' sha256 against the manifest first (``runtime.load``'s).
     * ``backend`` / ``**backend_options``: passed to ``runtime.load``.
+    * ``reference_first``: run the reference on every image first, keep its outputs on disk and free it
+      before the artifact opens (peak memory: the larger of the two, not their sum). ``None``: when the
+      two would not fit in the memory available together (large models), said in the report's notes.
 
     The report is FATAL when the artifact's outputs differ from the reference in count, shape or
     dtype, or hold NaN or Inf (nothing is compared then), and when no threshold applies (nothing
@@ -96,59 +102,52 @@ def validate(artifact_dir: str | Path, *, weights: str | Path | None = None,
         refuse_overwrite(report_paths(report), force, where=("--report", "report"))
     sources = image_sources(images)  # bad image input fails before any model is loaded
 
-    predictor = _load_predictor(artifact_dir, backend, verify=verify, **backend_options)
-    manifest = predictor.manifest
+    notes: list[str] = []
+    if reference_first is None:
+        reference_first = _too_big_together(artifact_dir, weights)
+    if reference_first:  # the artifact opens after the reference is freed; its files and backend are checked now
+        manifest = read_manifest(artifact_dir, verify=verify)
+        runtime_backends.check_target(runtime_backends.get_backend(
+            backend or runtime_backends.default_backend(manifest)), manifest)
+        predictor = None
+        notes.append("Reference first: the PyTorch reference ran on every image and was freed before the artifact "
+                     "opened (the two do not fit in this machine's memory together).")
+    else:
+        predictor = _load_predictor(artifact_dir, backend, verify=verify, **backend_options)
+        manifest = predictor.manifest
     task = manifest.task
     limits = resolve_thresholds(manifest.recipe, task, thresholds)
     input_hw = (int(manifest.input_hw[0]), int(manifest.input_hw[1]))
-    describe = predictor.describe() if hasattr(predictor, "describe") else {}
-    backend_name = str(describe.get("backend") or backend or "default")
-    notes: list[str] = []
 
     ref_model, weights_info = _reference(manifest, weights, notes)
+    from sapiens_edge.memory import release_memory
     from sapiens_edge.predict import torch_model_fn  # torch from here on
+    from sapiens_edge.scratch import scratch_dir
 
-    ref_fn = torch_model_fn(ref_model)
     proc = runtime.get_processor(task if task in M.TASK_METRICS else "seg")  # backbone: seg pre-processing
     use_flip = bool(flip_test) and task == "pose"
-    out_names = [o.name for o in manifest.outputs] if manifest.outputs else []
-    say(f"validating {artifact_dir} ({manifest.model}, {manifest.recipe}, backend {backend_name}) against the "
-        f"PyTorch reference on {len(sources)} image(s) at {input_hw[0]}x{input_hw[1]}")
+    say(f"validating {artifact_dir} ({manifest.model}, {manifest.recipe}) against the PyTorch reference on "
+        f"{len(sources)} image(s) at {input_hw[0]}x{input_hw[1]}" + (", reference first" if reference_first else ""))
 
-    names: list[str] = []
-    hashes: list[str] = []
-    per_image: list[dict[str, Any]] = []
-    fatal: str | None = None
-    for i, (name, src) in enumerate(sources, 1):
-        names.append(name)
-        hashes.append(sha256_file(src) if isinstance(src, Path) else _array_sha256(src))
-        image = runtime.load_image(src)
-        prepared = proc.prepare(image, input_hw=input_hw)
-        x = np.ascontiguousarray(prepared.inputs, dtype=np.float32)
-        ts = time.perf_counter()
-        ref_out = list(ref_fn(x))
-        t_ref = time.perf_counter() - ts
-        ts = time.perf_counter()
-        cand_out = [np.asarray(o) for o in predictor.run(x)]
-        t_cand = time.perf_counter() - ts
-        fatal = structure_mismatch(ref_out, cand_out, manifest) or non_finite(cand_out, out_names)
-        ref_flip = cand_flip = None
-        if fatal is None and use_flip:
-            xf = np.ascontiguousarray(x[..., ::-1])
-            ref_flip, cand_flip = list(ref_fn(xf)), [np.asarray(o) for o in predictor.run(xf)]
-            fatal = (structure_mismatch(ref_flip, cand_flip, manifest, "flipped input: ")
-                     or non_finite(cand_flip, out_names, "flipped input: "))
-        if fatal is not None:
-            say(f"[{i}/{len(sources)}] {Path(name).name}: FATAL: {fatal}")
-            break
-        if not out_names or len(out_names) != len(ref_out):
-            out_names = [f"output{k}" for k in range(len(ref_out))]
-        tensor = {out: M.tensor_metrics(r, c) for out, r, c in zip(out_names, ref_out, cand_out, strict=True)}
-        task_m = task_metrics(task, proc, prepared, ref_out, cand_out, ref_flip, cand_flip)
-        per_image.append({"image": name, "sha256": hashes[-1], "tensor": tensor, "task": task_m,
-                          "seconds_reference": round(t_ref, 4), "seconds_artifact": round(t_cand, 4)})
-        say(f"[{i}/{len(sources)}] {Path(name).name}: " + ", ".join(_brief(tensor, task_m, limits))
-            + f" (reference {t_ref:.2f} s, artifact {t_cand:.2f} s)")
+    def inputs():
+        for _, src in sources:
+            x = np.ascontiguousarray(proc.prepare(runtime.load_image(src), input_hw=input_hw).inputs, np.float32)
+            yield x
+            if use_flip:
+                yield np.ascontiguousarray(x[..., ::-1])
+
+    with scratch_dir(tempfile.gettempdir(), "sapiens-gate") as tmp:
+        if reference_first:
+            reference = StoredReference(torch_model_fn(ref_model), inputs(), tmp, say)
+            del ref_model
+            release_memory()
+            predictor = _load_predictor(artifact_dir, backend, verify=False, **backend_options)
+        else:
+            reference = LiveReference(torch_model_fn(ref_model))
+        describe = predictor.describe() if hasattr(predictor, "describe") else {}
+        backend_name = str(describe.get("backend") or backend or "default")
+        names, hashes, per_image, fatal, out_names = _compare(sources, proc, input_hw, reference, predictor,
+                                                              manifest, task, use_flip, limits, say)
 
     if fatal is not None:
         per_image, tensor_agg, task_agg, checks = [], {}, {}, []
@@ -183,6 +182,72 @@ def validate(artifact_dir: str | Path, *, weights: str | Path | None = None,
         say(f"wrote {json_path} and {md_path}")
     say(result.summary())
     return result
+
+
+def _compare(sources: list[tuple[str, Any]], proc: Any, input_hw: tuple[int, int], reference: Any, predictor: Any,
+             manifest: Any, task: str, use_flip: bool, limits: dict[str, float], say: Callable[[str], None]):
+    """Run the artifact on each image beside the reference's outputs; returns (names, sha256s, per-image
+    metrics, the FATAL reason or None, output names)."""
+    out_names = [o.name for o in manifest.outputs] if manifest.outputs else []
+    names: list[str] = []
+    hashes: list[str] = []
+    per_image: list[dict[str, Any]] = []
+    fatal: str | None = None
+    for i, (name, src) in enumerate(sources, 1):
+        names.append(name)
+        hashes.append(sha256_file(src) if isinstance(src, Path) else _array_sha256(src))
+        prepared = proc.prepare(runtime.load_image(src), input_hw=input_hw)
+        x = np.ascontiguousarray(prepared.inputs, dtype=np.float32)
+        ref_out, t_ref = reference.run(x)
+        ts = time.perf_counter()
+        cand_out = [np.asarray(o) for o in predictor.run(x)]
+        t_cand = time.perf_counter() - ts
+        fatal = structure_mismatch(ref_out, cand_out, manifest) or non_finite(cand_out, out_names)
+        ref_flip = cand_flip = None
+        if fatal is None and use_flip:
+            xf = np.ascontiguousarray(x[..., ::-1])
+            ref_flip, cand_flip = reference.run(xf)[0], [np.asarray(o) for o in predictor.run(xf)]
+            fatal = (structure_mismatch(ref_flip, cand_flip, manifest, "flipped input: ")
+                     or non_finite(cand_flip, out_names, "flipped input: "))
+        if fatal is not None:
+            say(f"[{i}/{len(sources)}] {Path(name).name}: FATAL: {fatal}")
+            break
+        if not out_names or len(out_names) != len(ref_out):
+            out_names = [f"output{k}" for k in range(len(ref_out))]
+        tensor = {out: M.tensor_metrics(r, c) for out, r, c in zip(out_names, ref_out, cand_out, strict=True)}
+        task_m = task_metrics(task, proc, prepared, ref_out, cand_out, ref_flip, cand_flip)
+        per_image.append({"image": name, "sha256": hashes[-1], "tensor": tensor, "task": task_m,
+                          "seconds_reference": round(t_ref, 4), "seconds_artifact": round(t_cand, 4)})
+        say(f"[{i}/{len(sources)}] {Path(name).name}: " + ", ".join(_brief(tensor, task_m, limits))
+            + f" (reference {t_ref:.2f} s, artifact {t_cand:.2f} s)")
+
+    return names, hashes, per_image, fatal, out_names
+
+
+def _too_big_together(artifact_dir: str | Path, weights: str | Path | None) -> bool:
+    """Whether the reference and the artifact would not fit in the memory available together: the
+    reference's weights (fp32, or as stored in a bf16/fp16 checkpoint) plus the artifact's files 2.5x
+    (ONNX Runtime's optimised session of an fp16 model holds 2.2x its file on x86: fp32 copies)."""
+    from sapiens_edge.checkpoint import read_header
+    from sapiens_edge.errors import UnknownModelError
+    from sapiens_edge.memory import available_bytes
+    from sapiens_edge.zoo import get_model_info
+
+    available = available_bytes()
+    try:
+        manifest = read_manifest(artifact_dir, verify=False)
+        params = get_model_info(manifest.model).params
+    except (SapiensEdgeError, UnknownModelError):  # runtime.load reports an unreadable artifact properly
+        return False
+    if available is None:
+        return False
+    itemsize = 4
+    path = Path(str(weights)) if weights is not None else None
+    if (path is not None and path.is_file() and path.suffix == ".safetensors"
+            and {d for k, d in read_header(path).dtypes.items() if not k.endswith("periods")} <= {"BF16", "F16"}):
+        itemsize = 2
+    files = sum((Path(artifact_dir) / f).stat().st_size for f in manifest.files if f.startswith("model."))
+    return params * itemsize * 1.1 + 2.5 * files > available
 
 
 # ---------------------------------------------------------------------------- thresholds / checks
