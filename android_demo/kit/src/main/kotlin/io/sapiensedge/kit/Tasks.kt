@@ -229,3 +229,7 @@ internal fun intList(o: Json.Obj, key: String): IntArray =
 internal fun rows(o: Json.Obj, key: String): List<IntArray> =
     (o.fields[key] as? Json.Arr)?.items?.map { r -> (r as Json.Arr).items.map { (it as Json.Num).double.toInt() }.toIntArray() }
         ?: throw ManifestError("The manifest's task_metadata has no '$key'; re-export the artifact.")
+
+/** Rows of ints from task_metadata (palette_rgb, skeleton, skeleton_colors, keypoint_colors); empty when absent. */
+fun metadataRows(manifest: Manifest, key: String): List<IntArray> =
+    if (key in manifest.taskMetadata.fields) rows(manifest.taskMetadata, key) else emptyList()
