@@ -37,6 +37,7 @@ dependencies {
     implementation("androidx.camera:camera-view:1.4.1")
     // Engines behind the kit's Backend interface.
     implementation("com.microsoft.onnxruntime:onnxruntime-android:1.23.2") // ai.onnxruntime: CPU, XNNPACK, NNAPI
-    implementation("org.pytorch:executorch-android:0.7.0") // .pte with the XNNPACK delegate
+    // .pte with the XNNPACK delegate: the same release as the ExecuTorch that exported (tool_versions in the manifest; 1.5.1 here).
+    implementation("org.pytorch:executorch-android:1.5.1")
     implementation("com.google.ai.edge.litert:litert:1.4.0") // .tflite (LiteRT, the TensorFlow Lite runtime)
 }

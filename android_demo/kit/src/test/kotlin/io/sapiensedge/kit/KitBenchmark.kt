@@ -68,7 +68,7 @@ class KitBenchmark {
             "# versions: ${System.getProperty("java.vm.name")} ${System.getProperty("java.version")}, Kotlin ${KotlinVersion.CURRENT}",
             "# date: ${java.time.LocalDate.now().toString().substring(0, 7)}",
             "# command: mvn -q -B -f android_demo/kit/pom.xml test -Dtest=KitBenchmark -Dsapiens.bench=results/kit-app-side-1024x768_jvm.csv",
-            "# outputs: synthetic tensors of the real sizes; raw pose includes the flip test (two heatmap sets); the frame is 1024x768 (the model's input size), median of 10 runs",
+            "# notes: synthetic tensors of the real sizes; raw pose includes the flip test (two heatmap sets); the frame is 1024x768 (the model's input size), median of 10 runs; a shared 2-core VM, so +-30 % between runs",
         )
         File(out).writeText((header + rows).joinToString("\n") + "\n")
     }
