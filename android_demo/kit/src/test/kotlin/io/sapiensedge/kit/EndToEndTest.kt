@@ -80,6 +80,18 @@ class EndToEndTest {
     }
 
     @Test
+    fun `decoded seg artifact (labels in the graph) through ONNX Runtime Java gives the contract's labels`() {
+        loadOnnx(File(dir, "seg-decoded"), "seg").use { p ->
+            assertTrue(p.manifest.decoded)
+            val r = p.predict(frame) as SegResult
+            val want = npy("seg-decoded", "labels").ints()
+            val same = want.indices.count { want[it] == r.labels[it] }.toDouble() / want.size
+            assertTrue(same >= 0.99, "only $same of the labels agree")
+            assertTrue(want.toSet().size >= 2, "the tiny model segments something")
+        }
+    }
+
+    @Test
     fun `tiny pose artifact with two boxes and flip test equals the Python runtime`() {
         val boxes = Npy.read(File(dir, "boxes.npy")).floats()
         loadOnnx(File(dir, "pose"), "pose").use { p ->
