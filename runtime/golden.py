@@ -4,9 +4,9 @@ computes on small synthetic inputs, written as `cases.json` + little-endian `.np
     python -m sapiens_edge.runtime.golden --write DIR
 
 For every task: a synthetic frame -> the network input tensor; synthetic raw outputs (pose heatmaps with
-sharp Gaussian peaks at known sub-pixel spots, seg logits, normals, pointmaps) -> the decoded result; and
-outputs in the decoded-output contract (issue 22) -> the result. Arrays are small (about 3 MB in all),
-so the kits' tests regenerate them in each run instead of checking them in.
+sharp Gaussian peaks at known sub-pixel spots, seg logits, normals, pointmaps) -> the decoded result;
+outputs in the decoded-output contract (issue 22) -> the result; and the seg and normal overlays. Arrays
+are small (about 3 MB in all), so the kits' tests regenerate them in each run instead of checking them in.
 
 The decoded-output contract (what an artifact exported with decoded outputs returns; the manifest's
 export_options has "decoded": true):
@@ -33,6 +33,7 @@ from sapiens_edge import metadata
 from .dense import crop_pad, resize_to_hwc
 from .pose import heatmap_to_image
 from .tasks import get_processor
+from .visualize import normal_to_rgb, overlay_seg
 
 FRAME_HW = (37, 53)  # odd sizes: every resize is a real resample, never a copy
 POSE_INPUT_HW = (64, 48)
@@ -178,8 +179,8 @@ def write(folder: str | Path) -> Path:
 
     # Decoded-contract outputs -> results.
     labels = smooth_logits(29, (16, 32), seed=5)[0].argmax(axis=0).astype(np.int32)
-    wr.case("decoded_seg", "seg", "decoded", {"labels": labels[None]},
-            {"labels": decoded_seg_labels(labels, image_hw).astype(np.int32)}, input_hw=[16, 32])
+    labels_img = decoded_seg_labels(labels, image_hw).astype(np.int32)
+    wr.case("decoded_seg", "seg", "decoded", {"labels": labels[None]}, {"labels": labels_img}, input_hw=[16, 32])
     _, spots = pose_heatmaps(len(POSE_BOXES), k, hm_hw, seed=6)
     scores = np.random.default_rng(7).uniform(0, 1, spots.shape[:2]).astype(np.float32)
     wr.case("decoded_pose", "pose", "decoded", {"boxes": POSE_BOXES, "keypoints": spots, "scores": scores},
@@ -187,6 +188,13 @@ def write(folder: str | Path) -> Path:
     unit = normals / np.maximum(np.linalg.norm(normals, axis=1, keepdims=True), np.float32(1e-8))
     wr.case("decoded_normal", "normal", "decoded", {"normals": unit.astype(np.float32)},
             {"normals": decoded_normals(unit[0], pad, image_hw)}, input_hw=list(DENSE_INPUT_HW), pad=list(pad))
+
+    # Overlays (visualize.py): the seg blend and the normal colouring, exact in integers.
+    wr.case("overlay_seg", "seg", "overlay", {"labels": labels_img},
+            {"rgb": np.asarray(overlay_seg(frame, labels_img)).astype(np.int32)})
+    normals_img = procs["normal"].finish([normals], dense_prep).normals
+    wr.case("overlay_normal", "normal", "overlay", {"normals": normals_img},
+            {"rgb": np.asarray(normal_to_rgb(normals_img)).astype(np.int32)})
 
     doc = {"frame": "frame.npy", "frame_hw": list(image_hw), "pixel_format": "ARGB",
            "mean_rgb": metadata.MEAN_RGB.tolist(), "std_rgb": metadata.STD_RGB.tolist(),

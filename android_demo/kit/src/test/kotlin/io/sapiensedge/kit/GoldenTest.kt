@@ -122,4 +122,32 @@ class GoldenTest {
             }
         }
     }
+
+    @Test
+    fun `seg and normal overlays give visualize_py's pixels`() {
+        val all = cases("overlay")
+        assertEquals(2, all.size)
+        val palette = (doc.fields["palette_rgb"] as Json.Arr).items.map { r -> (r as Json.Arr).items.map { (it as Json.Num).double.toInt() }.toIntArray() }
+        for (c in all) {
+            val got = when (str(c, "task")) {
+                "seg" -> overlaySeg(frame, arr(c, "inputs", "labels").ints(), palette)
+                else -> normalToRgb(arr(c, "inputs", "normals").floats())
+            }
+            val want = arr(c, "expected", "rgb").ints() // (H, W, 3)
+            val rgb = IntArray(got.size * 3) { i -> (got[i / 3] shr (16 - 8 * (i % 3))) and 0xFF }
+            assertArrayEquals(want, rgb, str(c, "name"))
+        }
+    }
+
+    @Test
+    fun `RGBA pixels and ARGB pixels give the same input, in one reused direct buffer`() {
+        val c = cases("preprocess").first { str(it, "task") == "seg" }
+        val p = processor(c)
+        val a = prepare(c, p)
+        val first = a.input.toArray(a.input.limit())
+        val rgba = RgbImage(frame.width, frame.height, IntArray(frame.pixels.size) { (frame.pixels[it] shl 8) or 0xFF }, PixelFormat.RGBA)
+        val b = p.prepare(rgba)
+        assertTrue(b.input.isDirect && b.input === a.input, "the buffer is reused from frame to frame")
+        assertArrayEquals(first, b.input.toArray(b.input.limit()))
+    }
 }
