@@ -2,6 +2,7 @@ package io.sapiensedge.kit
 
 import org.junit.jupiter.api.Assumptions.assumeTrue
 import java.io.File
+import java.nio.FloatBuffer
 
 /** Folders the Python side writes for these tests (tests/android_kit/test_kotlin_kit.py passes them). */
 object Fixtures {
@@ -32,5 +33,3 @@ fun maxAbsDiff(a: FloatArray, b: FloatArray): Double {
 }
 
 fun FloatBuffer.toArray(n: Int): FloatArray = FloatArray(n) { get(it) }
-
-typealias FloatBuffer = java.nio.FloatBuffer
