@@ -20,10 +20,11 @@ android {
         sourceCompatibility = JavaVersion.VERSION_17
         targetCompatibility = JavaVersion.VERSION_17
     }
-    kotlinOptions { jvmTarget = "17" }
     // Models are 100+ MB: never bundled; `.pte`/`.tflite`/`.onnx` stay uncompressed if someone adds a small one.
     androidResources { noCompress += listOf("onnx", "pte", "tflite") }
 }
+
+kotlin { compilerOptions { jvmTarget.set(org.jetbrains.kotlin.gradle.dsl.JvmTarget.JVM_17) } }
 
 dependencies {
     implementation(project(":kit"))

@@ -133,16 +133,19 @@ fun applyTaps(src: FloatArray, outer: Int, nIn: Int, inner: Int, t: Taps, dst: F
     return dst
 }
 
-/** The same in float64 (warp_scale_translate's passes). */
-private fun applyTapsD(src: DoubleArray, outer: Int, nIn: Int, inner: Int, t: Taps): DoubleArray {
+/**
+ * The same in float64 (warp_scale_translate's passes), reading the source through `get(index)` so the first
+ * pass can take the uint8 image's window in place (no float64 copy of a camera frame).
+ */
+private inline fun applyTapsD(outer: Int, nIn: Int, inner: Int, t: Taps, get: (Int) -> Double): DoubleArray {
     val dst = DoubleArray(outer * t.nOut * inner)
     for (o in 0 until outer) for (i in 0 until t.nOut) {
         val d0 = (o * t.nOut + i) * inner
         for (kk in 0 until t.k) {
             val s0 = (o * nIn + t.idx[i * t.k + kk]) * inner
             val wk = t.w[i * t.k + kk].toDouble()
-            if (kk == 0) for (j in 0 until inner) dst[d0 + j] = src[s0 + j] * wk
-            else for (j in 0 until inner) dst[d0 + j] += src[s0 + j] * wk
+            if (kk == 0) for (j in 0 until inner) dst[d0 + j] = get(s0 + j) * wk
+            else for (j in 0 until inner) dst[d0 + j] += get(s0 + j) * wk
         }
     }
     return dst
@@ -242,17 +245,19 @@ fun warpScaleTranslate(img: U8Image, outH: Int, outW: Int, sx: Double, sy: Doubl
     val wh = r1 - r0
     val ww = c1 - c0
     val c = img.channels
-    val win = DoubleArray(wh * ww * c)
-    for (y in 0 until wh) for (x in 0 until ww) for (ch in 0 until c) {
-        win[(y * ww + x) * c + ch] = img.data[((y + r0) * img.width + x + c0) * c + ch].toDouble()
-    }
+    // Window element i (row y, column x, channel ch of the touched window) read in place from the image.
+    val rowLen = ww * c
+    val data = img.data
+    fun win(i: Int): Double = data[((i / rowLen + r0) * img.width + c0) * c + i % rowLen].toDouble()
     val tx = Taps(outW, tx0.k, IntArray(tx0.idx.size) { clampI(tx0.idx[it] - c0, 0, ww - 1) }, tx0.w)
     val ty = Taps(outH, ty0.k, IntArray(ty0.idx.size) { clampI(ty0.idx[it] - r0, 0, wh - 1) }, ty0.w)
     // The axis that shrinks the data most goes first, as in Python (float64 either way).
     val res = if (outH.toLong() * ww < wh.toLong() * outW) {
-        applyTapsD(applyTapsD(win, 1, wh, ww * c, ty), outH, ww, c, tx)
+        val a = applyTapsD(1, wh, ww * c, ty) { win(it) }
+        applyTapsD(outH, ww, c, tx) { a[it] }
     } else {
-        applyTapsD(applyTapsD(win, wh, ww, c, tx), 1, wh, outW * c, ty)
+        val a = applyTapsD(wh, ww, c, tx) { win(it) }
+        applyTapsD(1, wh, outW * c, ty) { a[it] }
     }
     val out = U8Image(outH, outW, c)
     for (i in res.indices) out.data[i] = u8(res[i])
