@@ -60,6 +60,16 @@ class ErrorsTest {
     }
 
     @Test
+    fun `manifest that is not JSON or lacks a required field`() {
+        val dir = artifact()
+        File(dir, MANIFEST_NAME).writeText("{\"schema_version\": 2,")
+        fails<ManifestError>("is not valid JSON", "copy or re-export") { readManifest(dir) }
+        for (field in listOf("model_file", "task", "inputs", "normalization")) {
+            fails<ManifestError>("'$field' is missing", "re-export") { readManifest(artifact { it.remove(field) }) }
+        }
+    }
+
+    @Test
     fun `missing model file or manifest`() {
         val dir = artifact()
         File(dir, "model.onnx").delete()
