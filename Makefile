@@ -25,6 +25,7 @@ demo: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check .
 
+# pytest includes tests/android_kit, which runs the Kotlin kit's Maven tests (JDK 17 + Maven needed).
 test: $(STAMP) lint
 	$(BIN)/python -m pytest -q --require-targets
 
