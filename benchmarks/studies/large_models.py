@@ -55,12 +55,17 @@ def measure(model: str, recipe: str, workdir: Path, input_size: str | None, stan
     label = "random (fp32 draws)"
     if standin_dtype:
         path = workdir / f"{model}-standin-{standin_dtype}.safetensors"
-        if not path.exists():
+        if not path.exists():  # in a child process: its 10 GB (5b) must not sit under the export's
             hw = tuple(int(v) for v in (input_size or "x".join(map(str, info.input_hw))).split("x"))
-            from sapiens_edge.standin import write_standin_weights
-
             print(f"{model}: writing a {standin_dtype} stand-in checkpoint ...", file=sys.stderr, flush=True)
-            write_standin_weights(model, path, hw, dtype=standin_dtype)
+            code, seconds, peak = run_child([sys.executable, "-c", "import sys; from pathlib import Path; "
+                                             "from sapiens_edge.standin import write_standin_weights as w; "
+                                             "w(sys.argv[1], Path(sys.argv[2]), (int(sys.argv[3]), int(sys.argv[4])), "
+                                             "dtype=sys.argv[5])", model, str(path), str(hw[0]), str(hw[1]),
+                                             standin_dtype], log)
+            if code != 0:
+                return {"model": model, "recipe": recipe, "gate": f"stand-in failed (exit {code}; see {log})"}
+            print(f"{model}: stand-in written in {seconds:.0f} s, peak {peak:.1f} GiB", file=sys.stderr, flush=True)
         weights, label = ["--weights", str(path)], f"stand-in, {standin_dtype} file"
     art = workdir / (f"{model}-{recipe}" + ("" if input_size is None else f"-{input_size}"))
     size = [] if input_size is None else ["--input-size", input_size]
