@@ -76,12 +76,12 @@ def measure(model: str, recipe: str, workdir: Path, input_size: str | None, stan
         return {"model": model, "recipe": recipe, "gate": f"export failed (exit {code}; see {log})"}
     manifest = json.loads((art / "manifest.json").read_text())
     weight_bytes = sum((art / f).stat().st_size for f in manifest["files"] if f.startswith("model."))
-    report = workdir / f"{art.name}-gate"
+    report = workdir / f"{art.name}-gate.json"
     print(f"{model} {recipe}: validate ...", file=sys.stderr, flush=True)
     code, validate_s, validate_peak = run_child([*cli, "validate", str(art), "--report", str(report), "--force",
                                                  *([w for w in weights if w != "--random-weights"]),
                                                  *validate_options], log)
-    gate = json.loads(report.with_suffix(".json").read_text()) if report.with_suffix(".json").exists() else {}
+    gate = json.loads(report.read_text()) if report.exists() else {}
     per_image = gate.get("per_image") or [{}]
     status = "FATAL" if gate.get("fatal") else ("PASSED" if gate.get("passed") else f"FAILED (exit {code})")
     metrics = "; ".join(f"{c['metric']} {c['value']:.4g}" for c in gate.get("checks", []))

@@ -178,3 +178,16 @@ def test_auto_reference_first_when_both_do_not_fit(monkeypatch, tmp_path):
     assert not validate_module._too_big_together(art, None)
     monkeypatch.setattr(memory, "available_bytes", lambda: int(params * 4 * 1.1) + 1000 * 2)
     assert validate_module._too_big_together(art, None)
+
+
+def test_report_paths_keep_dots_in_names():
+    """`--report out/sapiens2-0.4b-seg` wrote `out/sapiens2-0.4b-seg` (JSON, no suffix) and `out/sapiens2-0.md`."""
+    from pathlib import Path
+
+    from sapiens_edge.validation.report import report_paths
+
+    stem = "out/sapiens2-0.4b-seg"
+    assert report_paths(stem) == (Path(f"{stem}.json"), Path(f"{stem}.md"))
+    assert report_paths("r.json") == (Path("r.json"), Path("r.md"))
+    assert report_paths("r.MD") == (Path("r.json"), Path("r.MD"))
+    assert report_paths("r") == (Path("r.json"), Path("r.md"))

@@ -163,7 +163,7 @@ class ValidationReport:
 
     def write(self, path: str | Path) -> tuple[Path, Path]:
         """Write ``<stem>.json`` and ``<stem>.md`` atomically (``foo.json`` -> also ``foo.md``;
-        ``foo.md`` -> also ``foo.json``; any other name gets the JSON and ``.md`` beside it)."""
+        ``foo.md`` -> also ``foo.json``; any other name ``foo`` -> ``foo.json`` and ``foo.md``)."""
         json_path, md_path = report_paths(path)
         atomic_write_json(json_path, self.to_json())
         atomic_write_bytes(md_path, self.to_markdown().encode("utf-8"))
@@ -171,12 +171,15 @@ class ValidationReport:
 
 
 def report_paths(path: str | Path) -> tuple[Path, Path]:
+    """(.json, .md) of a report path: `r.json` / `r.md` pair up; any other name gets both suffixes added
+    (a dot in the name, as in `sapiens2-0.4b-seg`, is not a suffix to replace)."""
     p = Path(path)
-    if p.suffix.lower() == ".md":
+    suffix = p.suffix.lower()
+    if suffix == ".md":
         return p.with_suffix(".json"), p
-    if p.suffix == "":
-        p = p.with_suffix(".json")
-    return p, p.with_suffix(".md")
+    if suffix == ".json":
+        return p, p.with_suffix(".md")
+    return p.with_name(p.name + ".json"), p.with_name(p.name + ".md")
 
 
 def fmt(v: Any) -> str:
