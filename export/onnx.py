@@ -29,7 +29,7 @@ from . import fused_attention
 from .capture import capture, example_input, prepare_static_int8
 from .onnx_instance_norm import instance_norm_as_layer_norm
 from .recipes import ActivationKind, Recipe, WeightDtype
-from .target_table import require_calibration
+from .target_table import delegate_of, require_calibration
 from .targets import INPUT_NAME, OUTPUT_NAMES, CalibrationData, Lowered
 
 OPSET = 23
@@ -51,8 +51,9 @@ def graph_output_specs(proto) -> list[TensorSpec]:
 
 def to_onnx_fp32(model: Any, input_hw: tuple[int, int], task: str, *, rewrites: tuple[str, ...] = (),
                  exact_rope: bool = True, progress: Callable[[str], None] = lambda _: None,
-                 digests: dict[str, str] | None = None):
-    """Capture `model` and convert it to a simplified, checked fp32 ModelProto (opset 23). A model
+                 digests: dict[str, str] | None = None, opset: int = OPSET, rope_rounding: str = "cast"):
+    """Capture `model` and convert it to a simplified, checked ModelProto (`opset`; fp32 unless the
+    model computes in fp16 itself, as `onnx_tensorrt.Fp16Program`). A model
     that `export()` loaded itself has its weights freed once captured (`memory.drop_weights`).
     `digests`, if given, receives `parameter_digests` of the model and then of the captured (rewritten)
     program, for `weight_sources`."""
@@ -62,16 +63,17 @@ def to_onnx_fp32(model: Any, input_hw: tuple[int, int], task: str, *, rewrites: 
     require("onnxscript", "onnx", "ONNX export (the dynamo exporter)")
     if digests is not None:
         digests.update(parameter_digests(model.named_parameters()))
-    program = capture(model, input_hw, rewrites=rewrites, exact_rope=exact_rope, progress=progress)
+    program = capture(model, input_hw, rewrites=rewrites, exact_rope=exact_rope, progress=progress,
+                      rope_rounding=rope_rounding)
     if digests is not None:  # parameters only the rewrites create (e.g. rotate_ffn_input's rotations)
         for digest, name in parameter_digests(program.state_dict.items()).items():
             digests.setdefault(digest, name)  # the model's own names first: user patterns name those
     # The program holds its own (rewritten) copy: the original's 1.6 GB (0.4b) would otherwise sit
     # under the conversion and onnxslim, the export's peak.
     drop_weights(model)
-    progress(f"converting to ONNX (opset {OPSET}, dynamo exporter) ...")
+    progress(f"converting to ONNX (opset {opset}, dynamo exporter) ...")
     names = OUTPUT_NAMES[task]
-    onnx_program = torch.onnx.export(program, (example_input(input_hw),), dynamo=True, opset_version=OPSET,
+    onnx_program = torch.onnx.export(program, (example_input(input_hw),), dynamo=True, opset_version=opset,
                                      input_names=[INPUT_NAME], output_names=names, optimize=True, verbose=False,
                                      custom_translation_table=fused_attention.onnx_translation())
     proto = onnx_program.model_proto
@@ -298,6 +300,10 @@ def weight_sources(proto, known: dict[str, str]) -> dict[str, str]:
 def lower(model: Any, recipe: Recipe, input_hw: tuple[int, int], workdir: Path,
           calibration: CalibrationData | None, progress: Callable[[str], None]) -> Lowered:
     """Write `model.onnx` (and `model.onnx.data` for big models) for `recipe` into `workdir`."""
+    if delegate_of(recipe) == "tensorrt":
+        from . import onnx_tensorrt
+
+        return onnx_tensorrt.lower(model, recipe, input_hw, workdir, calibration, progress)
     info = model.sapiens_info
     task = info.task
     rewrites = recipe.rewrites
@@ -354,6 +360,13 @@ def lower(model: Any, recipe: Recipe, input_hw: tuple[int, int], workdir: Path,
                 options["quantization"] = onnx_ptq.quantize_dynamic(fp32_path, out, external_data=big)
             onnx.checker.check_model(str(out))
     h, w = input_hw
+    return Lowered(MODEL_FILE, [TensorSpec(INPUT_NAME, [1, 3, h, w], "float32")], outputs,
+                   export_versions(options), options)
+
+
+def export_versions(options: dict[str, Any]) -> dict[str, str]:
+    """The exporting tools' versions for the manifest (`options["simplifier"]` is cleared without onnxslim)."""
+    import onnx
     import onnxruntime
     import onnxscript
     import torch
@@ -366,5 +379,4 @@ def lower(model: Any, recipe: Recipe, input_hw: tuple[int, int], workdir: Path,
         versions["onnxslim"] = onnxslim.__version__
     except ImportError:
         options["simplifier"] = None
-    return Lowered(MODEL_FILE, [TensorSpec(INPUT_NAME, [1, 3, h, w], "float32")], outputs,
-                   versions, options)
+    return versions

@@ -53,7 +53,9 @@ TARGETS: dict[str, TargetSpec] = {t.name: t for t in [
     TargetSpec("onnx", "sapiens_edge.export.onnx", "model.onnx (+ model.onnx.data)",
                ("fp32", "fp16", "int8", "int8-dynamic"), ("onnx", "onnxruntime", "onnxscript"), "onnx",
                {"torch": ">=2.5", "onnx": ">=1.17", "onnxruntime": ">=1.20", "onnxscript": ">=0.2",
-                "onnxslim": ">=0.1.50"}, gptq=("int8",)),
+                "onnxslim": ">=0.1.50"}, gptq=("int8",),
+               # tensorrt: ONNX made for TensorRT's parser (export.onnx_tensorrt); it runs in ONNX Runtime too.
+               delegates={"": Delegate(), "tensorrt": Delegate(precisions=("fp32", "fp16", "int8"))}),
     TargetSpec("executorch", "sapiens_edge.export.executorch", "model.pte", ("fp32", "fp16", "int8"),
                ("executorch",), "executorch",
                {"torch": ">=2.5", "executorch": "==1.5.1"},
