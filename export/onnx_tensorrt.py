@@ -314,7 +314,13 @@ def lower(model: Any, recipe: Recipe, input_hw: tuple[int, int], workdir: Path,
         extra = (*calibration.keep_float, *SYMMETRIC_KEEP_FLOAT.get(task, ()))
         keep = target.float_nodes(proto, task, extra, target.weight_sources(proto, digests))
         keep += attention_matmuls(proto)
-        options["quantization"] = _quantize(proto, out, recipe, calibration, keep, progress)
+        with scratch_dir(workdir.parent, "sapiens-onnx") as tmp:
+            fp32_path = Path(tmp) / "fp32.onnx"
+            big = not target._small_enough_to_measure(proto)
+            target.save(proto, fp32_path)
+            del proto
+            release_memory()  # the graph is on disk now; calibration and the quantizer reload it
+            options["quantization"] = _quantize(fp32_path, out, big, recipe, calibration, keep, progress)
         options["weight_rounding"] = rounding
         options["rope"] = "fp32"
         opset = INT8_OPSET
@@ -344,7 +350,7 @@ def lower(model: Any, recipe: Recipe, input_hw: tuple[int, int], workdir: Path,
                    target.export_versions(options), options)
 
 
-def _quantize(proto, out: Path, recipe: Recipe, calibration: CalibrationData, keep: list[str],
+def _quantize(fp32_path: Path, out: Path, big: bool, recipe: Recipe, calibration: CalibrationData, keep: list[str],
               progress: Callable[[str], None]) -> dict[str, Any]:
     """Calibrate and quantize the fp32 graph (opset 18) to TensorRT's explicit int8, then the rest to fp16."""
     import onnx
@@ -353,22 +359,17 @@ def _quantize(proto, out: Path, recipe: Recipe, calibration: CalibrationData, ke
 
     from . import onnx as target
 
-    with scratch_dir(out.parent, "sapiens-onnx") as tmp:
-        fp32_path, int8_path = Path(tmp) / "fp32.onnx", Path(tmp) / "int8.onnx"
-        big = not target._small_enough_to_measure(proto)
-        target.save(proto, fp32_path)
-        del proto
-        release_memory()
-        method = calibration.method or recipe.default_calibration_method
-        info = onnx_ptq.quantize_static(fp32_path, int8_path, INPUT_NAME, calibration.batches, calibration.count,
-                                        method=method, op_types=onnx_ptq.STATIC_OPS, external_data=big,
-                                        nodes_to_exclude=keep, progress=progress, symmetric_int8=True)
-        progress("converting the unquantized part to fp16 ...")
-        # Typed: the fp16 converter places its Casts by the value infos (the quantizer's tensors have none).
-        # By path: the weights stay on disk, so this works past 2 GB.
-        onnx.shape_inference.infer_shapes_path(str(int8_path), str(int8_path))
-        quantized = onnx.load(str(int8_path))
-        target.save(quantized_to_fp16(_check_opset_19(quantized)), out)
+    int8_path = fp32_path.with_name("int8.onnx")  # beside it, in the caller's scratch folder
+    method = calibration.method or recipe.default_calibration_method
+    info = onnx_ptq.quantize_static(fp32_path, int8_path, INPUT_NAME, calibration.batches, calibration.count,
+                                    method=method, op_types=onnx_ptq.STATIC_OPS, external_data=big,
+                                    nodes_to_exclude=keep, progress=progress, symmetric_int8=True)
+    progress("converting the unquantized part to fp16 ...")
+    # Typed: the fp16 converter places its Casts by the value infos (the quantizer's tensors have none).
+    # By path: the weights stay on disk, so this works past 2 GB.
+    onnx.shape_inference.infer_shapes_path(str(int8_path), str(int8_path))
+    quantized = onnx.load(str(int8_path))
+    target.save(quantized_to_fp16(_check_opset_19(quantized)), out)
     info.update({"kept_float": keep, "float_compute": "float16 (norm statistics and softmax float32)",
                  "qdq_scales": "float16"})
     return info
