@@ -10,6 +10,7 @@
   (their statistics over 1024x768 maps overflow fp16), RMSNormalization keeps fp32 statistics
   (`stash_type`), and the fused attention's softmax runs in fp32 (`softmax_precision`).
 * int8 / int8-dynamic: `sapiens_edge.quantize.onnx_ptq` (ONNX Runtime's quantizer).
+* The `tensorrt` delegate (`tensorrt-*` recipes, opset 17/19 for TensorRT's parser): `onnx_tensorrt`.
 """
 
 from __future__ import annotations
