@@ -10,6 +10,7 @@
   (their statistics over 1024x768 maps overflow fp16), RMSNormalization keeps fp32 statistics
   (`stash_type`), and the fused attention's softmax runs in fp32 (`softmax_precision`).
 * int8 / int8-dynamic: `sapiens_edge.quantize.onnx_ptq` (ONNX Runtime's quantizer).
+* The `tensorrt` delegate (`tensorrt-*` recipes, opset 17/19 for TensorRT's parser): `onnx_tensorrt`.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ from . import fused_attention
 from .capture import capture, example_input, prepare_static_int8
 from .onnx_instance_norm import instance_norm_as_layer_norm
 from .recipes import ActivationKind, Recipe, WeightDtype
-from .target_table import require_calibration
+from .target_table import delegate_of, require_calibration
 from .targets import INPUT_NAME, OUTPUT_NAMES, CalibrationData, Lowered
 
 OPSET = 23
@@ -51,8 +52,9 @@ def graph_output_specs(proto) -> list[TensorSpec]:
 
 def to_onnx_fp32(model: Any, input_hw: tuple[int, int], task: str, *, rewrites: tuple[str, ...] = (),
                  exact_rope: bool = True, progress: Callable[[str], None] = lambda _: None,
-                 digests: dict[str, str] | None = None):
-    """Capture `model` and convert it to a simplified, checked fp32 ModelProto (opset 23). A model
+                 digests: dict[str, str] | None = None, opset: int = OPSET, rope_rounding: str = "cast"):
+    """Capture `model` and convert it to a simplified, checked ModelProto (`opset`; fp32 unless the
+    model computes in fp16 itself, as `onnx_tensorrt.Fp16Program`). A model
     that `export()` loaded itself has its weights freed once captured (`memory.drop_weights`).
     `digests`, if given, receives `parameter_digests` of the model and then of the captured (rewritten)
     program, for `weight_sources`."""
@@ -62,16 +64,17 @@ def to_onnx_fp32(model: Any, input_hw: tuple[int, int], task: str, *, rewrites: 
     require("onnxscript", "onnx", "ONNX export (the dynamo exporter)")
     if digests is not None:
         digests.update(parameter_digests(model.named_parameters()))
-    program = capture(model, input_hw, rewrites=rewrites, exact_rope=exact_rope, progress=progress)
+    program = capture(model, input_hw, rewrites=rewrites, exact_rope=exact_rope, progress=progress,
+                      rope_rounding=rope_rounding)
     if digests is not None:  # parameters only the rewrites create (e.g. rotate_ffn_input's rotations)
         for digest, name in parameter_digests(program.state_dict.items()).items():
             digests.setdefault(digest, name)  # the model's own names first: user patterns name those
     # The program holds its own (rewritten) copy: the original's 1.6 GB (0.4b) would otherwise sit
     # under the conversion and onnxslim, the export's peak.
     drop_weights(model)
-    progress(f"converting to ONNX (opset {OPSET}, dynamo exporter) ...")
+    progress(f"converting to ONNX (opset {opset}, dynamo exporter) ...")
     names = OUTPUT_NAMES[task]
-    onnx_program = torch.onnx.export(program, (example_input(input_hw),), dynamo=True, opset_version=OPSET,
+    onnx_program = torch.onnx.export(program, (example_input(input_hw),), dynamo=True, opset_version=opset,
                                      input_names=[INPUT_NAME], output_names=names, optimize=True, verbose=False,
                                      custom_translation_table=fused_attention.onnx_translation())
     proto = onnx_program.model_proto
@@ -308,6 +311,10 @@ def lower(model: Any, recipe: Recipe, input_hw: tuple[int, int], workdir: Path,
           calibration: CalibrationData | None, progress: Callable[[str], None], pipeline: str = "auto") -> Lowered:
     """Write `model.onnx` (and `model.onnx.data` for big models) for `recipe` into `workdir`; `pipeline`:
     auto streams large float models (`export.onnx_streamed`), or force `in-memory` / `streamed`."""
+    if delegate_of(recipe) == "tensorrt":
+        from . import onnx_tensorrt
+
+        return onnx_tensorrt.lower(model, recipe, input_hw, workdir, calibration, progress)
     from .onnx_streamed import is_streamed, to_onnx_streamed
 
     info = model.sapiens_info
@@ -379,13 +386,21 @@ def lower(model: Any, recipe: Recipe, input_hw: tuple[int, int], workdir: Path,
 def _lowered(input_hw: tuple[int, int], out: Path, options: dict[str, Any],
              outputs: list[TensorSpec] | None = None) -> Lowered:
     import onnx
-    import onnxruntime
-    import onnxscript
-    import torch
 
     if outputs is None:
         outputs = graph_output_specs(onnx.load(str(out), load_external_data=False))
     h, w = input_hw
+    return Lowered(MODEL_FILE, [TensorSpec(INPUT_NAME, [1, 3, h, w], "float32")], outputs,
+                   export_versions(options), options)
+
+
+def export_versions(options: dict[str, Any]) -> dict[str, str]:
+    """The exporting tools' versions for the manifest (`options["simplifier"]` is cleared without onnxslim)."""
+    import onnx
+    import onnxruntime
+    import onnxscript
+    import torch
+
     versions = {"torch": torch.__version__, "onnx": onnx.__version__, "onnxscript": onnxscript.__version__,
                 "onnxruntime": onnxruntime.__version__}
     try:
@@ -393,6 +408,6 @@ def _lowered(input_hw: tuple[int, int], out: Path, options: dict[str, Any],
 
         versions["onnxslim"] = onnxslim.__version__
     except ImportError:
-        options["simplifier"] = None
-    return Lowered(MODEL_FILE, [TensorSpec(INPUT_NAME, [1, 3, h, w], "float32")], outputs,
-                   versions, options)
+        if options.get("simplifier"):
+            options["simplifier"] = None
+    return versions

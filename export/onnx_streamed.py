@@ -52,13 +52,16 @@ def is_streamed(recipe: Recipe, params: int, pipeline: str = "auto") -> bool:
     """Whether `recipe` exports a model of `params` parameters on the streamed route."""
     if pipeline == "in-memory":
         return False
-    fits = recipe.weights.dtype in STREAMED_DTYPES and not recipe.needs_calibration
+    from .target_table import delegate_of
+
+    fits = (recipe.weights.dtype in STREAMED_DTYPES and not recipe.needs_calibration
+            and delegate_of(recipe) != "tensorrt")  # the tensorrt delegate has its own graph passes
     if pipeline == "streamed":
         if not fits:
             from sapiens_edge.errors import RecipeError
 
-            raise RecipeError(f"--target-option pipeline=streamed takes float recipes (onnx-fp32, onnx-fp16), "
-                              f"not {recipe.name}; leave the option at auto.")
+            raise RecipeError(f"--target-option pipeline=streamed takes the float recipes of the default onnx "
+                              f"delegate (onnx-fp32, onnx-fp16), not {recipe.name}; leave the option at auto.")
         return True
     return fits and params > STREAM_ABOVE_PARAMS
 

@@ -209,6 +209,9 @@ _ONNX_RW = ("subpixel_deconv", "split_swiglu", "fused_attention")
 _ONNX_FP16_RW = ("subpixel_deconv", "split_swiglu")
 # As for ExecuTorch: every op inside XNNPACK (LiteRT's CPU delegate); GQA's kv expansion as a concat.
 _TFLITE_RW = (*_ET_RW, "concat_kv")
+# TensorRT 10.3 (JetPack 6): attention as MatMul -> Softmax -> MatMul with the scale on q, its softmax in fp32,
+# and RMSNorm / InstanceNorm with fp32 statistics, which the fp16 recipe keeps when it casts the model.
+_TRT_RW = ("subpixel_deconv", "split_swiglu", "fp32_softmax_attention", "fp32_norm_statistics")
 # Static int8 (calibrated per-tensor activations): SwiGLU's down projection reads a Hadamard-rotated
 # input (export.rewrites.rotate_ffn_input), its heavy-tailed activations being the largest int8 error.
 _ROTATE = ("rotate_ffn_input",)
@@ -226,6 +229,16 @@ RECIPES: dict[str, Recipe] = {r.name: r for r in [
             rewrites=(*_ONNX_RW, *_ROTATE), weights=INT8_GPTQ_W, activations=STATIC_ORT),
     _recipe("onnx-int8-dynamic", "onnx", "ONNX dynamic int8: int8 weights, activations quantized at run time "
             "(MatMul/Gemm; no calibration)", INT8, rewrites=_ONNX_RW, weights=INT8_W, activations=DYNAMIC),
+    _recipe("tensorrt-fp32", "onnx", "ONNX for TensorRT 10.3+ (JetPack 6), fp32, opset 17: attention as MatMul-Softmax-"
+            "MatMul (scale on Q), RMSNorm spelled out, no contrib ops; the reference / debug build of the TensorRT "
+            "recipes; runs in ONNX Runtime too", TIGHT, rewrites=_TRT_RW, delegate="tensorrt"),
+    _recipe("tensorrt-fp16", "onnx", "ONNX for TensorRT 10.3+, strongly typed fp16 (`trtexec --stronglyTyped`), "
+            "opset 17: fp16 weights and compute, explicit Casts keep RMSNorm/InstanceNorm statistics and softmax in "
+            "fp32, fp32 I/O; for Jetson", FP16, rewrites=_TRT_RW, weights=FP16_W, delegate="tensorrt"),
+    _recipe("tensorrt-int8", "onnx", "ONNX for TensorRT 10.3+, explicit int8 Q/DQ (opset 19): symmetric int8 "
+            "activations per tensor (ONNX Runtime calibration), GPTQ-rounded weights per output channel, float "
+            "biases; the rest fp16 (norm statistics and softmax fp32), keep-float layers as onnx-int8", INT8,
+            rewrites=(*_TRT_RW, *_ROTATE), weights=INT8_GPTQ_W, activations=STATIC_ORT, delegate="tensorrt"),
     _recipe("executorch-xnnpack-fp32", "executorch", "ExecuTorch `.pte`, fp32, everything in the XNNPACK delegate "
             "(Android/iOS CPU)", TIGHT, rewrites=_ET_RW),
     _recipe("executorch-xnnpack-fp16", "executorch", "ExecuTorch `.pte`, fp16 compute (norms and softmax too) with "

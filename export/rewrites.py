@@ -6,6 +6,7 @@ meaning: the same weights, re-arranged. Results change only by fp32 summation or
 
 from __future__ import annotations
 
+import functools
 import math
 import types
 from collections.abc import Callable
@@ -68,21 +69,29 @@ class SplitSwiGLU(nn.Module):
         return self.w3(gate * torch.sigmoid(gate) * self.w_value(x))  # SiLU spelled out (see SigmoidSiLU)
 
 
-def explicit_sdpa(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, scale: torch.Tensor | None = None) -> torch.Tensor:
+def explicit_sdpa(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, scale: torch.Tensor | None = None,
+                  softmax_dtype: torch.dtype | None = None) -> torch.Tensor:
     """softmax(q k^T / sqrt(d)) v as matmul + softmax + matmul: ops every delegate lowers, where
-    a fused SDPA op may be left to slow fallback kernels (ExecuTorch portable ops). `scale`: a
-    tensor holding 1/sqrt(d) in the model's dtype (a Python float becomes an fp32 constant plus a
-    cast in an fp16 program)."""
+    a fused SDPA op may be left to slow fallback kernels (ExecuTorch portable ops). The scale
+    multiplies q before the first matmul (the pattern TensorRT fuses). `scale`: a tensor holding
+    1/sqrt(d) in the model's dtype (a Python float becomes an fp32 constant plus a cast in an fp16
+    program). `softmax_dtype`: run the softmax in that dtype (float32 in an fp16 program: casts
+    either side), and the second matmul in q's."""
     b, h, n, d = q.shape
     # 3-D bmm: a 4-D matmul decomposes into expand copies (of the N x N probabilities, too).
     q = q * (scale if scale is not None else d ** -0.5)
     q3, k3, v3 = (t.reshape(b * h, t.shape[2], t.shape[3]) for t in (q, k, v))
-    probs = torch.softmax(torch.bmm(q3, k3.transpose(1, 2)), dim=-1)
+    scores = torch.bmm(q3, k3.transpose(1, 2))
+    probs = torch.softmax(scores if softmax_dtype is None else scores.to(softmax_dtype), dim=-1).to(q.dtype)
     return torch.bmm(probs, v3).reshape(b, h, n, v.shape[-1])
 
 
 def _explicit_sdpa_scaled(attn: Attention, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
     return explicit_sdpa(q, k, v, attn.sdpa_scale)
+
+
+def _explicit_sdpa_fp32_softmax(attn: Attention, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+    return explicit_sdpa(q, k, v, attn.sdpa_scale, softmax_dtype=torch.float32)
 
 
 def broadcast_expand_kv(attn: Attention, t: torch.Tensor, num_heads: int) -> torch.Tensor:
@@ -93,14 +102,16 @@ def broadcast_expand_kv(attn: Attention, t: torch.Tensor, num_heads: int) -> tor
     return (t[:, :, None] * attn.kv_ones).reshape(b, num_heads, n, d)
 
 
-def explicit_attention(model: nn.Module) -> int:
+def explicit_attention(model: nn.Module, *, fp32_softmax: bool = False) -> int:
     """Compute every `Attention` of `model` with `explicit_sdpa` (and GQA's kv expansion as a
-    broadcast multiply); returns how many."""
+    broadcast multiply); returns how many. `fp32_softmax`: the softmax runs in fp32 whatever the
+    model's dtype (TensorRT's strongly typed fp16 builds take the graph's precision as written)."""
     blocks = [m for m in model.modules() if isinstance(m, Attention)]
+    kernel = _explicit_sdpa_fp32_softmax if fp32_softmax else _explicit_sdpa_scaled
     for m in blocks:
         # Buffers, bound methods: deep copies and .half() carry them along with the block.
         m.register_buffer("sdpa_scale", torch.tensor(m.head_dim ** -0.5), persistent=False)
-        m.kernel = types.MethodType(_explicit_sdpa_scaled, m)
+        m.kernel = types.MethodType(kernel, m)
         if m.num_kv_heads != m.num_heads:
             m.register_buffer("kv_ones", torch.ones(1, 1, m.num_heads // m.num_kv_heads, 1, 1), persistent=False)
             m.expand_kv = types.MethodType(broadcast_expand_kv, m)
@@ -160,6 +171,40 @@ class MaxScaledRMSNorm(nn.Module):
 def scaled_norms(model: nn.Module) -> int:
     """RMSNorm -> `MaxScaledRMSNorm`; returns how many were replaced."""
     return _replace(model, lambda m: isinstance(m, nn.RMSNorm), MaxScaledRMSNorm)
+
+
+class Fp32StatsRMSNorm(nn.Module):
+    """RMSNorm whose mean of squares and normalization run in fp32 whatever the input's dtype, the
+    weight applied in the input's: in an fp16 program the squares of a residual stream past 256
+    overflow fp16. In fp32 the casts vanish and the ops are torch's own decomposition."""
+
+    def __init__(self, norm: nn.RMSNorm):
+        super().__init__()
+        self.eps = norm.eps if norm.eps is not None else torch.finfo(torch.float32).eps
+        self.weight = norm.weight
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x32 = x.float()
+        return (x32 * torch.rsqrt(x32.pow(2).mean(-1, keepdim=True) + self.eps)).to(x.dtype) * self.weight
+
+
+class Fp32InstanceNorm(nn.Module):
+    """InstanceNorm2d (no affine, no running stats) computed in fp32 whatever the input's dtype: its
+    statistics over a whole feature map overflow fp16 at 1024x768."""
+
+    def __init__(self, norm: nn.InstanceNorm2d):
+        super().__init__()
+        self.eps = norm.eps
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.instance_norm(x.float(), eps=self.eps).to(x.dtype)
+
+
+def fp32_norm_statistics(model: nn.Module) -> int:
+    """RMSNorm -> `Fp32StatsRMSNorm`, InstanceNorm2d -> `Fp32InstanceNorm`: norms that keep fp32
+    statistics once the model is cast to fp16 (export.onnx_tensorrt); returns how many."""
+    return (_replace(model, lambda m: isinstance(m, nn.RMSNorm), Fp32StatsRMSNorm)
+            + _replace(model, _plain_instance_norm, Fp32InstanceNorm))
 
 
 class SpatialMeanInstanceNorm(nn.Module):
@@ -292,4 +337,7 @@ REWRITES: dict[str, Callable[[nn.Module], int]] = {"subpixel_deconv": subpixel_d
                                                    "fused_attention": fused_attention, "split_swiglu": split_swiglu,
                                                    "explicit_attention": explicit_attention,
                                                    "delegate_norms": delegate_norms, "scaled_norms": scaled_norms,
-                                                   "concat_kv": concat_kv, "rotate_ffn_input": rotate_ffn_input}
+                                                   "concat_kv": concat_kv, "rotate_ffn_input": rotate_ffn_input,
+                                                   "fp32_softmax_attention": functools.partial(explicit_attention,
+                                                                                               fp32_softmax=True),
+                                                   "fp32_norm_statistics": fp32_norm_statistics}

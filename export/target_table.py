@@ -54,6 +54,8 @@ TARGETS: dict[str, TargetSpec] = {t.name: t for t in [
                ("fp32", "fp16", "int8", "int8-dynamic"), ("onnx", "onnxruntime", "onnxscript"), "onnx",
                {"torch": ">=2.5", "onnx": ">=1.17", "onnxruntime": ">=1.20", "onnxscript": ">=0.2",
                 "onnxslim": ">=0.1.50"}, gptq=("int8",),
+               # tensorrt: ONNX made for TensorRT's parser (export.onnx_tensorrt); it runs in ONNX Runtime too.
+               delegates={"": Delegate(), "tensorrt": Delegate(precisions=("fp32", "fp16", "int8"))},
                # auto: large float models take the streamed route (export.onnx_streamed)
                options={"pipeline": ("auto", "in-memory", "streamed")}),
     TargetSpec("executorch", "sapiens_edge.export.executorch", "model.pte", ("fp32", "fp16", "int8"),

@@ -233,9 +233,11 @@ def _as_float32(data):
 def quantize_static(model_path: Path, output: Path, input_name: str, batches: Callable[[], Iterator[np.ndarray]],
                     count: int, *, method: str = "minmax", op_types: tuple[str, ...] = STATIC_OPS,
                     external_data: bool = False, nodes_to_exclude: list[str] | None = None,
-                    progress: Callable[[str], None] = lambda _: None) -> dict[str, Any]:
+                    progress: Callable[[str], None] = lambda _: None, symmetric_int8: bool = False) -> dict[str, Any]:
     """Calibrate (streaming) and write a static QDQ int8 model to `output`; returns the settings.
-    `nodes_to_exclude`: node names left in float."""
+    `nodes_to_exclude`: node names left in float. `symmetric_int8`: TensorRT's explicit quantization
+    instead of U8S8: int8 activations with zero point 0, and biases left in float (no int32 bias
+    DequantizeLinear, which TensorRT rejects; it adds the bias after the int8 GEMM itself)."""
     from onnxruntime.quantization import QuantFormat, QuantType
     from onnxruntime.quantization import quantize_static as ort_quantize_static
     from onnxruntime.quantization.calibrate import save_tensors_data
@@ -249,14 +251,19 @@ def quantize_static(model_path: Path, output: Path, input_name: str, batches: Ca
         progress("inserting QDQ nodes (ONNX Runtime quantizer) ...")
         ort_quantize_static(str(model_path), str(output), calibration_data_reader=None,
                             quant_format=QuantFormat.QDQ, op_types_to_quantize=list(op_types), per_channel=True,
-                            activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
+                            activation_type=QuantType.QInt8 if symmetric_int8 else QuantType.QUInt8,
+                            weight_type=QuantType.QInt8,
                             calibrate_method=_ort_method(method), calibration_cache_path=cache,
                             use_external_data_format=external_data, nodes_to_exclude=nodes_to_exclude or [],
-                            extra_options={"WeightSymmetric": True, "ActivationSymmetric": False,
+                            extra_options={"WeightSymmetric": True, "ActivationSymmetric": symmetric_int8,
+                                           "QuantizeBias": not symmetric_int8,
                                            "OpTypesToExcludeOutputQuantization": list(FLOAT_OUTPUT_OPS)})
-    return {"quantizer": "onnxruntime.quantization.quantize_static", "format": "QDQ", "weights": "int8 per-channel "
+    info = {"quantizer": "onnxruntime.quantization.quantize_static", "format": "QDQ", "weights": "int8 per-channel "
             "symmetric", "activations": "uint8 asymmetric, calibrated", "calibration_method": method,
             "op_types": list(op_types)}
+    if symmetric_int8:
+        info.update(activations="int8 symmetric (zero point 0), calibrated per tensor", bias="float")
+    return info
 
 
 def quantize_dynamic(model_path: Path, output: Path, *, op_types: tuple[str, ...] = DYNAMIC_OPS,

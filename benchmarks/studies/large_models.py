@@ -84,7 +84,7 @@ def measure(model: str, recipe: str, workdir: Path, input_size: str | None, stan
     gate = json.loads(report.read_text()) if report.exists() else {}
     per_image = gate.get("per_image") or [{}]
     status = "FATAL" if gate.get("fatal") else ("PASSED" if gate.get("passed") else f"FAILED (exit {code})")
-    metrics = "; ".join(f"{c['metric']} {c['value']:.4g}" for c in gate.get("checks", []))
+    metrics = "; ".join(f"{c['name']} {c['value']:.4g}" for c in gate.get("checks", []))
     return {"model": model, "recipe": recipe, "input": "x".join(map(str, manifest["input_hw"])),
             "params (M)": round(info.params / 1e6), "weights": label, "export s": round(export_s),
             "export peak GiB": round(export_peak, 1), "memory goal GiB": round((1.5 * weight_bytes + 3 * GIB) / GIB, 1),

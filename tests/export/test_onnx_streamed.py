@@ -101,7 +101,8 @@ def test_auto_streams_large_float_models_only():
     # export() loads a streamed model straight into the recipe's storage dtype (no fp32 copy).
     assert onnx_target.load_dtype(fp16, big) == torch.float16
     assert onnx_target.load_dtype(fp16, small) == torch.float32
-    with pytest.raises(RecipeError, match="pipeline=streamed takes float recipes"):
+    assert not onnx_streamed.is_streamed(get_recipe("tensorrt-fp16"), big)
+    with pytest.raises(RecipeError, match="pipeline=streamed takes the float recipes"):
         onnx_streamed.is_streamed(int8, small, "streamed")
 
 

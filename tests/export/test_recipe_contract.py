@@ -33,11 +33,12 @@ def test_labels_and_calibration_follow_from_the_parts():
     # The precision labels the manifest records, and which recipes calibrate, as before the parts.
     expected = {"onnx-fp32": "fp32", "onnx-fp16": "fp16", "onnx-int8": "int8", "onnx-int8-dynamic": "int8-dynamic",
                 "executorch-xnnpack-int8-dynamic": "int8", "coreml-int8": "int8-weights", "coreml-w8a8": "int8",
-                "coreml-palettized-4bit": "palettized-4bit", "tflite-int8-dynamic": "int8-dynamic"}
+                "coreml-palettized-4bit": "palettized-4bit", "tflite-int8-dynamic": "int8-dynamic",
+                "tensorrt-fp32": "fp32", "tensorrt-fp16": "fp16", "tensorrt-int8": "int8"}
     assert {n: get_recipe(n).precision for n in expected} == expected
     calibrated = {n for n, r in RECIPES.items() if r.needs_calibration}
     assert calibrated == {"onnx-int8", "executorch-xnnpack-int8", "executorch-xnnpack-int8-dynamic", "coreml-w8a8",
-                          "coreml-palettized-6bit", "coreml-palettized-4bit", "tflite-int8"}
+                          "coreml-palettized-6bit", "coreml-palettized-4bit", "tflite-int8", "tensorrt-int8"}
     # GPTQ alone makes a recipe calibrate: palettized weights on float activations.
     pal = get_recipe("coreml-palettized-6bit")
     assert pal.activations.kind is ActivationKind.FLOAT and pal.weights.rounding is Rounding.GPTQ
@@ -64,6 +65,9 @@ def test_requirements_and_where_it_runs_come_from_the_target_table():
       "activations": Activations(ActivationKind.DYNAMIC_INT8)}, "int8 weights per-channel"),
     ({"weights": Weights(WeightDtype.FP16, rounding=Rounding.GPTQ)}, "GPTQ-rounds only int8"),
     ({"lowering": Lowering("onnx", delegate="xnnpack")}, "no delegate 'xnnpack'"),
+    ({"lowering": Lowering("onnx", delegate="tensorrt"), "activations": Activations(ActivationKind.DYNAMIC_INT8),
+      "weights": Weights(WeightDtype.INT8, granularity=Granularity.PER_CHANNEL)},
+     "onnx target with the tensorrt delegate lowers fp32, fp16, int8, not int8-dynamic"),
     ({"lowering": Lowering("onnx", deployment_target="iOS17")}, "deployment target 'iOS17'"),
     ({"lowering": Lowering("openvino")}, "known targets: onnx"),
 ])
