@@ -17,7 +17,7 @@ from pathlib import Path
 from sapiens_edge import __version__, metadata
 from sapiens_edge.errors import RecipeError, SapiensEdgeError
 from sapiens_edge.manifest import Manifest, sha256_file
-from sapiens_edge.memory import require_memory
+from sapiens_edge.memory import process_rss, require_memory
 from sapiens_edge.runtime.preprocess import check_input_hw
 from sapiens_edge.signals import unwinds_on_terminate
 
@@ -99,8 +99,8 @@ def export(model, recipe: str | Recipe, output: str | Path, *, weights: str | Pa
         from sapiens_edge.loading import load_model
 
         dtype = target.load_dtype(rec, info.params, **target_options) if hasattr(target, "load_dtype") else None
-        require_memory(f"loading {info.name}", int(info.params * (dtype.itemsize if dtype else 4) * 1.1),
-                       "use a smaller model")
+        weight_bytes = int(info.params * (dtype.itemsize if dtype else 4) * 1.1)
+        require_memory(f"loading {info.name}", process_rss() + weight_bytes, "use a smaller model")
         model = load_model(model, weights, **({"dtype": dtype} if dtype else {}))
         # Ours alone: a target may free its weights once it no longer needs them (memory.drop_weights).
         model.sapiens_disposable = True

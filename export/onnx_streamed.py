@@ -100,8 +100,7 @@ def to_onnx_streamed(model: nn.Module, recipe: Recipe, input_hw: tuple[int, int]
 
     info = model.sapiens_info
     dtype = storage_dtype(recipe)
-    require_memory(f"exporting {info.name} to ONNX ({recipe.name}, streamed)", peak_estimate(info.params, recipe),
-                   "use a machine with more memory for this model size")
+    require_memory(f"exporting {info.name} to ONNX ({recipe.name}, streamed)", peak_estimate(info.params, recipe))
     own = getattr(model, "sapiens_disposable", False)
     module = model if own else copy.deepcopy(model)  # the caller's model is never changed
     for name in recipe.rewrites:

@@ -52,7 +52,7 @@ def load_reference(name: str, weights: str | Path | None = None, *, seed: int = 
     """The validation gate's fp32 reference. A checkpoint whose tensors are all stored in bf16 (or all
     in fp16) keeps that storage and computes in fp32 (`models.upcast.compute_in_fp32_`): bit for bit the
     numbers of its fp32 copy, in half the memory (a 5b reference: 10 GB instead of 20)."""
-    from .memory import require_memory
+    from .memory import process_rss, require_memory
     from .models.upcast import compute_in_fp32_
 
     info = get_model_info(name)
@@ -64,8 +64,8 @@ def load_reference(name: str, weights: str | Path | None = None, *, seed: int = 
             stored = {header.dtypes[k] for k in header.dtypes if not k.endswith("rope_embed.periods")}
             if stored in ({"BF16"}, {"F16"}):
                 dtype = _DTYPES[stored.pop()]
-    require_memory(f"loading the PyTorch reference of {info.name}", int(info.params * dtype.itemsize * 1.1),
-                   "validate on a machine with more memory")
+    require_memory(f"loading the PyTorch reference of {info.name}",
+                   process_rss() + int(info.params * dtype.itemsize * 1.1), "validate on a machine with more memory")
     model = load_model(name, weights, seed=seed, dtype=dtype)
     return model if dtype == torch.float32 else compute_in_fp32_(model)
 

@@ -61,16 +61,25 @@ def available_bytes() -> int | None:
     return min(found) if found else None
 
 
-def require_memory(phase: str, needed: int, hint: str = "") -> None:
-    """Raise InsufficientMemoryError before `phase` when it needs more than is available: a message
-    naming the phase and the memory instead of the OOM killer's bare "Killed". `needed` is the
-    phase's own estimate in bytes (peak resident memory it adds)."""
+def process_rss() -> int:
+    """This process's resident memory in bytes (0 where /proc is missing)."""
+    try:
+        return int(Path("/proc/self/statm").read_text().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError, IndexError):
+        return 0
+
+
+def require_memory(phase: str, peak: int, hint: str = "") -> None:
+    """Raise InsufficientMemoryError before `phase` when its estimated `peak` (bytes, this process's
+    resident memory at the phase's height, what it holds already included) needs more than is available:
+    a message naming the phase and the memory instead of the OOM killer's bare "Killed"."""
     if os.environ.get(SKIP_ENV, "") not in ("", "0"):
         return
     available = available_bytes()
-    if available is None or needed <= available:
+    more = peak - process_rss()
+    if available is None or more <= available:
         return
     raise InsufficientMemoryError(
-        f"{phase} needs about {needed / GIB:.1f} GiB of memory and {available / GIB:.1f} GiB is available. "
-        f"Close other programs, {hint + ', ' if hint else ''}or use a machine with more memory "
-        f"(set {SKIP_ENV}=1 to try anyway).", phase=phase, needed=needed, available=available)
+        f"{phase} needs about {peak / GIB:.1f} GiB of memory ({more / GIB:.1f} GiB more than this process holds) "
+        f"and {available / GIB:.1f} GiB is available. Close other programs, {hint + ', ' if hint else ''}or use a "
+        f"machine with more memory (set {SKIP_ENV}=1 to try anyway).", phase=phase, needed=more, available=available)

@@ -112,9 +112,12 @@ def test_export_refuses_before_loading_when_memory_is_short(monkeypatch, tmp_pat
     from sapiens_edge import memory
 
     monkeypatch.setattr(memory, "available_bytes", lambda: 2**30)
+    monkeypatch.setattr(memory, "process_rss", lambda: 2**29)
+    monkeypatch.setattr(core, "process_rss", lambda: 2**29)
     loaded = []
     monkeypatch.setattr("sapiens_edge.loading.load_model", lambda *a, **k: loaded.append(a))
-    with pytest.raises(InsufficientMemoryError, match=r"loading sapiens2-1b-seg needs about 3\.0 GiB") as e:
+    expected = r"loading sapiens2-1b-seg needs about 3\.5 GiB of memory .3\.0 GiB more than this process holds. and 1\.0 GiB"
+    with pytest.raises(InsufficientMemoryError, match=expected) as e:
         core.export("sapiens2-1b-seg", "onnx-fp16", tmp_path / "a", **QUIET)
     assert e.value.phase == "loading sapiens2-1b-seg" and e.value.available == 2**30
     assert not loaded and not (tmp_path / "a").exists()
