@@ -314,7 +314,7 @@ def lower(model: Any, recipe: Recipe, input_hw: tuple[int, int], workdir: Path,
     if delegate_of(recipe) == "tensorrt":
         from . import onnx_tensorrt
 
-        return onnx_tensorrt.lower(model, recipe, input_hw, workdir, calibration, progress)
+        return onnx_tensorrt.lower(model, recipe, input_hw, workdir, calibration, progress, pipeline)
     from .onnx_streamed import is_streamed, to_onnx_streamed
 
     info = model.sapiens_info

@@ -52,16 +52,13 @@ def is_streamed(recipe: Recipe, params: int, pipeline: str = "auto") -> bool:
     """Whether `recipe` exports a model of `params` parameters on the streamed route."""
     if pipeline == "in-memory":
         return False
-    from .target_table import delegate_of
-
-    fits = (recipe.weights.dtype in STREAMED_DTYPES and not recipe.needs_calibration
-            and delegate_of(recipe) != "tensorrt")  # the tensorrt delegate has its own graph passes
+    fits = recipe.weights.dtype in STREAMED_DTYPES and not recipe.needs_calibration
     if pipeline == "streamed":
         if not fits:
             from sapiens_edge.errors import RecipeError
 
-            raise RecipeError(f"--target-option pipeline=streamed takes the float recipes of the default onnx "
-                              f"delegate (onnx-fp32, onnx-fp16), not {recipe.name}; leave the option at auto.")
+            raise RecipeError(f"--target-option pipeline=streamed takes float recipes (onnx-fp32, onnx-fp16, "
+                              f"tensorrt-fp32, tensorrt-fp16), not {recipe.name}; leave the option at auto.")
         return True
     return fits and params > STREAM_ABOVE_PARAMS
 
@@ -95,8 +92,7 @@ class Fp32IO(nn.Module):
 
 def to_onnx_streamed(model: nn.Module, recipe: Recipe, input_hw: tuple[int, int], out: Path,
                      progress: Callable[[str], None]) -> dict[str, Any]:
-    """Write `out` (+ `out`.data) for a float `recipe`; returns what was done (for the manifest)."""
-    import onnx
+    """Write `out` (+ `out`.data) for a float `recipe` of the default onnx delegate; returns what was done."""
 
     info = model.sapiens_info
     dtype = storage_dtype(recipe)
@@ -106,16 +102,37 @@ def to_onnx_streamed(model: nn.Module, recipe: Recipe, input_hw: tuple[int, int]
     for name in recipe.rewrites:
         REWRITES[name](module)
     module = module.to(dtype).eval()  # rewrites may add fp32 modules; the RoPE periods stay bf16
-    exact_rope = dtype == torch.float32
-    program = capture(Fp32IO(module, dtype), input_hw, exact_rope=exact_rope, progress=progress)
+    proto, big = write_streamed(Fp32IO(module, dtype), model, input_hw, out, OPSET, exact_rope=dtype == torch.float32,
+                                progress=progress, translations=fused_attention.onnx_translation())
     del module
-    if own:
-        drop_weights(model)  # the program holds the (rewritten) weights now
-    progress(f"converting to ONNX (opset {OPSET}, dynamo exporter, weights streamed to disk) ...")
-    names = OUTPUT_NAMES[info.task]
-    onnx_program = torch.onnx.export(program, (torch.zeros(1, 3, *input_hw),), dynamo=True, opset_version=OPSET,
+    instance_norms = instance_norm_as_layer_norm(proto)
+    attention = _softmax_in_fp32(proto) if dtype == torch.float16 else 0
+    save_graph(proto, out)
+    options: dict[str, Any] = {"pipeline": "streamed", "simplifier": None,
+                               "external_data": big, "instance_norms_as_layer_norm": instance_norms}
+    if dtype == torch.float16:
+        options["fp16"] = {"converter": "torch (model.half(), fp32 graph I/O)", "io": "float32",
+                           "norm_statistics": "float32 (stash_type)", "attention_softmax": "float32",
+                           "attention_nodes": attention}
+    return options
+
+
+def write_streamed(module: nn.Module, model: nn.Module, input_hw: tuple[int, int], out: Path, opset: int, *,
+                   exact_rope: bool, progress: Callable[[str], None], rope_rounding: str = "cast",
+                   translations: dict | None = None) -> tuple[Any, bool]:
+    """Capture `module` (the export-ready form of `model`), convert it with the dynamo exporter and write
+    `out` (+ `out`.data past 2 GB) tensor by tensor; `model`'s weights are freed once captured when
+    `export()` loaded it. Returns (the graph-only ModelProto, with the small initializers loaded, for the
+    caller's graph passes and `save_graph`; whether the weights went to external data)."""
+    import onnx
+
+    program = capture(module, input_hw, exact_rope=exact_rope, progress=progress, rope_rounding=rope_rounding)
+    drop_weights(model)  # the program holds the (rewritten) weights now; a caller's model is never touched
+    progress(f"converting to ONNX (opset {opset}, dynamo exporter, weights streamed to disk) ...")
+    names = OUTPUT_NAMES[model.sapiens_info.task]
+    onnx_program = torch.onnx.export(program, (torch.zeros(1, 3, *input_hw),), dynamo=True, opset_version=opset,
                                      input_names=[INPUT_NAME], output_names=names, optimize=True, verbose=False,
-                                     custom_translation_table=fused_attention.onnx_translation())
+                                     custom_translation_table=translations)
     del program
     release_memory()
     big = _initializer_bytes(onnx_program) > PROTOBUF_LIMIT
@@ -125,20 +142,34 @@ def to_onnx_streamed(model: nn.Module, recipe: Recipe, input_hw: tuple[int, int]
     forget_rewriter_graphs()
     release_memory()
     proto = onnx.load(str(out), load_external_data=False)  # the graph only; the weights stay on disk
-    instance_norms = instance_norm_as_layer_norm(proto)
-    attention = _softmax_in_fp32(proto) if dtype == torch.float16 else 0
-    onnx.save_model(proto, str(out))  # external tensors keep their locations in the untouched .data file
-    onnx.checker.check_model(str(out))
+    _load_small_tensors(proto, out.parent)
     actual = [o.name for o in proto.graph.output]
     if actual != names:
         raise RuntimeError(f"ONNX export produced outputs {actual}, expected {names} (a bug: please report it).")
-    options: dict[str, Any] = {"pipeline": "streamed", "simplifier": None,
-                               "external_data": big, "instance_norms_as_layer_norm": instance_norms}
-    if dtype == torch.float16:
-        options["fp16"] = {"converter": "torch (model.half(), fp32 graph I/O)", "io": "float32",
-                           "norm_statistics": "float32 (stash_type)", "attention_softmax": "float32",
-                           "attention_nodes": attention}
-    return options
+    return proto, big
+
+
+def save_graph(proto: Any, out: Path) -> None:
+    """Save the edited graph over `out`; external tensors keep their places in the untouched .data file."""
+    import onnx
+
+    onnx.save_model(proto, str(out))
+    onnx.checker.check_model(str(out))
+
+
+def _load_small_tensors(proto: Any, folder: Path, limit: int = 4096) -> None:
+    """Bring external initializers under `limit` bytes (shapes, axes, scalars) into the graph: graph
+    passes read them (e.g. the opset-17 downgrade's axes)."""
+    from onnx import TensorProto
+    from onnx.external_data_helper import load_external_data_for_tensor
+
+    for tensor in proto.graph.initializer:
+        if tensor.data_location == TensorProto.EXTERNAL:
+            length = int(next((e.value for e in tensor.external_data if e.key == "length"), limit + 1))
+            if length <= limit:
+                load_external_data_for_tensor(tensor, str(folder))
+                tensor.data_location = TensorProto.DEFAULT
+                del tensor.external_data[:]
 
 
 def _initializer_bytes(onnx_program: Any) -> int:

@@ -36,10 +36,11 @@ import torch
 from torch import nn
 
 from sapiens_edge.manifest import TensorSpec
-from sapiens_edge.memory import drop_weights, release_memory
+from sapiens_edge.memory import drop_weights, release_memory, require_memory
 from sapiens_edge.scratch import scratch_dir
 
 from .capture import prepare_static_int8
+from .onnx_streamed import Fp32IO, is_streamed, peak_estimate, save_graph, write_streamed
 from .recipes import Recipe, WeightDtype
 from .rewrites import REWRITES
 from .target_table import require_calibration
@@ -65,30 +66,18 @@ _SAME_AT_19 = frozenset({"Cast", "CastLike", "QuantizeLinear", "DequantizeLinear
                          "Identity", "Constant", "Equal", "Pad", "AveragePool", "Resize"})
 
 
-class Fp16Program(nn.Module):
-    """An fp16 model behind fp32 I/O: the input is cast to fp16, each output back to fp32 (the
-    manifest's I/O stays float32, as for onnx-fp16)."""
-
-    def __init__(self, model: nn.Module):
-        super().__init__()
-        self.model = model
-
-    def token_grid(self, input_hw: tuple[int, int]) -> tuple[int, int]:  # for capture's RoPE constants
-        return self.model.backbone.token_grid(input_hw)
-
-    def forward(self, x: torch.Tensor):
-        out = self.model(x.to(torch.float16))
-        return tuple(o.float() for o in out) if isinstance(out, tuple) else out.float()
+FP16_OPTIONS = {"converter": "torch (.half() after fp32_norm_statistics, fp32_softmax_attention)", "io": "float32",
+                "fp32": ["RMSNorm statistics", "InstanceNorm", "attention softmax"]}
 
 
-def fp16_program(model: nn.Module, rewrites: tuple[str, ...]) -> Fp16Program:
+def fp16_program(model: nn.Module, rewrites: tuple[str, ...]) -> Fp32IO:
     """`model` with `rewrites` applied, cast to fp16, with fp32 I/O. A model that `export()` loaded itself
     is rewritten and cast in place (no fp32 copy beside it); a caller's model is copied first."""
     disposable = getattr(model, "sapiens_disposable", False)
     module = model.eval() if disposable else copy.deepcopy(model).eval()
     for name in rewrites:
         REWRITES[name](module)
-    program = Fp16Program(module.half())
+    program = Fp32IO(module.half(), torch.float16)
     program.sapiens_disposable = True  # ours: to_onnx_fp32 frees it once captured
     return program
 
@@ -292,7 +281,7 @@ def _drop_dead_casts(proto) -> None:
 
 
 def lower(model: Any, recipe: Recipe, input_hw: tuple[int, int], workdir: Path,
-          calibration: CalibrationData | None, progress: Callable[[str], None]) -> Lowered:
+          calibration: CalibrationData | None, progress: Callable[[str], None], pipeline: str = "auto") -> Lowered:
     """Write `model.onnx` (+ `model.onnx.data` past 2 GB) for a `tensorrt` recipe of the onnx target."""
     from . import onnx as target
 
@@ -324,6 +313,30 @@ def lower(model: Any, recipe: Recipe, input_hw: tuple[int, int], workdir: Path,
         options["weight_rounding"] = rounding
         options["rope"] = "fp32"
         opset = INT8_OPSET
+    elif is_streamed(recipe, model.sapiens_info.params, pipeline):  # large models: one copy of the weights
+        import onnx
+
+        half = dtype is WeightDtype.FP16
+        require_memory(f"exporting {model.sapiens_info.name} to ONNX ({recipe.name}, streamed)",
+                       peak_estimate(model.sapiens_info.params, recipe))
+        if half:
+            module = fp16_program(model, recipe.rewrites)
+        else:
+            module = model if getattr(model, "sapiens_disposable", False) else copy.deepcopy(model)
+            for name in recipe.rewrites:
+                REWRITES[name](module)
+        proto, big = write_streamed(module, model, input_hw, out, EXPORT_OPSET, exact_rope=not half,
+                                    rope_rounding="arith", progress=progress)
+        del module
+        downgrade_to_17(proto)
+        save_graph(proto, out)
+        outputs = target.graph_output_specs(proto)
+        del proto
+        options.update({"pipeline": "streamed", "simplifier": None, "external_data": big,
+                        "rope": "fp16" if half else "bf16-exact (fp32 arithmetic rounding)"})
+        if half:
+            options["fp16"] = FP16_OPTIONS
+        opset = OPSET
     else:
         half = dtype is WeightDtype.FP16
         source = fp16_program(model, recipe.rewrites) if half else model
@@ -336,8 +349,7 @@ def lower(model: Any, recipe: Recipe, input_hw: tuple[int, int], workdir: Path,
         outputs = target.graph_output_specs(proto)
         options["rope"] = "fp16" if half else "bf16-exact (fp32 arithmetic rounding)"
         if half:
-            options["fp16"] = {"converter": "torch (.half() after fp32_norm_statistics, fp32_softmax_attention)",
-                               "io": "float32", "fp32": ["RMSNorm statistics", "InstanceNorm", "attention softmax"]}
+            options["fp16"] = FP16_OPTIONS
         progress("checking and saving ...")
         target.save(proto, out)
         del proto

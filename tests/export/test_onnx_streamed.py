@@ -101,8 +101,9 @@ def test_auto_streams_large_float_models_only():
     # export() loads a streamed model straight into the recipe's storage dtype (no fp32 copy).
     assert onnx_target.load_dtype(fp16, big) == torch.float16
     assert onnx_target.load_dtype(fp16, small) == torch.float32
-    assert not onnx_streamed.is_streamed(get_recipe("tensorrt-fp16"), big)
-    with pytest.raises(RecipeError, match="pipeline=streamed takes the float recipes"):
+    assert onnx_streamed.is_streamed(get_recipe("tensorrt-fp16"), big)
+    assert not onnx_streamed.is_streamed(get_recipe("tensorrt-int8"), big)
+    with pytest.raises(RecipeError, match="pipeline=streamed takes float recipes"):
         onnx_streamed.is_streamed(int8, small, "streamed")
 
 
@@ -116,7 +117,7 @@ def test_export_refuses_before_loading_when_memory_is_short(monkeypatch, tmp_pat
     monkeypatch.setattr(core, "process_rss", lambda: 2**29)
     loaded = []
     monkeypatch.setattr("sapiens_edge.loading.load_model", lambda *a, **k: loaded.append(a))
-    expected = r"loading sapiens2-1b-seg needs about 3\.5 GiB of memory .3\.0 GiB more than this process holds. and 1\.0 GiB"
+    expected = r"loading sapiens2-1b-seg needs about 3\.5 GiB of memory .3\.0 GiB more than this process holds. and 1"
     with pytest.raises(InsufficientMemoryError, match=expected) as e:
         core.export("sapiens2-1b-seg", "onnx-fp16", tmp_path / "a", **QUIET)
     assert e.value.phase == "loading sapiens2-1b-seg" and e.value.available == 2**30
@@ -141,3 +142,24 @@ def test_in_memory_route_checks_memory_before_converting(models, monkeypatch, tm
     with pytest.raises(InsufficientMemoryError, match=re.escape("exporting tiny-seg to ONNX (onnx-fp32, in memory)")):
         core.export(models["seg"], "onnx-fp32", tmp_path / "a", input_size=models["seg"].sapiens_info.input_hw, **QUIET)
     assert not (tmp_path / "a").exists()
+
+
+@pytest.mark.parametrize("recipe", ["tensorrt-fp16", "tensorrt-fp32"])
+def test_streamed_tensorrt_recipes_parse_on_10_3_and_pass_the_gate(models, tiny_reference, monkeypatch, tmp_path,
+                                                                   recipe):
+    """The TensorRT float recipes of large models take the streamed route too; with external data (the limit
+    lowered here), the opset-17 downgrade reads its constants back from model.onnx.data."""
+    from sapiens_edge.export.tensorrt_check import check_tensorrt
+
+    monkeypatch.setattr(onnx_streamed, "PROTOBUF_LIMIT", 1024)
+    model = models["seg"]
+    art = export(model, recipe, tmp_path / "a")
+    opts = art.manifest.export_options
+    assert opts["pipeline"] == "streamed" and opts["external_data"] is True and opts["opset"] == 17
+    assert "model.onnx.data" in art.manifest.files
+    report = check_tensorrt(art.path, "10.3")
+    assert report.violations == (), [v.line() for v in report.violations]
+    graph = onnx.load(str(art.path / "model.onnx")).graph
+    assert Counter(n.op_type for n in graph.node)["Softmax"] == model.sapiens_info.arch.depth
+    gate = validate_module.validate(art.path, progress=lambda _: None)
+    assert gate.fatal is None and gate.passed, gate.summary()
