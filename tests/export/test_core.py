@@ -25,8 +25,9 @@ class FakeTarget:
     def __init__(self, fail: bool = False):
         self.fail, self.calls = fail, []
 
-    def lower(self, model, recipe, input_hw, workdir: Path, calibration, progress):
-        self.calls.append({"recipe": recipe.name, "input_hw": input_hw, "calibration": calibration})
+    def lower(self, model, recipe, input_hw, workdir: Path, calibration, progress, **target_options):
+        self.calls.append({"recipe": recipe.name, "input_hw": input_hw, "calibration": calibration,
+                           "target_options": target_options})
         (workdir / "model.bin").write_bytes(b"weights" * 10)
         if calibration is not None:
             self.samples = [b.shape for b in calibration.batches()]
