@@ -22,7 +22,15 @@ from sapiens_edge.export.coreml import describe_program
 from sapiens_edge.export.recipes import get_recipe
 from sapiens_edge.models import Sapiens2TaskModel
 from sapiens_edge.quantize.coreml_twin import twin
-from tests.export.shared import assert_gate_fails, nan_weight, swap_classes, torch_outputs
+from tests.export.shared import (
+    WELL_CONDITIONED,
+    assert_gate_fails,
+    assert_passes_recipe_thresholds,
+    nan_weight,
+    swap_classes,
+    tiny_model,
+    torch_outputs,
+)
 from tests.helpers import TINY, randomize_, tiny_info
 
 QUIET = {"progress": lambda _: None}
@@ -215,3 +223,29 @@ def test_broken_model_fails_the_gate_through_its_twin(artifacts, monkeypatch, re
     monkeypatch.setattr(validate_module, "load_model", lambda name, weights=None, seed=0: model)
     monkeypatch.setattr(validate_module, "_load_predictor", lambda *a, **k: _TwinPredictor(art.manifest, broken))
     assert_gate_fails(validate_module.validate(art.path, progress=lambda _: None), verdict, reason)
+
+
+@pytest.fixture(scope="module")
+def pose_artifacts(tmp_path_factory):
+    """The int8 recipes exported for pose: their manifests are what validate() reads (recipe, task, outputs)."""
+    root = tmp_path_factory.mktemp("coreml-pose")
+    model = _model("pose")
+    return {r: core.export(model, r, root / r, input_size=model.sapiens_info.input_hw, calibration_limit=2, **QUIET)
+            for r in ("coreml-int8", "coreml-w8a8")}
+
+
+@pytest.mark.parametrize("task", ["seg", "pose"])
+@pytest.mark.parametrize("recipe", ["coreml-int8", "coreml-w8a8"])
+def test_int8_twin_passes_the_recipe_gate(artifacts, pose_artifacts, monkeypatch, recipe, task):
+    """The int8 recipes' numbers (their torch twins) on the well-conditioned tiny stand-in pass the recipe's
+    own thresholds through validate(): the artifact's manifest says what to check, the twin computes."""
+    from sapiens_edge.export.calibration import calibration_data
+
+    validate_module = importlib.import_module("sapiens_edge.validation.validate")
+    art = (artifacts if task == "seg" else pose_artifacts)[recipe]
+    model = tiny_model(task, **WELL_CONDITIONED[task])
+    hw = model.sapiens_info.input_hw
+    quantized = twin(model, get_recipe(recipe), hw, calibration_data(task, hw, None, 2))  # the exports' calibration
+    monkeypatch.setattr(validate_module, "load_model", lambda name, weights=None, seed=0: model)
+    monkeypatch.setattr(validate_module, "_load_predictor", lambda *a, **k: _TwinPredictor(art.manifest, quantized))
+    assert_passes_recipe_thresholds(validate_module.validate(art.path, progress=lambda _: None), recipe, task)

@@ -19,13 +19,18 @@ from sapiens_edge.export import core
 from sapiens_edge.export.executorch import MUST_DELEGATE
 from sapiens_edge.export.rewrites import LinearMeanRMSNorm, SpatialMeanInstanceNorm, explicit_sdpa
 from sapiens_edge.validation import metrics as M
-from tests.export.shared import assert_gate_fails, photo_input, scale_channels, torch_outputs, wrecked_copy
+from tests.export.shared import (
+    assert_gate_fails,
+    assert_passes_recipe_thresholds,
+    photo_input,
+    scale_channels,
+    tiny_model,
+    torch_outputs,
+    wrecked_copy,
+)
 
 validate_module = importlib.import_module("sapiens_edge.validation.validate")
 QUIET = {"progress": lambda _: None}
-# As for onnx-int8 (test_onnx_target): the recipe's task limits are for full-size models; these fully
-# random tiny ones get floors, and the recipe's tensor limits must hold.
-TINY_INT8_FLOORS = {"pixel_agreement": ("min", 0.85), "pck": ("min", 0.8)}
 
 
 @pytest.fixture(scope="module")
@@ -72,16 +77,13 @@ def test_fp32_passes_its_gate(artifacts, tiny_reference):
 
 
 def test_fp16_parity(artifacts, tiny_reference):
-    """XNNPACK fp16 keeps softmax and norms in fp16 too: the recipe's tensor limits hold; on this fully
-    random tiny model seg agreement lands just under the recipe's 99 % (98.9 %), so a floor here."""
+    """XNNPACK fp16 keeps softmax and norms in fp16 too: the recipe's limits hold all the same (on the
+    well-conditioned stand-in; on the default one seg agreement lands at 98.9 %, under the recipe's 99 %)."""
     art = artifacts["executorch-xnnpack-fp16"]
     assert art.manifest.export_options["fp16"] == {"compute": "float16", "io": "float32"}
     assert [o.dtype for o in art.manifest.outputs] == ["float32"]
-    report = validate_module.validate(art.path, progress=lambda _: None)
-    assert report.fatal is None
-    tensor_checks = [c for c in report.checks if c.metric in M.TENSOR_METRICS]
-    assert tensor_checks and all(c.passed for c in tensor_checks), report.summary()
-    assert report.task_metrics["pixel_agreement"]["mean"] >= 0.98
+    assert_passes_recipe_thresholds(validate_module.validate(art.path, progress=lambda _: None), art.manifest.recipe,
+                                    "seg")
 
 
 def test_int8_parity(artifacts, models, tiny_reference):
@@ -94,12 +96,9 @@ def test_int8_parity(artifacts, models, tiny_reference):
     assert q["int8_layers"]["linear"]["int8"] == 7 * len(models["seg"].backbone.blocks), q["int8_layers"]
     # ... and those are the ones GPTQ rounded (quantize.gptq; the quantizer reproduces them exactly)
     assert art.manifest.export_options["weight_rounding"]["layers"] == q["int8_layers"]["linear"]["int8"]
-    report = validate_module.validate(art.path, progress=lambda _: None)
-    assert report.fatal is None
-    tensor_checks = [c for c in report.checks if c.metric in M.TENSOR_METRICS]
-    assert tensor_checks and all(c.passed for c in tensor_checks), report.summary()
-    agreement = report.task_metrics["pixel_agreement"]["mean"]
-    assert agreement >= TINY_INT8_FLOORS["pixel_agreement"][1], agreement
+    # the recipe's own thresholds on the well-conditioned stand-in (conftest `models`)
+    assert_passes_recipe_thresholds(validate_module.validate(art.path, progress=lambda _: None), art.manifest.recipe,
+                                    "seg")
     fp32_size = (artifacts["executorch-xnnpack-fp32"].path / "model.pte").stat().st_size
     assert (art.path / "model.pte").stat().st_size < 0.6 * fp32_size  # tiny: fixed overhead; 0.1b is ~0.27
 
@@ -113,21 +112,31 @@ def test_int8_dynamic_linears(artifacts, models, tiny_reference):
     static = artifacts["executorch-xnnpack-int8"].manifest.export_options
     assert q["int8_layers"] == static["quantization"]["int8_layers"]
     assert art.manifest.export_options["weight_rounding"]["layers"] == static["weight_rounding"]["layers"]
-    report = validate_module.validate(art.path, progress=lambda _: None)
-    assert report.fatal is None and all(c.passed for c in report.checks if c.metric in M.TENSOR_METRICS)
-    assert report.task_metrics["pixel_agreement"]["mean"] >= TINY_INT8_FLOORS["pixel_agreement"][1]
+    assert_passes_recipe_thresholds(validate_module.validate(art.path, progress=lambda _: None), art.manifest.recipe,
+                                    "seg")
     x = photo_input("seg", models["seg"].sapiens_info.input_hw)
     ref = torch_outputs(models["seg"], x)[0]
     errors = {}
     for name in ("executorch-xnnpack-int8", "executorch-xnnpack-int8-dynamic"):
         with runtime.load(artifacts[name].path) as p:
             errors[name] = M.rel_l2(ref, p.run(x)[0])
-    # No calibrated per-tensor range and no int8 rounding of the outputs (tiny seg: 3.8e-4 -> 1.8e-4)
+    # No calibrated per-tensor range and no int8 rounding of the outputs (tiny seg: 1.7e-4 -> 7.8e-5)
     assert errors["executorch-xnnpack-int8-dynamic"] < errors["executorch-xnnpack-int8"], errors
 
 
-def test_pose_fp32_matches_pytorch(models, tmp_path):
+@pytest.mark.parametrize("recipe", ["executorch-xnnpack-int8", "executorch-xnnpack-int8-dynamic"])
+def test_int8_pose_passes_the_recipe_gate(models, tiny_reference, recipe, tmp_path):
+    """Pose on the well-conditioned stand-in: keypoints within the recipe's 1 heatmap px, PCK >= 0.95."""
     model = models["pose"]
+    art = core.export(model, recipe, tmp_path / "a", input_size=model.sapiens_info.input_hw, calibration_limit=2,
+                      **QUIET)
+    assert_passes_recipe_thresholds(validate_module.validate(art.path, progress=lambda _: None), recipe, "pose")
+
+
+def test_pose_fp32_matches_pytorch(tmp_path):
+    # The default stand-in: the well-conditioned one's least-squares readouts of 64 channels amplify the
+    # RoPE difference below to 1.2e-3 of its heatmaps (the int8 recipes' cosine limit is far from that).
+    model = tiny_model("pose")
     art = core.export(model, "executorch-xnnpack-fp32", tmp_path / "pose", input_size=model.sapiens_info.input_hw,
                       **QUIET)
     x = photo_input("pose", model.sapiens_info.input_hw)
