@@ -37,7 +37,7 @@ from .capture import capture
 from .onnx import OPSET, PROTOBUF_LIMIT, forget_rewriter_graphs
 from .onnx_instance_norm import instance_norm_as_layer_norm
 from .recipes import Recipe, WeightDtype
-from .rewrites import REWRITES
+from .rewrites import REWRITES, pretranspose_linears
 from .targets import INPUT_NAME, OUTPUT_NAMES
 
 # `--target-option pipeline=`: auto streams models above this many parameters (0.8b and up; a 0.4b
@@ -102,14 +102,15 @@ def to_onnx_streamed(model: nn.Module, recipe: Recipe, input_hw: tuple[int, int]
     for name in recipe.rewrites:
         REWRITES[name](module)
     module = module.to(dtype).eval()  # rewrites may add fp32 modules; the RoPE periods stay bf16
-    proto, big = write_streamed(Fp32IO(module, dtype), model, input_hw, out, OPSET, exact_rope=dtype == torch.float32,
-                                progress=progress, translations=fused_attention.onnx_translation())
+    proto, done = write_streamed(Fp32IO(module, dtype), model, input_hw, out, OPSET,
+                                 exact_rope=dtype == torch.float32, progress=progress,
+                                 translations=fused_attention.onnx_translation())
     del module
     instance_norms = instance_norm_as_layer_norm(proto)
     attention = _softmax_in_fp32(proto) if dtype == torch.float16 else 0
     save_graph(proto, out)
-    options: dict[str, Any] = {"pipeline": "streamed", "simplifier": None,
-                               "external_data": big, "instance_norms_as_layer_norm": instance_norms}
+    options: dict[str, Any] = {"pipeline": "streamed", "simplifier": None, **done,
+                               "instance_norms_as_layer_norm": instance_norms}
     if dtype == torch.float16:
         options["fp16"] = {"converter": "torch (model.half(), fp32 graph I/O)", "io": "float32",
                            "norm_statistics": "float32 (stash_type)", "attention_softmax": "float32",
@@ -119,13 +120,14 @@ def to_onnx_streamed(model: nn.Module, recipe: Recipe, input_hw: tuple[int, int]
 
 def write_streamed(module: nn.Module, model: nn.Module, input_hw: tuple[int, int], out: Path, opset: int, *,
                    exact_rope: bool, progress: Callable[[str], None], rope_rounding: str = "cast",
-                   translations: dict | None = None) -> tuple[Any, bool]:
+                   translations: dict | None = None) -> tuple[Any, dict[str, Any]]:
     """Capture `module` (the export-ready form of `model`), convert it with the dynamo exporter and write
     `out` (+ `out`.data past 2 GB) tensor by tensor; `model`'s weights are freed once captured when
     `export()` loaded it. Returns (the graph-only ModelProto, with the small initializers loaded, for the
-    caller's graph passes and `save_graph`; whether the weights went to external data)."""
+    caller's graph passes and `save_graph`; what was done: external data, pretransposed linears)."""
     import onnx
 
+    linears = pretranspose_linears(module)  # no folded Transpose copy of every weight in the exporter
     program = capture(module, input_hw, exact_rope=exact_rope, progress=progress, rope_rounding=rope_rounding)
     drop_weights(model)  # the program holds the (rewritten) weights now; a caller's model is never touched
     progress(f"converting to ONNX (opset {opset}, dynamo exporter, weights streamed to disk) ...")
@@ -146,7 +148,7 @@ def write_streamed(module: nn.Module, model: nn.Module, input_hw: tuple[int, int
     actual = [o.name for o in proto.graph.output]
     if actual != names:
         raise RuntimeError(f"ONNX export produced outputs {actual}, expected {names} (a bug: please report it).")
-    return proto, big
+    return proto, {"external_data": big, "pretransposed_linears": linears}
 
 
 def save_graph(proto: Any, out: Path) -> None:

@@ -325,14 +325,14 @@ def lower(model: Any, recipe: Recipe, input_hw: tuple[int, int], workdir: Path,
             module = model if getattr(model, "sapiens_disposable", False) else copy.deepcopy(model)
             for name in recipe.rewrites:
                 REWRITES[name](module)
-        proto, big = write_streamed(module, model, input_hw, out, EXPORT_OPSET, exact_rope=not half,
-                                    rope_rounding="arith", progress=progress)
+        proto, done = write_streamed(module, model, input_hw, out, EXPORT_OPSET, exact_rope=not half,
+                                     rope_rounding="arith", progress=progress)
         del module
         downgrade_to_17(proto)
         save_graph(proto, out)
         outputs = target.graph_output_specs(proto)
         del proto
-        options.update({"pipeline": "streamed", "simplifier": None, "external_data": big,
+        options.update({"pipeline": "streamed", "simplifier": None, **done,
                         "rope": "fp16" if half else "bf16-exact (fp32 arithmetic rounding)"})
         if half:
             options["fp16"] = FP16_OPTIONS

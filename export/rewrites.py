@@ -308,6 +308,33 @@ def rotate_ffn_input(model: nn.Module, block: int = 64) -> int:
     return done
 
 
+class PretransposedLinear(nn.Module):
+    """nn.Linear storing W^T (in x out), the same numbers as x @ W^T + b. The dynamo exporter writes a
+    Linear on 3-D tokens as MatMul(x, Transpose(W)), and its optimizer folds each Transpose into a new
+    tensor: a second copy of every weight at the export's peak (10 GB on a 5b). Stored transposed, the
+    MatMul reads the initializer as it is."""
+
+    def __init__(self, linear: nn.Linear):
+        super().__init__()
+        self.weight_t = nn.Parameter(linear.weight.detach().t().contiguous(), requires_grad=False)
+        self.bias = linear.bias
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = torch.matmul(x, self.weight_t)
+        return y if self.bias is None else y + self.bias
+
+
+def pretranspose_linears(model: nn.Module) -> int:
+    """Every nn.Linear of `model` -> `PretransposedLinear`, one at a time (each old weight is freed before
+    the next is transposed); returns how many."""
+    names = [name for name, m in model.named_modules() if type(m) is nn.Linear]
+    for name in names:
+        parent_name, _, child = name.rpartition(".")
+        parent = model.get_submodule(parent_name) if parent_name else model
+        setattr(parent, child, PretransposedLinear(getattr(parent, child)))
+    return len(names)
+
+
 def split_swiglu(model: nn.Module) -> int:
     """Replace every `SwiGLUFFN` of `model` by `SplitSwiGLU`; returns how many were replaced."""
     return _replace(model, lambda m: isinstance(m, SwiGLUFFN), SplitSwiGLU)
@@ -340,4 +367,5 @@ REWRITES: dict[str, Callable[[nn.Module], int]] = {"subpixel_deconv": subpixel_d
                                                    "concat_kv": concat_kv, "rotate_ffn_input": rotate_ffn_input,
                                                    "fp32_softmax_attention": functools.partial(explicit_attention,
                                                                                                fp32_softmax=True),
-                                                   "fp32_norm_statistics": fp32_norm_statistics}
+                                                   "fp32_norm_statistics": fp32_norm_statistics,
+                                                   "pretranspose_linears": pretranspose_linears}

@@ -163,3 +163,33 @@ def test_streamed_tensorrt_recipes_parse_on_10_3_and_pass_the_gate(models, tiny_
     assert Counter(n.op_type for n in graph.node)["Softmax"] == model.sapiens_info.arch.depth
     gate = validate_module.validate(art.path, progress=lambda _: None)
     assert gate.fatal is None and gate.passed, gate.summary()
+
+
+def test_pretransposed_linears_leave_no_weight_transpose_for_the_exporter_to_fold():
+    """A Linear on 3-D tokens is exported as MatMul(x, Transpose(W)); the optimizer folds each Transpose into
+    a second copy of the weight (the 5b export's peak). Stored transposed, the MatMul reads the parameter."""
+    from sapiens_edge.export.rewrites import PretransposedLinear, pretranspose_linears
+
+    class Tokens(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.a, self.b = torch.nn.Linear(16, 32), torch.nn.Linear(32, 8, bias=False)
+
+        def forward(self, x):
+            return self.b(self.a(x))
+
+    def weight_transposes(module) -> int:
+        program = torch.onnx.export(module, (torch.zeros(1, 5, 16),), dynamo=True, optimize=False, verbose=False)
+        graph = program.model.graph
+        weights = set(graph.initializers)
+        return sum(1 for n in graph if n.op_type == "Transpose" and n.inputs[0].name in weights)
+
+    module = Tokens().eval()
+    x = torch.randn(2, 5, 16)
+    with torch.no_grad():
+        expected = module(x)
+    assert weight_transposes(module) == 2
+    assert pretranspose_linears(module) == 2 and isinstance(module.a, PretransposedLinear)
+    with torch.no_grad():
+        torch.testing.assert_close(module(x), expected, rtol=0, atol=1e-6)
+    assert weight_transposes(module) == 0
