@@ -128,6 +128,7 @@ def write_streamed(module: nn.Module, model: nn.Module, input_hw: tuple[int, int
     import onnx
 
     linears = pretranspose_linears(module)  # no folded Transpose copy of every weight in the exporter
+    release_memory()  # the rewrites' replaced weights
     program = capture(module, input_hw, exact_rope=exact_rope, progress=progress, rope_rounding=rope_rounding)
     drop_weights(model)  # the program holds the (rewritten) weights now; a caller's model is never touched
     progress(f"converting to ONNX (opset {opset}, dynamo exporter, weights streamed to disk) ...")

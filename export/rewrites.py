@@ -15,6 +15,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from sapiens_edge.memory import trim_heap
 from sapiens_edge.models.layers import Attention, SwiGLUFFN
 
 from .fused_attention import fused_attention
@@ -57,11 +58,16 @@ class SplitSwiGLU(nn.Module):
     def __init__(self, ffn: nn.Module):
         super().__init__()
         hidden = ffn.w12.out_features // 2
-        self.w_gate, self.w_value = nn.Linear(ffn.w12.in_features, hidden), nn.Linear(ffn.w12.in_features, hidden)
-        with torch.no_grad():
-            for part, lin in enumerate((self.w_gate, self.w_value)):  # first half gates (layers.SwiGLUFFN)
-                lin.weight.copy_(ffn.w12.weight[part * hidden:(part + 1) * hidden])
-                lin.bias.copy_(ffn.w12.bias[part * hidden:(part + 1) * hidden])
+        halves = []
+        for part in range(2):  # first half gates (layers.SwiGLUFFN)
+            # Built on the meta device, then given exact copies of the halves in their own dtype: no
+            # initialisation, no fp32 detour for an fp16 model (a 5b's FFNs would double in size).
+            lin = nn.Linear(ffn.w12.in_features, hidden, device="meta")
+            rows = slice(part * hidden, (part + 1) * hidden)
+            lin.weight = nn.Parameter(ffn.w12.weight.detach()[rows].clone(), requires_grad=False)
+            lin.bias = nn.Parameter(ffn.w12.bias.detach()[rows].clone(), requires_grad=False)
+            halves.append(lin)
+        self.w_gate, self.w_value = halves
         self.w3 = ffn.w3
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -327,12 +333,7 @@ class PretransposedLinear(nn.Module):
 def pretranspose_linears(model: nn.Module) -> int:
     """Every nn.Linear of `model` -> `PretransposedLinear`, one at a time (each old weight is freed before
     the next is transposed); returns how many."""
-    names = [name for name, m in model.named_modules() if type(m) is nn.Linear]
-    for name in names:
-        parent_name, _, child = name.rpartition(".")
-        parent = model.get_submodule(parent_name) if parent_name else model
-        setattr(parent, child, PretransposedLinear(getattr(parent, child)))
-    return len(names)
+    return _replace(model, lambda m: type(m) is nn.Linear, PretransposedLinear)
 
 
 def split_swiglu(model: nn.Module) -> int:
@@ -341,12 +342,15 @@ def split_swiglu(model: nn.Module) -> int:
 
 
 def _replace(model: nn.Module, match: Callable[[nn.Module], bool], make: Callable[[nn.Module], nn.Module]) -> int:
-    targets = [(name, m) for name, m in model.named_modules() if match(m)]
-    for name, m in targets:
+    """Replace every module `match`es by `make(module)`, one at a time: each old module (and the weights only
+    it holds) is freed before the next is made, so a rewrite never holds two copies of a model's weights."""
+    names = [name for name, m in model.named_modules() if match(m)]
+    for name in names:
         parent_name, _, child = name.rpartition(".")
         parent = model.get_submodule(parent_name) if parent_name else model
-        setattr(parent, child, make(m))
-    return len(targets)
+        setattr(parent, child, make(getattr(parent, child)))
+        trim_heap()  # give the replaced weights back now, not at the end (see memory.trim_heap)
+    return len(names)
 
 
 def _is_k4s2p1(m: nn.Module) -> bool:

@@ -20,6 +20,13 @@ def release_memory() -> None:
     trim, the freed copies of a converter phase stay in the process's RSS under every later phase
     (2 GiB after the ONNX conversion of 0.1b). No-op where the C library has no malloc_trim."""
     gc.collect()
+    trim_heap()
+
+
+def trim_heap() -> None:
+    """Only the `malloc_trim`: cheap enough to call after each replaced layer. glibc raises its mmap
+    threshold as large blocks are freed, so a model rewritten layer by layer keeps every freed weight in
+    its heap (0.4b: +0.45 GiB) until trimmed."""
     name = ctypes.util.find_library("c")
     try:
         trim = ctypes.CDLL(name).malloc_trim if name else None
