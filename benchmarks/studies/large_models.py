@@ -115,7 +115,7 @@ def write_csv(path: Path, rows: list[dict], command: str, notes: str) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--jobs", required=True, help="MODEL:RECIPE[,MODEL:RECIPE...]")
+    p.add_argument("--jobs", required=True, help="MODEL:RECIPE[:HxW][,MODEL:RECIPE[:HxW]...]")
     p.add_argument("--workdir", required=True, help="artifacts, reports and the log go here")
     p.add_argument("--csv", required=True, help="write the rows here (with the results/ header lines)")
     p.add_argument("--input-size", help="HxW (default: each model's)")
@@ -127,8 +127,9 @@ def main(argv: list[str] | None = None) -> int:
     workdir.mkdir(parents=True, exist_ok=True)
     rows = []
     for job in args.jobs.split(","):
-        model, recipe = job.split(":")
-        rows.append(measure(model, recipe, workdir, args.input_size, args.standin_dtype, args.validate_option))
+        model, recipe, *size = job.split(":")
+        rows.append(measure(model, recipe, workdir, size[0] if size else args.input_size, args.standin_dtype,
+                            args.validate_option))
         print(json.dumps(rows[-1]), file=sys.stderr, flush=True)
         write_csv(Path(args.csv), rows, "python -m sapiens_edge.benchmarks.studies.large_models "
                   + " ".join(argv if argv is not None else sys.argv[1:]), args.notes)
