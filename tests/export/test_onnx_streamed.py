@@ -130,6 +130,7 @@ def test_streamed_route_checks_memory_before_converting(models, monkeypatch, tmp
     from sapiens_edge import memory
 
     monkeypatch.setattr(memory, "available_bytes", lambda: 2**20)
+    monkeypatch.setattr(memory, "process_rss", lambda: 0)  # a long test session's own RSS is not the export's
     with pytest.raises(InsufficientMemoryError, match=re.escape("exporting tiny-seg to ONNX (onnx-fp16, streamed)")):
         export(models["seg"], "onnx-fp16", tmp_path / "a")
     assert not (tmp_path / "a").exists()
@@ -139,6 +140,7 @@ def test_in_memory_route_checks_memory_before_converting(models, monkeypatch, tm
     from sapiens_edge import memory
 
     monkeypatch.setattr(memory, "available_bytes", lambda: 2**20)
+    monkeypatch.setattr(memory, "process_rss", lambda: 0)  # a long test session's own RSS is not the export's
     with pytest.raises(InsufficientMemoryError, match=re.escape("exporting tiny-seg to ONNX (onnx-fp32, in memory)")):
         core.export(models["seg"], "onnx-fp32", tmp_path / "a", input_size=models["seg"].sapiens_info.input_hw, **QUIET)
     assert not (tmp_path / "a").exists()
