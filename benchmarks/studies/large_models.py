@@ -18,6 +18,7 @@ import csv
 import json
 import os
 import platform
+import shlex
 import subprocess
 import sys
 import time
@@ -132,7 +133,7 @@ def main(argv: list[str] | None = None) -> int:
                             args.validate_option))
         print(json.dumps(rows[-1]), file=sys.stderr, flush=True)
         write_csv(Path(args.csv), rows, "python -m sapiens_edge.benchmarks.studies.large_models "
-                  + " ".join(argv if argv is not None else sys.argv[1:]), args.notes)
+                  + shlex.join(argv if argv is not None else sys.argv[1:]), args.notes)
     return 0
 
 
