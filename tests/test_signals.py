@@ -43,8 +43,9 @@ _EXPORT = textwrap.dedent("""
 def test_a_signal_during_export_leaves_nothing_behind(tmp_path, signum):
     pytest.importorskip("onnx")
     out = tmp_path / "seg-fp32"
+    # Default dispositions in the child: under `nohup` (SIGHUP ignored) the export rightly keeps ignoring it.
     proc = subprocess.Popen([sys.executable, "-c", _EXPORT, str(out)], cwd=ROOT, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+                            stderr=subprocess.PIPE, text=True, preexec_fn=_default_signals)
     try:
         for line in proc.stdout:
             if line.strip() == "saving":
@@ -60,6 +61,11 @@ def test_a_signal_during_export_leaves_nothing_behind(tmp_path, signum):
     assert "unwound: Terminated" in rest, err
     assert proc.returncode == 128 + signum
     assert list(tmp_path.iterdir()) == []  # no partial artifact, no scratch folder
+
+
+def _default_signals() -> None:
+    for signum in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(signum, signal.SIG_DFL)
 
 
 def _dead_pid() -> int:
