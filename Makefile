@@ -25,7 +25,8 @@ demo: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check .
 
-# pytest includes tests/android_kit, which runs the Kotlin kit's Maven tests (JDK 17 + Maven needed).
+# pytest includes tests/android_kit, which runs `mvn -q -B test` on android_demo/kit/pom.xml (the Kotlin kit's
+# JUnit tests, against fixtures the Python side exports in the same run; JDK 17 + Maven needed).
 test: $(STAMP) lint
 	$(BIN)/python -m pytest -q --require-targets
 
