@@ -1,7 +1,7 @@
 """ONNX export of large models (0.8b and up) with one copy of the weights in memory.
 
 The in-memory route (`export.onnx.to_onnx_fp32`) holds the fp32 model, the ONNX ModelProto made from
-it, onnxslim's working copy and, for fp16, the converter's output: about 4x the fp32 weights at its
+it, onnxslim's working copy and, for fp16, the converter's output: 4-5x the fp32 weights at its
 peak, so a 1b export (5.9 GB of fp32 weights) was killed at 22.4 GB on a 24 GiB machine. This route
 instead:
 
@@ -40,10 +40,9 @@ from .recipes import Recipe, WeightDtype
 from .rewrites import REWRITES, pretranspose_linears
 from .targets import INPUT_NAME, OUTPUT_NAMES
 
-# `--target-option pipeline=`: auto streams models above this many parameters (0.8b and up; a 0.4b
-# in-memory export peaks near 7 GiB, a 0.8b one near 14 GiB).
+# `--target-option pipeline=auto` streams models above this many parameters: 0.8b and up, where the in-memory
+# route's ~5x the fp32 weights (8.1 GiB for 0.4b seg) stops fitting a 16-24 GiB machine.
 STREAM_ABOVE_PARAMS = 600_000_000
-PIPELINES = ("auto", "in-memory", "streamed")
 STREAMED_DTYPES = {WeightDtype.FP32: torch.float32, WeightDtype.FP16: torch.float16}
 FLOAT = 1  # onnx.TensorProto.FLOAT
 
