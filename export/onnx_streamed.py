@@ -92,7 +92,6 @@ class Fp32IO(nn.Module):
 def to_onnx_streamed(model: nn.Module, recipe: Recipe, input_hw: tuple[int, int], out: Path,
                      progress: Callable[[str], None]) -> dict[str, Any]:
     """Write `out` (+ `out`.data) for a float `recipe` of the default onnx delegate; returns what was done."""
-
     info = model.sapiens_info
     dtype = storage_dtype(recipe)
     require_memory(f"exporting {info.name} to ONNX ({recipe.name}, streamed)", peak_estimate(info.params, recipe))
