@@ -53,6 +53,15 @@ BACKENDS: dict[str, BackendInfo] = {
 DEFAULT_FOR_TARGET = {"onnx": "onnxruntime", "executorch": "executorch", "coreml": "coreml", "tflite": "tflite"}
 
 
+def positive_int_option(name: str, value: Any, default: str) -> int | None:
+    """A backend option that is a positive integer or None (`default` says what None means)."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < 1:
+        raise OptionError(f"{name} must be a positive integer (or None for {default}); got {value!r}.")
+    return int(value)
+
+
 def register_backend(name: str, module: str, targets: tuple[str, ...] | list[str], extra: str = "",
                      *, default_for: tuple[str, ...] | list[str] = ()) -> None:
     """Add (or replace) a backend; ``default_for`` lists targets it becomes the default of."""

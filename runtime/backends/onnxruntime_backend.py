@@ -22,6 +22,8 @@ from sapiens_edge.errors import (
     require,
 )
 
+from . import positive_int_option
+
 NAME = "onnxruntime"
 
 # --provider value -> ONNX Runtime provider name
@@ -87,15 +89,6 @@ def _provider_list(ort_name: str, available: list[str], provider_options: dict[s
     return chain
 
 
-def _check_threads(threads: Any) -> int | None:
-    if threads is None:
-        return None
-    if isinstance(threads, bool) or not isinstance(threads, int | np.integer) or threads < 1:
-        raise OptionError(f"threads must be a positive integer (or None for ONNX Runtime's default); "
-                               f"got {threads!r}.")
-    return int(threads)
-
-
 class OrtSession:
     """One ``onnxruntime.InferenceSession`` on one artifact."""
 
@@ -109,7 +102,7 @@ class OrtSession:
             if spec.layout not in ("NCHW", ""):
                 raise ArtifactError(f"{manifest.model}: tensor '{spec.name}' has layout {spec.layout!r}; "
                                     f"the ONNX Runtime backend runs NCHW models only. Re-export the artifact.")
-        threads = _check_threads(threads)
+        threads = positive_int_option("threads", threads, "ONNX Runtime's default")
         if graph_optimization not in GRAPH_OPTIMIZATION:
             raise OptionError(f"Unknown graph_optimization {graph_optimization!r}. Choose one of: "
                                    f"{', '.join(GRAPH_OPTIMIZATION)}.")

@@ -26,7 +26,7 @@ from sapiens_edge.errors import (
     SapiensEdgeError,
 )
 
-from . import tensorrt_build, tensorrt_cuda
+from . import positive_int_option, tensorrt_build, tensorrt_cuda
 from .tensorrt_cache import ENGINE_DIR, EngineSlot, engine_key
 
 NAME = "tensorrt"
@@ -47,15 +47,6 @@ def _import_trt() -> Any:
             f"{INSTALL_HINT}.") from exc
 
 
-def _check_workspace(workspace_mib: Any) -> int | None:
-    if workspace_mib is None:
-        return None
-    if isinstance(workspace_mib, bool) or not isinstance(workspace_mib, int | np.integer) or workspace_mib < 1:
-        raise OptionError(f"workspace_mib must be a positive number of MiB (or None for TensorRT's default: "
-                          f"the GPU's memory); got {workspace_mib!r}.")
-    return int(workspace_mib)
-
-
 class TensorRTSession:
     """One engine, its execution context and one device buffer per IO tensor."""
 
@@ -63,7 +54,7 @@ class TensorRTSession:
                  workspace_mib: int | None = None) -> None:
         self.manifest = manifest
         self.model_path = artifact_dir / manifest.model_file
-        workspace_mib = _check_workspace(workspace_mib)
+        workspace_mib = positive_int_option("workspace_mib", workspace_mib, "TensorRT's default: the GPU's memory")
         for spec in (*manifest.inputs, *manifest.outputs):
             if spec.layout not in ("NCHW", ""):
                 raise ArtifactError(f"{manifest.model}: tensor '{spec.name}' has layout {spec.layout!r}; the "

@@ -172,12 +172,14 @@ def test_auto_reference_first_when_both_do_not_fit(monkeypatch, tmp_path):
     manifest = Manifest(model="sapiens2-1b-seg", task="seg", recipe="onnx-fp16", target="onnx", precision="fp16",
                         input_hw=[1024, 768], files={"model.onnx": "x"}, model_file="model.onnx", inputs=[],
                         outputs=[], normalization={}, source_weights={}, tool_versions={})
-    monkeypatch.setattr(validate_module, "read_manifest", lambda *a, **k: manifest)
+    from sapiens_edge.validation import reference_outputs
+
+    monkeypatch.setattr(reference_outputs, "read_manifest", lambda *a, **k: manifest)
     params = 1_470_819_805
     monkeypatch.setattr(memory, "available_bytes", lambda: int(params * 4 * 1.1) + 1000 * 3)
-    assert not validate_module._too_big_together(art, None)
+    assert not reference_outputs.too_big_together(art, None)
     monkeypatch.setattr(memory, "available_bytes", lambda: int(params * 4 * 1.1) + 1000 * 2)
-    assert validate_module._too_big_together(art, None)
+    assert reference_outputs.too_big_together(art, None)
 
 
 def test_report_paths_keep_dots_in_names():

@@ -12,6 +12,8 @@ from pathlib import Path
 
 import numpy as np
 
+from sapiens_edge.manifest import read_manifest
+
 ModelFn = Callable[[np.ndarray], list[np.ndarray]]
 
 
@@ -60,3 +62,29 @@ class StoredReference:
             raise RuntimeError("The gate asked for a reference output it did not compute first (a bug).")
         paths, seconds = self._stored[key]
         return [np.load(p) for p in paths], seconds
+
+
+def too_big_together(artifact_dir: str | Path, weights: str | Path | None) -> bool:
+    """Whether the reference and the artifact would not fit in the memory available together: the
+    reference's weights (fp32, or as stored in a bf16/fp16 checkpoint) plus the artifact's files 2.5x
+    (ONNX Runtime's optimised session of an fp16 model holds 2.2x its file on x86: fp32 copies)."""
+    from sapiens_edge.checkpoint import read_header
+    from sapiens_edge.errors import SapiensEdgeError, UnknownModelError
+    from sapiens_edge.memory import available_bytes
+    from sapiens_edge.zoo import get_model_info
+
+    available = available_bytes()
+    try:
+        manifest = read_manifest(artifact_dir, verify=False)
+        params = get_model_info(manifest.model).params
+    except (SapiensEdgeError, UnknownModelError):  # runtime.load reports an unreadable artifact properly
+        return False
+    if available is None:
+        return False
+    itemsize = 4
+    path = Path(str(weights)) if weights is not None else None
+    if (path is not None and path.is_file() and path.suffix == ".safetensors"
+            and {d for k, d in read_header(path).dtypes.items() if not k.endswith("periods")} <= {"BF16", "F16"}):
+        itemsize = 2
+    files = sum((Path(artifact_dir) / f).stat().st_size for f in manifest.files if f.startswith("model."))
+    return params * itemsize * 1.1 + 2.5 * files > available

@@ -27,7 +27,7 @@ from sapiens_edge.runtime import backends as runtime_backends
 from sapiens_edge.runtime.predictor import nchw_shape
 
 from . import metrics as M
-from .reference_outputs import LiveReference, StoredReference
+from .reference_outputs import LiveReference, StoredReference, too_big_together
 from .report import MetricResult, ValidationReport, report_paths
 
 _KEY = re.compile(r"^(?P<metric>.+)_(?P<kind>min|max)$")
@@ -104,7 +104,7 @@ def validate(artifact_dir: str | Path, *, weights: str | Path | None = None,
 
     notes: list[str] = []
     if reference_first is None:
-        reference_first = _too_big_together(artifact_dir, weights)
+        reference_first = too_big_together(artifact_dir, weights)
     if reference_first:  # the artifact opens after the reference is freed; its files and backend are checked now
         manifest = read_manifest(artifact_dir, verify=verify)
         runtime_backends.check_target(runtime_backends.get_backend(
@@ -222,32 +222,6 @@ def _compare(sources: list[tuple[str, Any]], proc: Any, input_hw: tuple[int, int
             + f" (reference {t_ref:.2f} s, artifact {t_cand:.2f} s)")
 
     return names, hashes, per_image, fatal, out_names
-
-
-def _too_big_together(artifact_dir: str | Path, weights: str | Path | None) -> bool:
-    """Whether the reference and the artifact would not fit in the memory available together: the
-    reference's weights (fp32, or as stored in a bf16/fp16 checkpoint) plus the artifact's files 2.5x
-    (ONNX Runtime's optimised session of an fp16 model holds 2.2x its file on x86: fp32 copies)."""
-    from sapiens_edge.checkpoint import read_header
-    from sapiens_edge.errors import UnknownModelError
-    from sapiens_edge.memory import available_bytes
-    from sapiens_edge.zoo import get_model_info
-
-    available = available_bytes()
-    try:
-        manifest = read_manifest(artifact_dir, verify=False)
-        params = get_model_info(manifest.model).params
-    except (SapiensEdgeError, UnknownModelError):  # runtime.load reports an unreadable artifact properly
-        return False
-    if available is None:
-        return False
-    itemsize = 4
-    path = Path(str(weights)) if weights is not None else None
-    if (path is not None and path.is_file() and path.suffix == ".safetensors"
-            and {d for k, d in read_header(path).dtypes.items() if not k.endswith("periods")} <= {"BF16", "F16"}):
-        itemsize = 2
-    files = sum((Path(artifact_dir) / f).stat().st_size for f in manifest.files if f.startswith("model."))
-    return params * itemsize * 1.1 + 2.5 * files > available
 
 
 # ---------------------------------------------------------------------------- thresholds / checks
