@@ -28,26 +28,30 @@ def example_input(input_hw: tuple[int, int]) -> torch.Tensor:
     return torch.zeros(1, 3, h, w, dtype=torch.float32)
 
 
-def prepare(model: nn.Module, rewrites: tuple[str, ...] = (), *, always_copy: bool = False) -> nn.Module:
+def prepare(model: nn.Module, rewrites: tuple[str, ...] = (), *, always_copy: bool = False,
+            in_place: bool = False) -> nn.Module:
     """The module that gets captured: eval, fp32, with `rewrites` applied to a copy (the caller's
-    model is left alone; without rewrites it is returned as is unless `always_copy`)."""
+    model is left alone; without rewrites it is returned as is unless `always_copy`). `in_place`: rewrite
+    `model` itself (a model `export()` loaded: a second copy of a 1b's fp32 weights is 5.9 GB)."""
     model = model.eval()
     if not rewrites and not always_copy:
         return model
-    model = copy.deepcopy(model)
+    if not in_place:
+        model = copy.deepcopy(model)
     for name in rewrites:
         REWRITES[name](model)
     return model
 
 
 def prepare_static_int8(model: nn.Module, recipe: Any, calibration: Any,
-                        progress: Callable[[str], None] = lambda _: None) -> tuple[nn.Module, dict[str, Any]]:
+                        progress: Callable[[str], None] = lambda _: None,
+                        in_place: bool = False) -> tuple[nn.Module, dict[str, Any]]:
     """What a static int8 recipe captures: `prepare` (a copy with the recipe's rewrites), then, when the
     recipe's weights' rounding is GPTQ, the transformer blocks' linears rounded onto the int8 grid
     by GPTQ over the calibration set (`quantize.gptq`), except the layers the int8 policy keeps in
     float. The target's own quantizer then reproduces those weights exactly. Returns the module and
-    what was done (for the manifest)."""
-    module = prepare(model, recipe.rewrites, always_copy=True)
+    what was done (for the manifest). `in_place`: as `prepare`'s."""
+    module = prepare(model, recipe.rewrites, always_copy=True, in_place=in_place)
     module.sapiens_disposable = True  # our copy: a target may free its weights once captured
     if recipe.weights.rounding is not Rounding.GPTQ:
         return module, {"method": "nearest (the target's quantizer)"}

@@ -9,7 +9,7 @@
 * fp16: ONNX Runtime's float16 converter with fp32 inputs/outputs; those instance norms stay fp32
   (their statistics over 1024x768 maps overflow fp16), RMSNormalization keeps fp32 statistics
   (`stash_type`), and the fused attention's softmax runs in fp32 (`softmax_precision`).
-* int8 / int8-dynamic: `sapiens_edge.quantize.onnx_ptq` (ONNX Runtime's quantizer).
+* int8 / int8-dynamic: `export.onnx_int8` (ONNX Runtime's quantizer, from the fp32 graph on disk).
 * The `tensorrt` delegate (`tensorrt-*` recipes, opset 17/19 for TensorRT's parser): `onnx_tensorrt`.
 """
 
@@ -198,41 +198,6 @@ def topological_sort(proto):
     return proto
 
 
-def store_float_weights_fp16(path: Path, nodes: list[str], min_elements: int = 1024) -> dict[str, Any]:
-    """Store the weights of `nodes` (the layers static int8 leaves in float) in fp16, each behind a
-    Cast to fp32: the layers still compute in fp32 (ONNX Runtime folds the Casts when it loads the
-    model), and the file loses half of their bytes. Rounding a weight to fp16 moves it by at most
-    2^-11 of itself, ~1/500 of an int8 step of the same weight. On 0.4b seg the head's fp32 weights
-    kept the int8 file at 0.28x of fp32 (issue target 0.27x). Returns what was converted."""
-    import onnx
-    from onnx import TensorProto, helper, numpy_helper
-
-    proto = onnx.load(str(path))
-    graph = proto.graph
-    inits = {t.name: t for t in graph.initializer}
-    wanted = set(nodes)
-    casts, converted, saved = [], [], 0
-    for node in graph.node:
-        if node.name not in wanted or len(node.input) < 2:
-            continue
-        tensor = inits.pop(node.input[1], None)  # popped: a weight shared by two kept nodes converts once
-        if tensor is None or tensor.data_type != TensorProto.FLOAT or np.prod(tensor.dims) < min_elements:
-            continue
-        value = numpy_helper.to_array(tensor)
-        half = numpy_helper.from_array(value.astype(np.float16), tensor.name + "__fp16")
-        graph.initializer.remove(tensor)
-        graph.initializer.append(half)
-        casts.append(helper.make_node("Cast", [half.name], [tensor.name], to=TensorProto.FLOAT,
-                                      name=tensor.name + "__to_fp32"))
-        converted.append(node.name)
-        saved += value.nbytes // 2
-    for cast in reversed(casts):  # before every consumer
-        graph.node.insert(0, cast)
-    save(proto, path)
-    return {"float_weights_storage": "float16 (Cast to float32 at load)", "fp16_stored_layers": len(converted),
-            "fp16_saved_mib": round(saved / 2**20, 1)}
-
-
 def float_nodes(proto, task: str | None = None, extra: tuple[str, ...] = (),
                 sources: dict[str, str] | None = None) -> list[str]:
     """Names of the Conv/MatMul/Gemm nodes whose weights belong to layers kept in float
@@ -320,15 +285,19 @@ def lower(model: Any, recipe: Recipe, input_hw: tuple[int, int], workdir: Path,
     info = model.sapiens_info
     task = info.task
     rewrites = recipe.rewrites
+    dtype, activations = recipe.weights.dtype, recipe.activations.kind
     if is_streamed(recipe, info.params, pipeline):
+        if dtype is WeightDtype.INT8:
+            from .onnx_int8 import lower_streamed
+
+            return lower_streamed(model, recipe, input_hw, workdir, calibration, progress)
         options = {"opset": OPSET, "exporter": "torch.onnx.export(dynamo=True)", "rewrites": list(rewrites),
                    **to_onnx_streamed(model, recipe, input_hw, workdir / MODEL_FILE, progress)}
-        return _lowered(input_hw, workdir / MODEL_FILE, options)
-    dtype, activations = recipe.weights.dtype, recipe.activations.kind
+        return as_lowered(input_hw, workdir / MODEL_FILE, options)
     # The in-memory route peaks at ~5x the fp32 weights (model, ModelProto, onnxslim's copy: 8.1 GiB for
     # 0.4b seg, docs/design/export-memory.md).
     require_memory(f"exporting {info.name} to ONNX ({recipe.name}, in memory)", 5 * info.params * 4 + GIB,
-                   "take the streamed route (--target-option pipeline=streamed, float recipes)")
+                   "take the streamed route (--target-option pipeline=streamed)")
     exact_rope = dtype is WeightDtype.FP32
     static_int8 = activations is ActivationKind.STATIC_INT8
     if static_int8:
@@ -339,8 +308,8 @@ def lower(model: Any, recipe: Recipe, input_hw: tuple[int, int], workdir: Path,
         source, rounding = prepare_static_int8(model, recipe, calibration, progress)
         source_rewrites = ()
         drop_weights(model)
-    onnx, proto = to_onnx_fp32(source, input_hw, task, rewrites=source_rewrites, exact_rope=exact_rope,
-                               progress=progress, digests=digests)
+    _, proto = to_onnx_fp32(source, input_hw, task, rewrites=source_rewrites, exact_rope=exact_rope,
+                            progress=progress, digests=digests)
     del source
     outputs = graph_output_specs(proto)  # fp32 I/O for every precision
     out = workdir / MODEL_FILE
@@ -358,8 +327,6 @@ def lower(model: Any, recipe: Recipe, input_hw: tuple[int, int], workdir: Path,
                                "kept_fp32": list(FP16_KEEP_FP32), "attention_softmax": "float32",
                                "rmsnorm_statistics": "float32"}
         else:  # int8 weights, static or dynamic activations (export.target_table: what onnx lowers)
-            from sapiens_edge.quantize import onnx_ptq
-
             # Found on the in-memory graph: `weight_sources` matches the weights' values.
             sources = weight_sources(proto, digests) if digests is not None else {}
             keep = float_nodes(proto, task, calibration.keep_float, sources) if static_int8 else []
@@ -367,23 +334,14 @@ def lower(model: Any, recipe: Recipe, input_hw: tuple[int, int], workdir: Path,
             big = not _small_enough_to_measure(proto)
             del proto
             release_memory()  # the graph is on disk now; calibration and the quantizer reload it
-            if static_int8:
-                method = calibration.method or recipe.default_calibration_method
-                options["quantization"] = onnx_ptq.quantize_static(
-                    fp32_path, out, INPUT_NAME, calibration.batches, calibration.count, method=method,
-                    op_types=onnx_ptq.STATIC_OPS, external_data=big,
-                    nodes_to_exclude=keep, progress=progress)
-                options["quantization"]["kept_float"] = keep
-                options["quantization"].update(store_float_weights_fp16(out, keep))
-                options["weight_rounding"] = rounding
-            else:
-                progress("quantizing (dynamic int8) ...")
-                options["quantization"] = onnx_ptq.quantize_dynamic(fp32_path, out, external_data=big)
-            onnx.checker.check_model(str(out))
-    return _lowered(input_hw, out, options, outputs)
+            from .onnx_int8 import quantize
+
+            options.update(quantize(fp32_path, out, recipe, calibration, keep, big, progress))
+            options["weight_rounding"] = rounding
+    return as_lowered(input_hw, out, options, outputs)
 
 
-def _lowered(input_hw: tuple[int, int], out: Path, options: dict[str, Any],
+def as_lowered(input_hw: tuple[int, int], out: Path, options: dict[str, Any],
              outputs: list[TensorSpec] | None = None) -> Lowered:
     import onnx
 

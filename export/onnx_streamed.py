@@ -45,31 +45,30 @@ from .targets import INPUT_NAME, OUTPUT_NAMES
 STREAM_ABOVE_PARAMS = 600_000_000
 STREAMED_DTYPES = {WeightDtype.FP32: torch.float32, WeightDtype.FP16: torch.float16}
 FLOAT = 1  # onnx.TensorProto.FLOAT
+INT8_PEAK_PER_FP32_BYTE = 1.6  # provisional; set from the 1b measurements
 
 
 def is_streamed(recipe: Recipe, params: int, pipeline: str = "auto") -> bool:
-    """Whether `recipe` exports a model of `params` parameters on the streamed route."""
+    """Whether `recipe` exports a model of `params` parameters on the streamed route (every onnx recipe has
+    one: float recipes stream their own graph, int8 ones the fp32 graph they quantize from disk)."""
     if pipeline == "in-memory":
         return False
-    fits = recipe.weights.dtype in STREAMED_DTYPES and not recipe.needs_calibration
-    if pipeline == "streamed":
-        if not fits:
-            from sapiens_edge.errors import RecipeError
-
-            raise RecipeError(f"--target-option pipeline=streamed takes float recipes (onnx-fp32, onnx-fp16, "
-                              f"tensorrt-fp32, tensorrt-fp16), not {recipe.name}; leave the option at auto.")
-        return True
-    return fits and params > STREAM_ABOVE_PARAMS
+    return pipeline == "streamed" or params > STREAM_ABOVE_PARAMS
 
 
 def storage_dtype(recipe: Recipe) -> torch.dtype:
-    return STREAMED_DTYPES[recipe.weights.dtype]
+    """The dtype the streamed route holds the weights in: fp16 recipes fp16, the others (int8 quantizes from
+    fp32) fp32."""
+    return STREAMED_DTYPES.get(recipe.weights.dtype, torch.float32)
 
 
 def peak_estimate(params: int, recipe: Recipe) -> int:
     """The streamed route's peak resident memory: the stored weights once, half again for the exporter's
-    transient tensors, plus the interpreter, torch and the graph (measured: docs/design/export-memory.md)."""
+    transient tensors, plus the interpreter, torch and the graph (measured: docs/design/export-memory.md).
+    int8 recipes peak later, in calibration or the quantizer, at ~1.6x the fp32 weights (measured there)."""
     nbytes = params * storage_dtype(recipe).itemsize
+    if recipe.weights.dtype is WeightDtype.INT8:
+        return int(INT8_PEAK_PER_FP32_BYTE * nbytes + 2 * GIB)
     return int(1.5 * nbytes + 2 * GIB)
 
 
@@ -114,6 +113,35 @@ def to_onnx_streamed(model: nn.Module, recipe: Recipe, input_hw: tuple[int, int]
                            "norm_statistics": "float32 (stash_type)", "attention_softmax": "float32",
                            "attention_nodes": attention}
     return options
+
+
+def write_int8_source(model: nn.Module, recipe: Recipe, input_hw: tuple[int, int], out: Path, opset: int,
+                      calibration: Any, progress: Callable[[str], None],
+                      ) -> tuple[Any, dict[str, Any], dict[str, Any] | None]:
+    """Write the fp32 graph an int8 `recipe` quantizes to `out` (+ `out`.data), with one copy of the weights:
+    the rewrites and, for static int8 with GPTQ, the rounding applied in place to a model `export()` loaded
+    (a caller's model is copied). Initializers keep the parameters' names, which the keep-float policy
+    matches. Returns (the graph-only ModelProto, what was done, the weight rounding or None)."""
+    from .capture import prepare, prepare_static_int8
+    from .recipes import ActivationKind
+
+    info = model.sapiens_info
+    require_memory(f"exporting {info.name} to ONNX ({recipe.name}, streamed)", peak_estimate(info.params, recipe))
+    own = getattr(model, "sapiens_disposable", False)
+    rounding = None
+    if recipe.activations.kind is ActivationKind.STATIC_INT8:
+        module, rounding = prepare_static_int8(model, recipe, calibration, progress, in_place=own)
+    else:
+        module = prepare(model, recipe.rewrites, always_copy=True, in_place=own)
+        module.sapiens_disposable = True  # the model export() loaded, or our copy: freed once captured
+    release_memory()  # the rewrites' replaced weights
+    translations = fused_attention.onnx_translation() if "fused_attention" in recipe.rewrites else None
+    proto, done = write_streamed(module, module, input_hw, out, opset, exact_rope=False, progress=progress,
+                                 translations=translations)
+    del module
+    instance_norm_as_layer_norm(proto)
+    save_graph(proto, out)
+    return proto, done, rounding
 
 
 def write_streamed(module: nn.Module, model: nn.Module, input_hw: tuple[int, int], out: Path, opset: int, *,

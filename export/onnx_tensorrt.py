@@ -40,7 +40,7 @@ from sapiens_edge.memory import drop_weights, release_memory, require_memory
 from sapiens_edge.scratch import scratch_dir
 
 from .capture import prepare_static_int8
-from .onnx_streamed import Fp32IO, is_streamed, peak_estimate, save_graph, write_streamed
+from .onnx_streamed import Fp32IO, is_streamed, peak_estimate, save_graph, write_int8_source, write_streamed
 from .recipes import Recipe, WeightDtype
 from .rewrites import REWRITES
 from .target_table import require_calibration
@@ -283,6 +283,8 @@ def _drop_dead_casts(proto) -> None:
 def lower(model: Any, recipe: Recipe, input_hw: tuple[int, int], workdir: Path,
           calibration: CalibrationData | None, progress: Callable[[str], None], pipeline: str = "auto") -> Lowered:
     """Write `model.onnx` (+ `model.onnx.data` past 2 GB) for a `tensorrt` recipe of the onnx target."""
+    import onnx
+
     from . import onnx as target
 
     task = model.sapiens_info.task
@@ -293,20 +295,27 @@ def lower(model: Any, recipe: Recipe, input_hw: tuple[int, int], workdir: Path,
                                "simplifier": "onnxslim"}
     if dtype is WeightDtype.INT8:
         calibration = require_calibration(recipe, calibration)
-        source, rounding = prepare_static_int8(model, recipe, calibration, progress)
-        drop_weights(model)
-        digests: dict[str, str] = {}
-        onnx, proto = target.to_onnx_fp32(source, input_hw, task, exact_rope=False, progress=progress,
-                                          digests=digests, opset=EXPORT_OPSET)
-        del source
-        outputs = target.graph_output_specs(proto)
         extra = (*calibration.keep_float, *SYMMETRIC_KEEP_FLOAT.get(task, ()))
-        keep = target.float_nodes(proto, task, extra, target.weight_sources(proto, digests))
-        keep += attention_matmuls(proto)
         with scratch_dir(workdir.parent, "sapiens-onnx") as tmp:
             fp32_path = Path(tmp) / "fp32.onnx"
-            big = not target._small_enough_to_measure(proto)
-            target.save(proto, fp32_path)
+            if is_streamed(recipe, model.sapiens_info.params, pipeline):  # large models: one copy of the weights
+                proto, done, rounding = write_int8_source(model, recipe, input_hw, fp32_path, EXPORT_OPSET,
+                                                          calibration, progress)
+                keep = target.float_nodes(proto, task, extra)  # parameter-named initializers
+                big = done["external_data"]
+                options.update({"pipeline": "streamed", "simplifier": None, **done})
+            else:
+                source, rounding = prepare_static_int8(model, recipe, calibration, progress)
+                drop_weights(model)
+                digests: dict[str, str] = {}
+                _, proto = target.to_onnx_fp32(source, input_hw, task, exact_rope=False, progress=progress,
+                                               digests=digests, opset=EXPORT_OPSET)
+                del source
+                keep = target.float_nodes(proto, task, extra, target.weight_sources(proto, digests))
+                big = not target._small_enough_to_measure(proto)
+                target.save(proto, fp32_path)
+            outputs = target.graph_output_specs(proto)
+            keep += attention_matmuls(proto)
             del proto
             release_memory()  # the graph is on disk now; calibration and the quantizer reload it
             options["quantization"] = _quantize(fp32_path, out, big, recipe, calibration, keep, progress)
@@ -314,8 +323,6 @@ def lower(model: Any, recipe: Recipe, input_hw: tuple[int, int], workdir: Path,
         options["rope"] = "fp32"
         opset = INT8_OPSET
     elif is_streamed(recipe, model.sapiens_info.params, pipeline):  # large models: one copy of the weights
-        import onnx
-
         half = dtype is WeightDtype.FP16
         require_memory(f"exporting {model.sapiens_info.name} to ONNX ({recipe.name}, streamed)",
                        peak_estimate(model.sapiens_info.params, recipe))
@@ -341,7 +348,7 @@ def lower(model: Any, recipe: Recipe, input_hw: tuple[int, int], workdir: Path,
         half = dtype is WeightDtype.FP16
         source = fp16_program(model, recipe.rewrites) if half else model
         # fp32: RoPE bit-exact to the bf16 reference, its rounding done in fp32 arithmetic (no bf16 Casts).
-        onnx, proto = target.to_onnx_fp32(source, input_hw, task, rewrites=() if half else recipe.rewrites,
+        _, proto = target.to_onnx_fp32(source, input_hw, task, rewrites=() if half else recipe.rewrites,
                                           exact_rope=not half, rope_rounding="arith", progress=progress,
                                           opset=EXPORT_OPSET)
         del source

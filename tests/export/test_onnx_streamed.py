@@ -15,7 +15,7 @@ onnx = pytest.importorskip("onnx")
 pytest.importorskip("onnxruntime")
 
 from sapiens_edge import runtime  # noqa: E402
-from sapiens_edge.errors import InsufficientMemoryError, RecipeError  # noqa: E402
+from sapiens_edge.errors import InsufficientMemoryError  # noqa: E402
 from sapiens_edge.export import core, onnx_streamed  # noqa: E402
 from sapiens_edge.export import onnx as onnx_target  # noqa: E402
 from sapiens_edge.export.recipes import get_recipe  # noqa: E402
@@ -92,19 +92,70 @@ def test_streamed_writes_external_data_past_the_protobuf_limit(models, monkeypat
     assert M.cosine(torch_outputs(model, x)[0], out[0]) > 0.999
 
 
-def test_auto_streams_large_float_models_only():
+def test_auto_streams_large_models_only():
     fp16, fp32, int8 = get_recipe("onnx-fp16"), get_recipe("onnx-fp32"), get_recipe("onnx-int8")
     big, small = 814_283_520, 113_993_472  # 0.8b, 0.1b
-    assert onnx_streamed.is_streamed(fp16, big) and onnx_streamed.is_streamed(fp32, big)
-    assert not onnx_streamed.is_streamed(fp16, small) and not onnx_streamed.is_streamed(int8, big)
-    assert not onnx_streamed.is_streamed(fp16, big, "in-memory")
-    # export() loads a streamed model straight into the recipe's storage dtype (no fp32 copy).
+    for recipe in (fp16, fp32, int8, get_recipe("onnx-int8-dynamic"), get_recipe("tensorrt-fp16"),
+                   get_recipe("tensorrt-int8")):
+        assert onnx_streamed.is_streamed(recipe, big) and not onnx_streamed.is_streamed(recipe, small)
+        assert not onnx_streamed.is_streamed(recipe, big, "in-memory")
+        assert onnx_streamed.is_streamed(recipe, small, "streamed")
+    # export() loads a streamed model straight into the recipe's storage dtype (no fp32 copy); int8
+    # quantizes from fp32.
     assert onnx_target.load_dtype(fp16, big) == torch.float16
     assert onnx_target.load_dtype(fp16, small) == torch.float32
-    assert onnx_streamed.is_streamed(get_recipe("tensorrt-fp16"), big)
-    assert not onnx_streamed.is_streamed(get_recipe("tensorrt-int8"), big)
-    with pytest.raises(RecipeError, match="pipeline=streamed takes float recipes"):
-        onnx_streamed.is_streamed(int8, small, "streamed")
+    assert onnx_target.load_dtype(int8, big) == torch.float32
+
+
+@pytest.mark.parametrize("recipe", ["onnx-int8", "tensorrt-int8"])
+def test_streamed_int8_passes_the_recipe_gate(models, tiny_reference, monkeypatch, tmp_path, recipe):
+    """int8 of large models: the fp32 graph streamed to disk (external data, the limit lowered here), then
+    calibrated and quantized from disk; the same keep-float policy by parameter name, and the recipe's
+    own int8 thresholds."""
+    from sapiens_edge.export.tensorrt_check import check_tensorrt
+    from tests.export.shared import assert_passes_recipe_thresholds
+
+    monkeypatch.setattr(onnx_streamed, "PROTOBUF_LIMIT", 1024)
+    model = models["seg"]
+    art = export(model, recipe, tmp_path / "s")
+    in_memory = core.export(model, recipe, tmp_path / "m", input_size=model.sapiens_info.input_hw, **QUIET)
+    opts, mem = art.manifest.export_options, in_memory.manifest.export_options
+    assert opts["pipeline"] == "streamed" and opts["external_data"] is True
+    assert opts["weight_rounding"]["method"] == mem["weight_rounding"]["method"]
+    # The same layers stay float on both routes (here by name, there by value).
+    assert len(opts["quantization"]["kept_float"]) == len(mem["quantization"]["kept_float"]) > 0
+    graph = onnx.load(str(art.path / "model.onnx"), load_external_data=False).graph
+    ops = Counter(n.op_type for n in graph.node)
+    assert ops["DequantizeLinear"] > 0 and ops["QuantizeLinear"] > 0
+    if recipe.startswith("tensorrt"):
+        report = check_tensorrt(art.path, "10.3")
+        assert report.violations == (), [v.line() for v in report.violations]
+    gate = validate_module.validate(art.path, progress=lambda _: None)
+    assert_passes_recipe_thresholds(gate, recipe, "seg")
+
+
+def test_streamed_int8_rewrites_a_loaded_model_in_place_and_frees_it(models, tmp_path):
+    """The model export() loaded itself is rewritten and GPTQ-rounded in place (no second copy of a 1b's
+    5.9 GB of fp32 weights) and freed once captured; a caller's model is copied and left as it was."""
+    import copy
+
+    from sapiens_edge.export.calibration import calibration_data
+    from sapiens_edge.export.rewrites import RotatedInputLinear
+
+    recipe = get_recipe("onnx-int8")
+    calib = calibration_data("seg", models["seg"].sapiens_info.input_hw, limit=2)
+    loaded = copy.deepcopy(models["seg"])
+    loaded.sapiens_disposable = True
+    onnx_streamed.write_int8_source(loaded, recipe, loaded.sapiens_info.input_hw, tmp_path / "a.onnx", 23, calib,
+                                    lambda _: None)
+    assert any(isinstance(m, RotatedInputLinear) for m in loaded.modules())
+    assert all(p.device.type == "meta" for p in loaded.parameters())
+    caller = models["seg"]
+    before = {k: v.clone() for k, v in caller.state_dict().items()}
+    onnx_streamed.write_int8_source(caller, recipe, caller.sapiens_info.input_hw, tmp_path / "b.onnx", 23, calib,
+                                    lambda _: None)
+    assert not any(isinstance(m, RotatedInputLinear) for m in caller.modules())
+    assert all(torch.equal(before[k], v) for k, v in caller.state_dict().items())
 
 
 def test_export_refuses_before_loading_when_memory_is_short(monkeypatch, tmp_path):

@@ -39,7 +39,7 @@ QUIET = {"progress": lambda _: None}
 
 def weight_values(graph) -> dict[str, np.ndarray]:
     """Constant weights by the name their consumers read: initializers, and the Casts to fp32 in front
-    of the fp16-stored weights of float layers (`export.onnx.store_float_weights_fp16`)."""
+    of the fp16-stored weights of float layers (`export.onnx_int8.store_float_weights_fp16`)."""
     values = {t.name: numpy_helper.to_array(t) for t in graph.initializer}
     for n in graph.node:
         if n.op_type == "Cast" and n.input[0] in values:
