@@ -48,7 +48,7 @@ def folder_mib(path: Path) -> float:
 
 
 def measure(model: str, recipe: str, workdir: Path, input_size: str | None, standin_dtype: str | None,
-            validate_options: list[str]) -> dict:
+            validate_options: list[str], export_options: list[str] = ()) -> dict:
     cli = [sys.executable, "-m", "sapiens_edge.cli"]
     log = workdir / "log.txt"
     info = get_model_info(model)
@@ -72,7 +72,7 @@ def measure(model: str, recipe: str, workdir: Path, input_size: str | None, stan
     size = [] if input_size is None else ["--input-size", input_size]
     print(f"{model} {recipe}: export ...", file=sys.stderr, flush=True)
     code, export_s, export_peak = run_child([*cli, "export", model, "--recipe", recipe, "-o", str(art), "--force",
-                                             *weights, *size], log)
+                                             *weights, *size, *export_options], log)
     if code != 0:
         return {"model": model, "recipe": recipe, "gate": f"export failed (exit {code}; see {log})"}
     manifest = json.loads((art / "manifest.json").read_text())
@@ -122,6 +122,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--input-size", help="HxW (default: each model's)")
     p.add_argument("--standin-dtype", choices=["bf16"], help="gate against a stand-in checkpoint stored in bf16")
     p.add_argument("--validate-option", action="append", default=[], help="passed to `sapiens-edge validate`")
+    p.add_argument("--export-option", action="append", default=[], help="passed to `sapiens-edge export`")
     p.add_argument("--notes", default="", help="the CSV's notes line")
     args = p.parse_args(argv)
     workdir = Path(args.workdir)
@@ -130,7 +131,7 @@ def main(argv: list[str] | None = None) -> int:
     for job in args.jobs.split(","):
         model, recipe, *size = job.split(":")
         rows.append(measure(model, recipe, workdir, size[0] if size else args.input_size, args.standin_dtype,
-                            args.validate_option))
+                            args.validate_option, args.export_option))
         print(json.dumps(rows[-1]), file=sys.stderr, flush=True)
         write_csv(Path(args.csv), rows, "python -m sapiens_edge.benchmarks.studies.large_models "
                   + shlex.join(argv if argv is not None else sys.argv[1:]), args.notes)
