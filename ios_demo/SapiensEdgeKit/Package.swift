@@ -9,8 +9,9 @@ import Foundation
 import PackageDescription
 
 let withExecuTorch = ProcessInfo.processInfo.environment["SAPIENS_EDGE_EXECUTORCH"] == "1"
-// The ExecuTorch release the Python side exports with (pyproject.toml: executorch==1.5.1).
-let execuTorchBranch = "swiftpm-1.5.1"
+// The ExecuTorch release the Python side exports with (pyproject.toml: executorch==1.5.1); a .pte runs on the
+// runtime of its own release. SAPIENS_EDGE_EXECUTORCH_BRANCH overrides it (ExecuTorch's swiftpm-X.Y.Z branches).
+let execuTorchBranch = ProcessInfo.processInfo.environment["SAPIENS_EDGE_EXECUTORCH_BRANCH"] ?? "swiftpm-1.5.1"
 
 var execuTorchDeps: [Target.Dependency] = ["SapiensEdgeKit"]
 var packageDeps: [Package.Dependency] = []
@@ -26,7 +27,8 @@ if withExecuTorch {
 
 let package = Package(
     name: "SapiensEdgeKit",
-    platforms: [.iOS(.v16), .macOS(.v13)],
+    // iOS 16: the coreml-fp32/-fp16/-int8 recipes' deployment target; ExecuTorch's package needs iOS 17.
+    platforms: [withExecuTorch ? .iOS(.v17) : .iOS(.v16), .macOS(.v13)],
     products: [
         .library(name: "SapiensEdgeKit", targets: ["SapiensEdgeKit"]),
         .library(name: "SapiensEdgeCoreML", targets: ["SapiensEdgeCoreML"]),
