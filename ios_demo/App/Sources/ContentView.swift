@@ -75,6 +75,10 @@ final class DemoState: ObservableObject {
     @Published var photo: PhotosPickerItem?
     @Published var showDownload = false
     private let store = ModelStore()
+    /// The photo turned upright by its EXIF orientation, at most 1024 px on its long side.
+    static let upright: CFDictionary = [kCGImageSourceCreateThumbnailWithTransform as String: true,
+                                        kCGImageSourceCreateThumbnailFromImageAlways as String: true,
+                                        kCGImageSourceThumbnailMaxPixelSize as String: 1024] as [String: Any] as CFDictionary
     private let camera = Camera()
     private let loop = InferenceLoop()
 
@@ -106,7 +110,7 @@ final class DemoState: ObservableObject {
         Task { @MainActor in
             guard let data = try? await item.loadTransferable(type: Data.self),
                   let source = CGImageSourceCreateWithData(data as CFData, nil),
-                  let cg = CGImageSourceCreateImageAtIndex(source, 0, [kCGImageSourceShouldAllowFloat: false] as CFDictionary),
+                  let cg = CGImageSourceCreateThumbnailAtIndex(source, 0, DemoState.upright),
                   let frame = rgbImage(cg) else {
                 stats = "Could not read that photo."
                 return

@@ -46,7 +46,8 @@ struct ModelStore {
         _ = try await fetch(MANIFEST_NAME)
         let manifest = try readManifest(tmp, verify: false)
         for (rel, digest) in manifest.files.sorted(by: { $0.key < $1.key }) {
-            if try sha256File(try await fetch(rel)) != digest {
+            let file = try await fetch(rel)
+            if try sha256File(file) != digest {
                 try? fm.removeItem(at: tmp)
                 throw ChecksumMismatchError("\(baseUrl.appendingPathComponent(rel)) arrived with another sha256 than its "
                     + "manifest lists; the download was cut or the server holds another file. Try again or copy the folder.")

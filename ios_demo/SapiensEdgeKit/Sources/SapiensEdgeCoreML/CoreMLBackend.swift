@@ -94,7 +94,7 @@ public final class CoreMLBackend: Backend {
         }
         let features = try MLDictionaryFeatureProvider(dictionary: [spec.name: value])
         let out = try model.prediction(from: features)
-        return try manifest.outputs.map { o in
+        return try manifest.outputs.map { o -> Tensor in
             guard let array = out.featureValue(for: o.name)?.multiArrayValue else {
                 throw OutputShapeError("The Core ML model has no array output '\(o.name)' its manifest lists; re-export the artifact.")
             }

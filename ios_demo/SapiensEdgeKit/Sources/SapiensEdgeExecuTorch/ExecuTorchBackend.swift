@@ -33,12 +33,14 @@ public final class ExecuTorchBackend: Backend {
 
     public func run(_ input: UnsafeBufferPointer<Float>, _ shape: [Int]) throws -> [SapiensEdgeKit.Tensor] {
         let x = ExecuTorch.Tensor<Float>(Array(input), shape: shape)
-        let values = try module.forward(x)
+        let values: [Value] = try module.forward([x])
         if values.count != manifest.outputs.count {
             throw OutputShapeError("The .pte returned \(values.count) output(s); its manifest lists "
                 + "\(manifest.outputs.map { $0.name }). Re-export the artifact.")
         }
-        return try values.enumerated().map { i, v in try ExecuTorchBackend.floats(v, manifest.outputs[i].name) }
+        return try values.enumerated().map { pair -> SapiensEdgeKit.Tensor in
+            try ExecuTorchBackend.floats(pair.element, manifest.outputs[pair.offset].name)
+        }
     }
 
     /// Float, int32 and int64 output tensors (decoded class ids) as float32 arrays with their shapes.

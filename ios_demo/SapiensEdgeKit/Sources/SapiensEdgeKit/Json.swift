@@ -11,11 +11,14 @@ public indirect enum Json: Equatable {
     case bool(Bool)
     case null
 
-    public static func parse(_ text: String) throws -> Json { try JsonReader(text).readDocument() }
+    public static func parse(_ text: String) throws -> Json {
+        var reader = JsonReader(text)
+        return try reader.readDocument()
+    }
 
     public static func == (a: Json, b: Json) -> Bool {
         switch (a, b) {
-        case let (.obj(x), .obj(y)): return x.count == y.count && zip(x, y).allSatisfy { $0.0 == $1.0 && $0.1 == $1.1 }
+        case let (.obj(x), .obj(y)): return x.count == y.count && zip(x, y).allSatisfy { pair in pair.0.0 == pair.1.0 && pair.0.1 == pair.1.1 }
         case let (.arr(x), .arr(y)): return x == y
         case let (.str(x), .str(y)), let (.num(x), .num(y)): return x == y
         case let (.bool(x), .bool(y)): return x == y
@@ -63,7 +66,7 @@ private struct JsonReader {
     private func fail(_ what: String) -> JsonSyntaxException { JsonSyntaxException(message: "\(what) at offset \(i)") }
 
     private mutating func skipWs() {
-        while i < s.count, s[i] == " " || s[i] == "\t" || s[i] == "\r" || s[i] == "\n" { i += 1 }
+        while i < s.count, " \t\r\n".unicodeScalars.contains(s[i]) { i += 1 }
     }
 
     private mutating func value() throws -> Json {
@@ -73,7 +76,9 @@ private struct JsonReader {
         switch c {
         case "{": return try obj()
         case "[": return try arr()
-        case "\"": return .str(try str())
+        case "\"":
+            let text = try str()
+            return .str(text)
         case "t": return try literal("true", .bool(true))
         case "f": return try literal("false", .bool(false))
         case "n": return try literal("null", .null)
@@ -102,7 +107,8 @@ private struct JsonReader {
             skipWs()
             if i >= s.count || s[i] != ":" { throw fail("expected ':'") }
             i += 1
-            fields.append((key, try value()))
+            let v = try value()
+            fields.append((key, v))
             skipWs()
             if i >= s.count { throw fail("unexpected end") }
             if s[i] == "," { i += 1; continue }
@@ -117,7 +123,8 @@ private struct JsonReader {
         skipWs()
         if i < s.count, s[i] == "]" { i += 1; return .arr(items) }
         while true {
-            items.append(try value())
+            let v = try value()
+            items.append(v)
             skipWs()
             if i >= s.count { throw fail("unexpected end") }
             if s[i] == "," { i += 1; continue }
@@ -170,9 +177,7 @@ private struct JsonReader {
     private mutating func num() throws -> Json {
         let start = i
         if s[i] == "-" { i += 1 }
-        while i < s.count, (48...57).contains(s[i].value) || s[i] == "." || s[i] == "e" || s[i] == "E" || s[i] == "+" || s[i] == "-" {
-            i += 1
-        }
+        while i < s.count, (48...57).contains(s[i].value) || "+-.eE".unicodeScalars.contains(s[i]) { i += 1 }
         let text = String(String.UnicodeScalarView(s[start..<i]))
         if Double(text) == nil { throw fail("bad number '\(text)'") }
         return .num(text)
@@ -193,7 +198,7 @@ private func writeCanonical(_ v: Json, _ out: inout String) {
         // Python sorts str keys by code point; duplicate keys keep the last value, as json.loads does.
         var last: [String: Json] = [:]
         for (k, value) in fields { last[k] = value }
-        let keys = last.keys.sorted { $0.unicodeScalars.lexicographicallyPrecedes($1.unicodeScalars) { $0.value < $1.value } }
+        let keys = last.keys.sorted { a, b in a.unicodeScalars.lexicographicallyPrecedes(b.unicodeScalars) { $0.value < $1.value } }
         for (n, key) in keys.enumerated() {
             if n > 0 { out += "," }
             writeString(key, &out)

@@ -87,9 +87,13 @@ public struct Manifest {
             inputHw: (inputHw[0], inputHw[1]), files: files, modelFile: try f.str(doc, "model_file"),
             inputs: try f.specs("inputs"), outputs: try f.specs("outputs"),
             meanRgb: try f.floats(norm, "mean_rgb", 3), stdRgb: try f.floats(norm, "std_rgb", 3),
-            taskMetadata: doc["task_metadata"].flatMap { $0.fields != nil ? $0 : nil } ?? .obj([]),
-            exportOptions: doc["export_options"].flatMap { $0.fields != nil ? $0 : nil } ?? .obj([]),
+            taskMetadata: objectOrEmpty(doc["task_metadata"]), exportOptions: objectOrEmpty(doc["export_options"]),
             schemaVersion: version)
+    }
+
+    private static func objectOrEmpty(_ j: Json?) -> Json {
+        if let j = j, j.fields != nil { return j }
+        return .obj([])
     }
 
     private struct Fields {
@@ -118,7 +122,7 @@ public struct Manifest {
 
         func floats(_ o: Json, _ k: String, _ n: Int) throws -> [Float] {
             guard let a = o[k]?.items, a.count == n else { throw bad("normalization.\(k)") }
-            return try a.map { item in
+            return try a.map { item -> Float in
                 guard let d = item.double else { throw bad("normalization.\(k)") }
                 return Float(d)
             }
@@ -126,7 +130,7 @@ public struct Manifest {
 
         func specs(_ k: String) throws -> [TensorSpec] {
             guard let a = root[k]?.items, !a.isEmpty else { throw bad(k) }
-            return try a.map { t in
+            return try a.map { t -> TensorSpec in
                 guard t.fields != nil else { throw bad(k) }
                 guard t["shape"]?.items != nil else { throw bad("\(k).shape") }
                 return TensorSpec(try str(t, "name"), try ints(t, "shape"), try str(t, "dtype"), t["layout"]?.string ?? "NCHW")

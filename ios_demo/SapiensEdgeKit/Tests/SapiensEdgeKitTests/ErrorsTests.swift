@@ -26,15 +26,16 @@ final class ErrorsTests: XCTestCase {
         try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
         try Data((0..<64).map { UInt8($0) }).write(to: dir.appendingPathComponent("model.bin"))
         func spec(_ name: String, _ shape: [Int]) -> Json {
-            .obj([("name", .str(name)), ("shape", .arr(shape.map { .num("\($0)") })), ("dtype", .str("float32")),
+            .obj([("name", .str(name)), ("shape", .arr(shape.map { Json.num("\($0)") })), ("dtype", .str("float32")),
                   ("layout", .str("NCHW"))])
         }
-        let palette = Json.arr((0..<29).map { Json.arr([.num("\($0)"), .num("0"), .num("0")]) })
+        let palette = Json.arr((0..<29).map { i in Json.arr([Json.num("\(i)"), Json.num("0"), Json.num("0")]) })
+        let digest = try sha256File(dir.appendingPathComponent("model.bin"))
         var fields: [(String, Json)] = [
             ("model", .str("tiny-seg")), ("task", .str("seg")), ("recipe", .str("coreml-fp32")),
             ("target", .str("coreml")), ("precision", .str("fp32")),
             ("input_hw", .arr([.num("32"), .num("16")])),
-            ("files", .obj([("model.bin", .str(try sha256File(dir.appendingPathComponent("model.bin"))))])),
+            ("files", .obj([("model.bin", .str(digest))])),
             ("model_file", .str("model.bin")),
             ("inputs", .arr([spec("image", [1, 3, 32, 16])])),
             ("outputs", .arr([spec("logits", [1, 29, 32, 16])])),

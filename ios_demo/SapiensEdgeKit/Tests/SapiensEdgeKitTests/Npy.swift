@@ -17,8 +17,8 @@ struct Npy {
             throw NpyError(message: "\(url.path) is not .npy")
         }
         let major = bytes[6]
-        let headerLen = major == 1 ? Int(bytes[8]) | Int(bytes[9]) << 8
-            : Int(bytes[8]) | Int(bytes[9]) << 8 | Int(bytes[10]) << 16 | Int(bytes[11]) << 24
+        var headerLen = Int(bytes[8]) + 256 * Int(bytes[9])
+        if major != 1 { headerLen += 65536 * Int(bytes[10]) + 16_777_216 * Int(bytes[11]) }
         let start = major == 1 ? 10 : 12
         let header = String(decoding: bytes[start..<(start + headerLen)], as: UTF8.self)
         guard header.contains("'fortran_order': False") else { throw NpyError(message: "\(url.path) is Fortran-ordered") }
