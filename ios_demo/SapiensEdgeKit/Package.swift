@@ -25,10 +25,12 @@ if withExecuTorch {
     ]
 }
 
+// iOS 16: the coreml-fp32/-fp16/-int8 recipes' deployment target; ExecuTorch's package needs iOS 17.
+let iOSPlatform: SupportedPlatform = withExecuTorch ? .iOS(.v17) : .iOS(.v16)
+
 let package = Package(
     name: "SapiensEdgeKit",
-    // iOS 16: the coreml-fp32/-fp16/-int8 recipes' deployment target; ExecuTorch's package needs iOS 17.
-    platforms: [withExecuTorch ? .iOS(.v17) : .iOS(.v16), .macOS(.v13)],
+    platforms: [iOSPlatform, .macOS(.v13)],
     products: [
         .library(name: "SapiensEdgeKit", targets: ["SapiensEdgeKit"]),
         .library(name: "SapiensEdgeCoreML", targets: ["SapiensEdgeCoreML"]),

@@ -146,7 +146,7 @@ public func manifestDigest(_ doc: Json) -> String {
 }
 
 public func sha256Hex(_ bytes: [UInt8]) -> String {
-    var h = Sha256()
+    var h = Hasher256()
     h.update(bytes)
     return h.finish()
 }
@@ -154,7 +154,7 @@ public func sha256Hex(_ bytes: [UInt8]) -> String {
 public func sha256File(_ file: URL) throws -> String {
     let handle = try FileHandle(forReadingFrom: file)
     defer { try? handle.close() }
-    var h = Sha256()
+    var h = Hasher256()
     while true {
         let chunk = handle.readData(ofLength: 1 << 20)
         if chunk.isEmpty { break }

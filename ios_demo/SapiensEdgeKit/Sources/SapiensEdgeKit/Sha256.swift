@@ -1,8 +1,32 @@
 import Foundation
+#if canImport(CryptoKit)
+import CryptoKit
+#endif
 
-/// SHA-256 (FIPS 180-4) in plain Swift: the kit's core stays Foundation-only and runs where CryptoKit and
-/// CommonCrypto do not (Linux `swift test`). Streaming, so 100+ MB model files are hashed in 1 MiB chunks.
-/// Manifest.kt uses java.security.MessageDigest here; the Kotlin kit has no file of its own for it.
+/// The kit's streaming SHA-256 (Manifest.kt uses java.security.MessageDigest; the Kotlin kit has no file of its
+/// own for it): CryptoKit's where it exists (Apple platforms: hardware-accelerated, fast in Debug builds too),
+/// else `Sha256` below (Linux `swift test`). The tests check both against known answers on macOS.
+struct Hasher256 {
+    #if canImport(CryptoKit)
+    private var h = SHA256()
+    mutating func update(_ data: Data) { h.update(data: data) }
+    mutating func update(_ bytes: [UInt8]) { h.update(data: bytes) }
+    mutating func finish() -> String { h.finalize().map { hex2($0) }.joined() }
+    #else
+    private var h = Sha256()
+    mutating func update(_ data: Data) { h.update(data) }
+    mutating func update(_ bytes: [UInt8]) { h.update(bytes) }
+    mutating func finish() -> String { h.finish() }
+    #endif
+}
+
+private func hex2(_ b: UInt8) -> String {
+    let s = String(b, radix: 16)
+    return s.count == 1 ? "0" + s : s
+}
+
+/// SHA-256 (FIPS 180-4) in plain Swift, for platforms without CryptoKit: Foundation only. Streaming, so 100+ MB
+/// model files are hashed in 1 MiB chunks.
 struct Sha256 {
     private var h: [UInt32] = [0x6a09e667, 0xbb67ae85, 0x3c6ef372, 0xa54ff53a, 0x510e527f, 0x9b05688c, 0x1f83d9ab, 0x5be0cd19]
     private var pending: [UInt8] = []

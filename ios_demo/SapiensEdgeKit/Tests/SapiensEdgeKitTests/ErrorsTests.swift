@@ -1,5 +1,5 @@
 import Foundation
-import SapiensEdgeKit
+@testable import SapiensEdgeKit
 import XCTest
 
 /// Bad input gets a typed error whose message says what to do (ErrorsTest.kt).
@@ -58,8 +58,26 @@ final class ErrorsTests: XCTestCase {
         XCTAssertEqual(m.inputHw.0, 32)
     }
 
-    /// The pure-Swift SHA-256 against FIPS 180-2's examples (the end-to-end test checks it on Python's digests too).
+    /// The kit's SHA-256 (CryptoKit's on Apple platforms) and the plain-Swift one used where CryptoKit is missing,
+    /// against FIPS 180-2's examples; the plain one fed in uneven pieces (partial blocks carried between updates).
+    /// The end-to-end test checks the kit's on Python's digests too.
     func testSha256KnownAnswers() {
+        let million = [UInt8](repeating: UInt8(ascii: "a"), count: 1_000_000)
+        var pure = Sha256()
+        var at = 0
+        for (n, piece) in [1, 63, 64, 65, 127, 999_680].enumerated() {
+            pure.update(Array(million[at..<(at + piece)]))
+            at += piece
+            XCTAssertLessThanOrEqual(at, million.count, "piece \(n)")
+        }
+        XCTAssertEqual(at, million.count)
+        XCTAssertEqual(pure.finish(), "cdc76e5c9914fb9281a1c7e284d73e67f1809a48a497200e046d39ccc7112cd0")
+        for (text, digest) in [("", "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"),
+                               ("abc", "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad")] {
+            var h = Sha256()
+            h.update(Array(text.utf8))
+            XCTAssertEqual(h.finish(), digest, "plain Swift, '\(text)'")
+        }
         XCTAssertEqual(sha256Hex([]), "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855")
         XCTAssertEqual(sha256Hex(Array("abc".utf8)), "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad")
         XCTAssertEqual(sha256Hex(Array("abcdbcdecdefdefgefghfghighijhijkijkljklmklmnlmnomnopnopq".utf8)),
