@@ -4,6 +4,7 @@ so that a rename in the package breaks a test rather than a user's Mac CI."""
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import re
 from pathlib import Path
 
@@ -29,6 +30,10 @@ def test_workflow_references_exist(workflow: Path):
         assert hasattr(importlib.import_module(module), name), f"{workflow.name}: {module}.{name} does not exist"
     for path in re.findall(r"\b(tests/[\w/]+\.py)\b", text):
         assert (ROOT / path).is_file(), f"{workflow.name}: {path} does not exist"
+    for module in re.findall(r"python -m ([\w.]+)", text):
+        assert importlib.util.find_spec(module) is not None, f"{workflow.name}: no module {module} to run"
+    for folder in re.findall(r"working-directory: ([\w/.-]+)", text):
+        assert (ROOT / folder).is_dir(), f"{workflow.name}: working-directory {folder} does not exist"
     commands = re.findall(r"sapiens-edge (\w+)", text)
     assert set(commands) <= _subcommands(), f"{workflow.name}: unknown CLI commands {set(commands) - _subcommands()}"
     for loop in re.findall(r"for recipe in ([\w\- ]+);", text):
