@@ -53,7 +53,7 @@ final class InferenceLoop: @unchecked Sendable {
                 let start = Date()
                 let p = try openPredictor(folder, computeUnits: computeUnits)
                 self.predictor = p
-                self.meta = OverlayMeta(p.manifest)
+                self.meta = try OverlayMeta(p.manifest)
                 text = String(format: "%@ %@\n%@, loaded in %.1f s", p.manifest.model, p.manifest.recipe,
                               p.backend.describe(), Date().timeIntervalSince(start))
             } catch {

@@ -53,11 +53,11 @@ func cgImage(_ pixels: [UInt32], _ width: Int, _ height: Int) -> CGImage? {
 struct OverlayMeta {
     let palette: [[Int]], skeleton: [[Int]], linkColors: [[Int]], keypointColors: [[Int]]
 
-    init(_ manifest: Manifest) {
-        palette = metadataRows(manifest, "palette_rgb")
-        skeleton = metadataRows(manifest, "skeleton")
-        linkColors = metadataRows(manifest, "skeleton_colors")
-        keypointColors = metadataRows(manifest, "keypoint_colors")
+    init(_ manifest: Manifest) throws {
+        palette = try metadataRows(manifest, "palette_rgb")
+        skeleton = try metadataRows(manifest, "skeleton")
+        linkColors = try metadataRows(manifest, "skeleton_colors")
+        keypointColors = try metadataRows(manifest, "keypoint_colors")
     }
 }
 

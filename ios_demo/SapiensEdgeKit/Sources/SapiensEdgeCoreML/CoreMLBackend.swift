@@ -145,11 +145,13 @@ public final class CoreMLBackend: Backend {
 /// `task` artifact when given, compile and load the model with `computeUnits`, warm it up.
 public func loadCoreML(_ folder: URL, task: String? = nil, computeUnits: ComputeUnits = .all,
                        verify: Bool = true) throws -> Predictor {
-    let manifest = try readManifest(folder, task: task, verify: verify)
+    // The engine first: another target's folder (a .onnx, a .pte) fails on its files otherwise.
+    let manifest = try readManifest(folder, task: task, verify: false)
     if manifest.target != "coreml" {
         throw WrongTaskError("\(folder.path) is a '\(manifest.target)' artifact (\(manifest.recipe)); Core ML runs "
             + "coreml-* recipes. Use the ExecuTorch backend for executorch-* artifacts, or export with a coreml recipe.")
     }
+    if verify { _ = try readManifest(folder, task: task, verify: true) }
     let backend = try CoreMLBackend(folder.appendingPathComponent(manifest.modelFile), manifest, computeUnits: computeUnits)
     return try Predictor(manifest, backend)
 }

@@ -56,11 +56,13 @@ public final class ExecuTorchBackend: Backend {
 
 /// Open an ExecuTorch artifact folder: read and verify the manifest, check the task, load the program, warm up.
 public func loadExecuTorch(_ folder: URL, task: String? = nil, verify: Bool = true) throws -> Predictor {
-    let manifest = try readManifest(folder, task: task, verify: verify)
+    // The engine first: another target's folder (a .onnx, a .pte) fails on its files otherwise.
+    let manifest = try readManifest(folder, task: task, verify: false)
     if manifest.target != "executorch" {
         throw WrongTaskError("\(folder.path) is a '\(manifest.target)' artifact (\(manifest.recipe)); ExecuTorch runs "
             + "executorch-* recipes. Use the Core ML backend for coreml-* artifacts.")
     }
+    if verify { _ = try readManifest(folder, task: task, verify: true) }
     let backend = try ExecuTorchBackend(folder.appendingPathComponent(manifest.modelFile), manifest)
     return try Predictor(manifest, backend)
 }

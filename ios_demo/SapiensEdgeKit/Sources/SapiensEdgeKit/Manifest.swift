@@ -61,9 +61,11 @@ public struct Manifest {
         guard case .obj = doc else {
             throw ManifestError("\(location) is not a JSON object: not a sapiens-edge manifest.")
         }
-        guard let v = doc["schema_version"], v.isInt, case let .num(text) = v, let version = Int(text) else {
+        // An integer too large for Int is a schema from the future, not a malformed manifest.
+        guard let v = doc["schema_version"], v.isInt, case let .num(text) = v else {
             throw ManifestError("\(location) has no integer schema_version: not a sapiens-edge manifest. Re-export it.")
         }
+        let version = Int(text) ?? Int.max
         if version > SCHEMA_VERSION || version < 1 {
             throw ManifestVersionError(
                 "\(location) uses manifest schema \(version); this kit reads schemas 1 to \(SCHEMA_VERSION). "

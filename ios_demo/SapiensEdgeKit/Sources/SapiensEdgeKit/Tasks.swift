@@ -201,8 +201,8 @@ public final class SegProcessor: TaskProcessor {
     public let palette: [[Int]]
     private let metaClasses: Int?
 
-    override init(_ manifest: Manifest) {
-        palette = metadataRows(manifest, "palette_rgb")
+    public init(manifest: Manifest) throws {
+        palette = try metadataRows(manifest, "palette_rgb")
         metaClasses = manifest.taskMetadata["class_names"]?.items?.count ?? manifest.taskMetadata["palette_rgb"]?.items?.count
         super.init(manifest)
     }
@@ -286,7 +286,7 @@ public final class PointmapProcessor: DenseProcessor {
 public func processorFor(_ manifest: Manifest) throws -> TaskProcessor {
     switch manifest.task {
     case "pose": return try PoseProcessor(manifest: manifest)
-    case "seg": return SegProcessor(manifest)
+    case "seg": return try SegProcessor(manifest: manifest)
     case "normal": return NormalProcessor(manifest)
     case "pointmap": return PointmapProcessor(manifest)
     default: throw WrongTaskError("Unknown task '\(manifest.task)'. Known tasks: \(TASKS.joined(separator: ", ")).")
@@ -317,6 +317,6 @@ func rows(_ o: Json, _ key: String) throws -> [[Int]] {
 }
 
 /// Rows of ints from task_metadata (palette_rgb, skeleton, skeleton_colors, keypoint_colors); empty when absent.
-public func metadataRows(_ manifest: Manifest, _ key: String) -> [[Int]] {
-    (try? rows(manifest.taskMetadata, key)) ?? []
+public func metadataRows(_ manifest: Manifest, _ key: String) throws -> [[Int]] {
+    manifest.taskMetadata[key] == nil ? [] : try rows(manifest.taskMetadata, key)
 }

@@ -92,6 +92,16 @@ final class ErrorsTests: XCTestCase {
             _ = try readManifest(try artifact { Self.set(&$0, "schema_version", .num("3")) })
         }
         fails(ManifestError.self, ["schema_version"]) { _ = try readManifest(try artifact { Self.remove(&$0, "schema_version") }) }
+        fails(ManifestVersionError.self, ["Upgrade the app"]) {
+            _ = try readManifest(try artifact { Self.set(&$0, "schema_version", .num("99999999999999999999")) })
+        }
+    }
+
+    func testMalformedTaskMetadata() throws {
+        let bad = try artifact { Self.set(&$0, "task_metadata", .obj([("palette_rgb", .arr([.str("red")]))])) }
+        fails(ManifestError.self, ["'palette_rgb' is malformed", "re-export"]) {
+            _ = try metadataRows(try readManifest(bad, verify: false), "palette_rgb")
+        }
     }
 
     func testManifestThatIsNotJsonOrLacksARequiredField() throws {

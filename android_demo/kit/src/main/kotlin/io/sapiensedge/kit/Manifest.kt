@@ -39,7 +39,8 @@ data class Manifest(
         /** Parse a manifest document; `where` names the file in error messages. */
         fun fromJson(doc: Json, where: String = MANIFEST_NAME): Manifest {
             val o = doc as? Json.Obj ?: throw ManifestError("$where is not a JSON object: not a sapiens-edge manifest.")
-            val version = (o.fields["schema_version"] as? Json.Num)?.takeIf { it.isInt }?.text?.toInt()
+            // An integer too large for Int is a schema from the future, not a malformed manifest.
+            val version = (o.fields["schema_version"] as? Json.Num)?.takeIf { it.isInt }?.text?.let { it.toIntOrNull() ?: Int.MAX_VALUE }
                 ?: throw ManifestError("$where has no integer schema_version: not a sapiens-edge manifest. Re-export it.")
             if (version > SCHEMA_VERSION || version < 1) {
                 throw ManifestVersionError(

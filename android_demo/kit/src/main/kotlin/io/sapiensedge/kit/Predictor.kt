@@ -94,10 +94,12 @@ fun nhwcToNchw(t: Tensor): Tensor {
  */
 fun loadOnnx(folder: File, task: String? = null, provider: OrtProvider = OrtProvider.CPU, threads: Int = 0,
              verify: Boolean = true): Predictor {
-    val manifest = readManifest(folder, task, verify)
+    // The engine first: another target's folder (a .mlpackage, a .pte) fails on its files otherwise.
+    val manifest = readManifest(folder, task, verify = false)
     if (manifest.target != "onnx") {
         throw WrongTaskError("$folder is a '${manifest.target}' artifact (${manifest.recipe}); ONNX Runtime runs onnx-* " +
             "recipes. Use the ${manifest.target} backend of the app, or export with an onnx recipe.")
     }
+    if (verify) readManifest(folder, task, verify = true)
     return Predictor(manifest, OnnxRuntimeBackend(File(folder, manifest.modelFile), manifest, provider, threads))
 }

@@ -223,12 +223,18 @@ fun processorFor(manifest: Manifest): TaskProcessor = when (manifest.task) {
 }
 
 internal fun intList(o: Json.Obj, key: String): IntArray =
-    (o.fields[key] as? Json.Arr)?.items?.map { (it as Json.Num).double.toInt() }?.toIntArray()
+    (o.fields[key] as? Json.Arr)?.items?.map { ints(it, key) }?.toIntArray()
         ?: throw ManifestError("The manifest's task_metadata has no '$key'; re-export the artifact.")
 
 internal fun rows(o: Json.Obj, key: String): List<IntArray> =
-    (o.fields[key] as? Json.Arr)?.items?.map { r -> (r as Json.Arr).items.map { (it as Json.Num).double.toInt() }.toIntArray() }
-        ?: throw ManifestError("The manifest's task_metadata has no '$key'; re-export the artifact.")
+    (o.fields[key] as? Json.Arr)?.items?.map { r ->
+        ((r as? Json.Arr) ?: malformed(key)).items.map { ints(it, key) }.toIntArray()
+    } ?: throw ManifestError("The manifest's task_metadata has no '$key'; re-export the artifact.")
+
+private fun ints(v: Json, key: String): Int = (v as? Json.Num)?.double?.toInt() ?: malformed(key)
+
+private fun malformed(key: String): Nothing =
+    throw ManifestError("The manifest's task_metadata '$key' is malformed (numbers expected); re-export the artifact.")
 
 /** Rows of ints from task_metadata (palette_rgb, skeleton, skeleton_colors, keypoint_colors); empty when absent. */
 fun metadataRows(manifest: Manifest, key: String): List<IntArray> =

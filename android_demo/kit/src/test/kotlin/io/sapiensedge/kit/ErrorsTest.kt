@@ -57,6 +57,19 @@ class ErrorsTest {
     fun `unknown manifest schema`() {
         fails<ManifestVersionError>("schema 3", "Upgrade the app") { readManifest(artifact { it["schema_version"] = Json.Num("3") }) }
         fails<ManifestError>("schema_version") { readManifest(artifact { it.remove("schema_version") }) }
+        fails<ManifestVersionError>("Upgrade the app") { readManifest(artifact { it["schema_version"] = Json.Num("99999999999") }) }
+    }
+
+    @Test
+    fun `malformed task metadata`() {
+        val bad = artifact { it["task_metadata"] = Json.Obj(mapOf("palette_rgb" to Json.Arr(listOf(Json.Str("red"))))) }
+        fails<ManifestError>("'palette_rgb' is malformed", "re-export") { metadataRows(readManifest(bad, verify = false), "palette_rgb") }
+    }
+
+    @Test
+    fun `another engine's artifact is refused by its target before its files are read`() {
+        val dir = artifact { it["target"] = Json.Str("coreml"); it["model_file"] = Json.Str("model.mlpackage") }
+        fails<WrongTaskError>("'coreml' artifact", "ONNX Runtime runs onnx-*") { loadOnnx(dir) }
     }
 
     @Test
