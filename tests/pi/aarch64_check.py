@@ -22,7 +22,6 @@ import argparse
 import dataclasses
 import json
 import shutil
-import subprocess
 import sys
 import tempfile
 import time
@@ -86,8 +85,8 @@ def build_wheel(dest: Path) -> Path:
             shutil.copy2(REPO / name, src / name)
         for top in sorted({Path(d).parts[0] for d in dirs.values()}):
             shutil.copytree(REPO / top, src / top, ignore=shutil.ignore_patterns("__pycache__"))
-        out = subprocess.run([sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps",
-                              "--wheel-dir", str(dest), str(src)], capture_output=True, text=True, env=A.pip_env())
+        out = A.call([sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "--wheel-dir", str(dest),
+                      str(src)], env=A.pip_env())
     if out.returncode != 0:
         raise RuntimeError(f"building the runtime wheel failed:\n{(out.stdout + out.stderr)[-2000:]}")
     return next(dest.glob("sapiens_edge-*.whl"))
@@ -117,8 +116,7 @@ class Emulated:
     def _run(self, what: str, args: Sequence[str]) -> str:
         cmd = [*A.python_command(self.root.result()), *args]
         t0 = time.perf_counter()
-        out = subprocess.run(cmd, capture_output=True, text=True, env=A.clean_env(self.work, self.site),
-                             timeout=TIMEOUT_S)
+        out = A.call(cmd, env=A.clean_env(self.work, self.site), timeout=TIMEOUT_S)
         if out.returncode != 0:
             raise RuntimeError(f"emulated {what} exited {out.returncode}:\n{(out.stdout + out.stderr)[-3000:]}")
         self.say(f"emulated {what} in {time.perf_counter() - t0:.1f} s (emulated time: says nothing of a Pi's)")
@@ -188,6 +186,7 @@ def run_check(work: Path, *, cache: Path | None = None, extra_requirements: Sequ
     from tests.export.shared import photo_input
 
     A.check_tools()
+    A.uncancel()
     wheel = build_wheel(work / "dist")
     A.install_project(wheel, work / "site")
     say(f"built and installed {wheel.name}")
@@ -212,6 +211,9 @@ def run_check(work: Path, *, cache: Path | None = None, extra_requirements: Sequ
         script.result()
         rows = [compare(name, art, host_raw[name], raw[name], work / "host" / name, work / "run" / name)
                 for name, art in arts.items()]
+    except BaseException:
+        A.cancel()  # the root's build and the emulated run stop now, each removing what it half-made
+        raise
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
     return CheckResult(rows, report, root.result())
@@ -256,9 +258,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (A.EmulatorMissingError, A.Aarch64InstallError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:  # Ctrl-C, SIGTERM: the work folder and any half-built root are gone
+    except KeyboardInterrupt as exc:  # Ctrl-C, SIGTERM: the work folder and any half-built root are gone
         print("interrupted: cleaned up", file=sys.stderr)
-        return 130
+        return getattr(exc, "exit_code", 130)
 
 
 if __name__ == "__main__":

@@ -21,6 +21,7 @@ import re
 import shutil
 import subprocess
 import sys
+import threading
 import zipfile
 from collections.abc import Callable, Sequence
 from email.parser import Parser
@@ -84,8 +85,44 @@ def pip_env() -> dict[str, str]:
     return {**env, "PIP_DISABLE_PIP_VERSION_CHECK": "1", "PIP_NO_INPUT": "1"}
 
 
+# The check builds the root in a thread while it exports: on Ctrl-C or SIGTERM its main thread calls cancel(), which
+# kills the thread's running process, so that the thread unwinds (and removes its scratch folder) at once.
+_cancelled = threading.Event()
+_running: set[subprocess.Popen] = set()
+
+
+def call(cmd: Sequence[str], env: dict[str, str] | None = None, timeout: float | None = None
+         ) -> subprocess.CompletedProcess:
+    """subprocess.run(cmd, capture_output=True, text=True), stopped by cancel()."""
+    if _cancelled.is_set():
+        raise KeyboardInterrupt("cancelled")
+    with subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env) as proc:
+        _running.add(proc)
+        try:
+            out, err = proc.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            raise
+        finally:
+            _running.discard(proc)
+    if _cancelled.is_set():
+        raise KeyboardInterrupt("cancelled")
+    return subprocess.CompletedProcess(cmd, proc.returncode, out, err)
+
+
+def cancel() -> None:
+    _cancelled.set()
+    for proc in list(_running):
+        proc.terminate()
+
+
+def uncancel() -> None:
+    """Before a new run in the same process (a cancelled one set the flag)."""
+    _cancelled.clear()
+
+
 def _pip(args: Sequence[str]) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "pip", *args], capture_output=True, text=True, env=pip_env())
+    return call([sys.executable, "-m", "pip", *args], env=pip_env())
 
 
 def _target_args() -> list[str]:
@@ -146,7 +183,7 @@ def install_wheels(wheels: Sequence[Path], site: Path) -> None:
 
 
 def _run(cmd: Sequence[str], what: str) -> None:
-    out = subprocess.run(cmd, capture_output=True, text=True)
+    out = call(cmd)
     if out.returncode != 0:
         raise Aarch64InstallError(f"{what} failed ({' '.join(cmd[:3])} ...):\n{(out.stdout + out.stderr)[-2000:]}")
 
