@@ -1,6 +1,6 @@
 """The Raspberry Pi path, checked on this x86 machine: the torch-free runtime on aarch64 under qemu user emulation.
 
-    python -m tests.pi.aarch64_check [--keep DIR] [--also-require REQUIREMENT ...]
+    python -m tests.pi.aarch64_check [--keep DIR] [--cache DIR] [--verbose] [--also-require REQUIREMENT ...]
 
 1. The runtime wheel is built from this checkout; the cached arm64 root (aarch64_root: Debian bookworm, Python
    3.11, the wheel's device extras as aarch64 wheels, no torch) is built meanwhile if there is none.
