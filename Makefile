@@ -26,8 +26,9 @@ lint: $(STAMP)
 	$(BIN)/ruff check .
 
 # pytest includes tests/android_kit, which runs `mvn -q -B test` on android_demo/kit/pom.xml (the Kotlin kit's
-# JUnit tests, against fixtures the Python side exports in the same run; JDK 17 + Maven needed), and
-# tests/ios_kit, which checks the Swift kit's golden-vector contract and names (its XCTests run on macOS in CI).
+# JUnit tests, against fixtures the Python side exports in the same run; JDK 17 + Maven needed), tests/ios_kit,
+# which checks the Swift kit's golden-vector contract and names (its XCTests run on macOS in CI), and tests/pi, the
+# runtime on aarch64 under qemu user emulation (qemu-user-static + debootstrap needed: .ci/run installs them).
 test: $(STAMP) lint
 	$(BIN)/python -m pytest -q --require-targets
 

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-pytest_plugins = ["tests.skip_check"]  # per-target skip counts; --require-targets (make test) fails on import skips
+# per-target skip counts; --require-targets (make test) fails on import or missing-tool skips
+pytest_plugins = ["tests.skip_check"]
 
 
 @pytest.fixture(scope="session")
