@@ -5,9 +5,10 @@
 
 The peer is what a user who skips this toolkit does: `openvino.convert_model(model, example_input=x)` of the
 PyTorch module and `compile_model(..., "CPU")` with OpenVINO's default settings (on a CPU with bf16 arithmetic
-its default inference precision is bf16), plus the same conversion with the f32 hint. Everything else is
-`recipe_sweep.bench_model`: stand-in weights, each export in its own process, interleaved rounds, parity with
-torch eager fp32 on the bundled photo. Threads: --threads for every engine, the peer included.
+its default inference precision is bf16), plus the same conversion with the f32 hint; and openvino-int8 with
+the bf16 hint. Everything else is `recipe_sweep.bench_model`: stand-in weights, each export in its own
+process, interleaved rounds, parity with torch eager fp32 on the bundled photo. Threads: --threads for every
+engine, the peer included. --reuse times the artifacts of an earlier run in --workdir without exporting.
 """
 
 from __future__ import annotations
@@ -30,6 +31,16 @@ from .recipe_sweep import bench_model, run_models, table
 DEFAULT_RECIPES = "onnx-int8,openvino-fp32,openvino-fp16,openvino-int8"
 FIELDS = ["config", "latency_s", "speedup_vs_torch_fp32", "file_mib", "export_s", "export_peak_rss_gib", "snr_db",
           "pixel_agreement", "miou", "keypoint_err_px", "pck"]
+
+
+def int8_bf16(artifact: Path, x: np.ndarray, threads: int) -> dict[str, Callable[[], list[np.ndarray]]]:
+    """The openvino-int8 artifact with the bf16 hint (`--inference-precision bf16`): its float parts in bf16."""
+    from sapiens_edge import runtime
+
+    if not (artifact / "manifest.json").is_file():
+        return {}
+    p = runtime.load(artifact, threads=threads, inference_precision="bf16")
+    return {"openvino-int8, bf16 hint": lambda: p.run(x)}
 
 
 def peers(model: Any, x: np.ndarray, threads: int) -> dict[str, Callable[[], list[np.ndarray]]]:
@@ -81,12 +92,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--calibration-limit", type=int, help="calibration images for int8 (default: all built-in)")
     p.add_argument("--workdir", help="keep checkpoints and artifacts here (default: a temp folder)")
+    p.add_argument("--reuse", action="store_true", help="time artifacts already in --workdir instead of exporting")
     p.add_argument("--csv", help="write the rows here (with the results/ header lines)")
     p.add_argument("--notes", default="", help="the CSV's notes line")
     args = p.parse_args(argv)
     rows, (h, w) = run_models(args.models, args.input_size, args.workdir, lambda name, hw, workdir: bench_model(
         name, args.recipes.split(","), hw, args.runs, args.threads, workdir, args.calibration_limit, False,
-        extra=peers))
+        reuse=args.reuse, extra=lambda model, x, threads: {
+            **int8_bf16(workdir / f"{name}-openvino-int8", x, threads), **peers(model, x, threads)}))
     print(f"machine: {sysinfo.describe(sysinfo.system_info())}")
     print(f"input {h}x{w}, batch 1, {args.threads} threads, median of {args.runs} runs; parity vs torch fp32")
     print(table(rows))

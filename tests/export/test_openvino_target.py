@@ -148,6 +148,18 @@ def test_backend_options_and_devices(artifacts, models):
         runtime.load(path, provider="cuda")
 
 
+def test_cli_passes_device_and_precision_to_the_backend(artifacts, tmp_path):
+    from sapiens_edge import cli
+
+    out = tmp_path / "out"
+    args = ["run", str(artifacts["openvino-fp16"].path), "-o", str(out), "--device", "cpu", "--threads", "1",
+            "--inference-precision", "f32"]
+    assert cli.main(args) == 0 and any(out.iterdir())
+    parsed = cli.build_parser().parse_args(args)
+    assert cli._backend_options(parsed) == {"device": "cpu", "threads": 1, "inference_precision": "f32"}
+    assert cli.main(["run", str(artifacts["openvino-fp32"].path), "-o", str(tmp_path / "o2"), "--device", "TPU"]) == 2
+
+
 def test_resolve_precision_per_device():
     assert resolve_precision("reduced", "CPU", ["FP32", "BF16", "FP16"]) == "bf16"
     assert resolve_precision("reduced", "CPU", ["FP32", "FP16"]) == "f16"  # ARM64 CPUs
