@@ -54,7 +54,7 @@ def peers(model: Any, x: np.ndarray, threads: int) -> dict[str, Callable[[], lis
     out: dict[str, Callable[[], list[np.ndarray]]] = {}
     for label, config in (("default", {}), ("f32", {"INFERENCE_PRECISION_HINT": "f32"})):
         compiled = core.compile_model(converted, "CPU", {**config, "INFERENCE_NUM_THREADS": threads})
-        used = str(compiled.get_property("INFERENCE_PRECISION_HINT")).split("'")[1]
+        used = compiled.get_property("INFERENCE_PRECISION_HINT").to_string()
         request = compiled.create_infer_request()
         name = f"peer: openvino.convert_model, {label} hint ({used})"
         out[name] = lambda request=request: [np.array(v) for v in request.infer([x]).values()]

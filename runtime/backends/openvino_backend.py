@@ -109,7 +109,7 @@ class OpenVinoSession:
         return [np.array(by_name[spec.name]) for spec in self.manifest.outputs]  # a copy: the request reuses its own
 
     def describe(self) -> dict[str, Any]:
-        used = str(self.compiled.get_property("INFERENCE_PRECISION_HINT")).lower()
+        used = self.compiled.get_property("INFERENCE_PRECISION_HINT").to_string()  # what OpenVINO compiled for
         threads = self.compiled.get_property("INFERENCE_NUM_THREADS") if self.device.startswith("CPU") else None
         return {"backend": NAME, "version": self.version, "device": self.device, "threads": threads,
                 "inference_precision": self.precision, "hint": self.hint, "compiled_precision": used,

@@ -83,7 +83,8 @@ def test_fp16_runs_in_reduced_precision_and_passes_its_gate(models, artifacts, t
     x = photo_input("seg", models["seg"].sapiens_info.input_hw)
     with runtime.load(art.path) as reduced, runtime.load(art.path, inference_precision="f32") as exact:
         used = reduced.describe()["inference_precision"]
-        assert used == resolve_precision("reduced", "CPU", caps) and exact.describe()["inference_precision"] == "f32"
+        assert used == resolve_precision("reduced", "CPU", caps) == reduced.describe()["compiled_precision"]
+        assert exact.describe()["inference_precision"] == exact.describe()["compiled_precision"] == "f32"
         if used != "f32":  # the hint is applied: the reduced run differs from the fp32 run of the same file
             assert M.rel_l2(exact.run(x)[0], reduced.run(x)[0]) > 1e-5
     fp32 = (artifacts["openvino-fp32"].path / "model.bin").stat().st_size

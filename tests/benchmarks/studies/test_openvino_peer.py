@@ -20,7 +20,7 @@ def test_the_peer_is_the_model_in_openvino():
     ref = torch_outputs(model, x)[0]
     configs = openvino_peer.peers(model, x, threads=1)
     assert len(configs) == 2
-    f32 = next(fn for name, fn in configs.items() if "f32 hint (float32)" in name)
+    f32 = next(fn for name, fn in configs.items() if "f32 hint (f32)" in name)
     assert M.rel_l2(ref, f32()[0]) < 1e-3  # plain fp32 RoPE (not bf16-exact): close, not exact
 
 
