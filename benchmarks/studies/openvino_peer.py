@@ -15,8 +15,8 @@ from __future__ import annotations
 
 import argparse
 import csv
-import os
 import platform
+import shlex
 import sys
 from collections.abc import Callable
 from datetime import date
@@ -29,8 +29,10 @@ from .. import sysinfo
 from .recipe_sweep import bench_model, run_models, table
 
 DEFAULT_RECIPES = "onnx-int8,openvino-fp32,openvino-fp16,openvino-int8"
-FIELDS = ["config", "latency_s", "speedup_vs_torch_fp32", "file_mib", "export_s", "export_peak_rss_gib", "snr_db",
-          "pixel_agreement", "miou", "keypoint_err_px", "pck"]
+# row key -> CSV column, as in the other results/ tables
+FIELDS = {"config": "config", "latency_s": "latency s", "speedup_vs_torch_fp32": "vs torch fp32",
+          "file_mib": "file MiB", "export_s": "export s", "export_peak_rss_gib": "export peak GiB", "snr_db": "SNR dB",
+          "pixel_agreement": "pixel agreement", "miou": "mIoU", "keypoint_err_px": "kp err (hm px)", "pck": "PCK"}
 
 
 def int8_bf16(artifact: Path, x: np.ndarray, threads: int) -> dict[str, Callable[[], list[np.ndarray]]]:
@@ -66,7 +68,7 @@ def write_csv(path: Path, rows: list[dict], command: str, threads: int, notes: s
     import torch
 
     header = ["# title: OpenVINO recipes against OpenVINO's plain conversion and onnx-int8 (issue 24)",
-              f"# machine: {sysinfo.cpu_model()}, {os.cpu_count()} cores, {sysinfo.memory_gib() or '?'} GiB",
+              f"# machine: {sysinfo.describe(sysinfo.system_info())}",
               f"# threads: {threads}",
               f"# versions: torch {torch.__version__}, openvino {openvino.get_version().split('-')[0]}, "
               f"python {platform.python_version()}",
@@ -76,10 +78,10 @@ def write_csv(path: Path, rows: list[dict], command: str, threads: int, notes: s
     tmp = path.with_name(f".{path.name}.tmp")
     with open(tmp, "w", newline="") as f:
         f.write("\n".join(header) + "\n")
-        writer = csv.DictWriter(f, FIELDS, extrasaction="ignore")
-        writer.writeheader()
+        writer = csv.writer(f)
+        writer.writerow(FIELDS.values())
         for row in rows:
-            writer.writerow({k: (f"{v:.4g}" if isinstance(v, float) else v) for k, v in row.items()})
+            writer.writerow(f"{row[k]:.4g}" if isinstance(row.get(k), float) else row.get(k, "") for k in FIELDS)
     tmp.replace(path)
 
 
@@ -104,7 +106,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"input {h}x{w}, batch 1, {args.threads} threads, median of {args.runs} runs; parity vs torch fp32")
     print(table(rows))
     if args.csv:
-        command = "python -m sapiens_edge.benchmarks.studies.openvino_peer " + " ".join(argv or sys.argv[1:])
+        command = "python -m sapiens_edge.benchmarks.studies.openvino_peer " + shlex.join(argv or sys.argv[1:])
         write_csv(Path(args.csv), rows, command, args.threads, args.notes)
     return 0
 

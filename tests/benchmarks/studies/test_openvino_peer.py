@@ -30,5 +30,5 @@ def test_csv_has_the_results_header(tmp_path):
     openvino_peer.write_csv(path, rows, "python -m sapiens_edge.benchmarks.studies.openvino_peer", 2, "n")
     table = read_table(path)
     assert table.meta["threads"] == "2" and "openvino" in table.meta["versions"]
-    assert table.rows[0][:3] == ["config", "latency_s", "speedup_vs_torch_fp32"]
+    assert table.rows[0][:3] == ["config", "latency s", "vs torch fp32"]
     assert table.rows[1][:2] == ["openvino-int8", "0.5"]
