@@ -161,6 +161,20 @@ def test_cli_passes_device_and_precision_to_the_backend(artifacts, tmp_path):
     assert cli.main(["run", str(artifacts["openvino-fp32"].path), "-o", str(tmp_path / "o2"), "--device", "TPU"]) == 2
 
 
+def test_report_all_takes_the_openvino_recipes(models, monkeypatch):
+    import importlib.util
+
+    from sapiens_edge.report import resolve_recipes
+
+    info, hw = models["seg"].sapiens_info, models["seg"].sapiens_info.input_hw
+    keep, _ = resolve_recipes("all", info, hw)
+    assert set(RECIPES) <= set(keep)
+    find = importlib.util.find_spec  # without NNCF: int8 is skipped, naming the extra; fp32/fp16 stay
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "nncf" else find(name, *a))
+    keep, skipped = resolve_recipes("all", info, hw)
+    assert "openvino-fp32" in keep and "sapiens-edge[openvino]" in skipped["openvino-int8"]
+
+
 def test_resolve_precision_per_device():
     assert resolve_precision("reduced", "CPU", ["FP32", "BF16", "FP16"]) == "bf16"
     assert resolve_precision("reduced", "CPU", ["FP32", "FP16"]) == "f16"  # ARM64 CPUs
