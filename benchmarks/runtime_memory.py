@@ -30,7 +30,8 @@ backend = backend or default_backend(m)
 importlib.import_module(BACKENDS[backend].module)
 # The engines load lazily inside the backends; import them first so the baseline includes them.
 engines = {"onnxruntime": ("onnxruntime",), "executorch": ("torch", "executorch.runtime"),
-           "tflite": ("ai_edge_litert.interpreter",), "tensorrt": ("tensorrt",)}
+           "tflite": ("ai_edge_litert.interpreter",), "tensorrt": ("tensorrt",),
+           "openvino": ("openvino",)}
 for engine in engines.get(backend, ()):
     importlib.import_module(engine)
 if "threads" in backend_options(backend):

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 ENGINES = ("numpy", "onnxruntime", "onnxruntime-gpu", "ai-edge-litert", "tflite-runtime", "executorch", "torch",
-           "coremltools")
+           "coremltools", "openvino")
 
 
 def _read(path: str) -> str | None:

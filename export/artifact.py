@@ -65,7 +65,8 @@ def _swap_into_place(work: Path, output: Path, force: bool) -> None:
 
 
 # pip extra that runs each target's artifacts, and what an app does with the model file.
-RUNTIME_EXTRA = {"onnx": "onnx-runtime", "executorch": "executorch", "tflite": "tflite-runtime"}
+RUNTIME_EXTRA = {"onnx": "onnx-runtime", "executorch": "executorch", "tflite": "tflite-runtime",
+                 "openvino": "openvino-runtime"}
 IN_AN_APP = {
     "executorch": """
 ## In an app
@@ -84,6 +85,12 @@ signature `serving_default`. Raspberry Pi / Linux: `pip install 'sapiens-edge[tf
 (ai-edge-litert; no torch), or `tflite_runtime.interpreter.Interpreter` where a device has it.
 `sapiens-edge run` and `runtime.load` take NCHW like every artifact and transpose for you.
 """,
+    "openvino": """
+## In an app
+OpenVINO Runtime (C++, Python, or its C API): `core.compile_model("model.xml", "CPU", {"INFERENCE_PRECISION_HINT":
+...})` with the hint in `manifest.json` (`export_options.inference_precision`: "f32", or "reduced": bf16 on CPUs
+with bf16 arithmetic, f16 on GPU/NPU); `model.bin` must sit next to `model.xml`. Input `image` NCHW float32.
+""",
 }
 
 
@@ -97,7 +104,8 @@ def render_readme(m: Manifest, folder: Path, name: str) -> str:
         f"`{m.source_weights.get('path')}` (sha256 {str(m.source_weights.get('sha256'))[:16]}...)")
     h, w = m.input_hw
     extra = RUNTIME_EXTRA.get(m.target, m.target)
-    note = "       # numpy + Pillow + the runtime; no torch" if m.target in ("onnx", "tflite") else "  # brings torch"
+    torch_free = m.target in ("onnx", "tflite", "openvino")
+    note = "       # numpy + Pillow + the runtime; no torch" if torch_free else "  # brings torch"
     return f"""# {m.model} — {m.recipe}
 
 Sapiens2 **{m.task}** model exported by sapiens-edge ({m.target}, {m.precision}).

@@ -190,6 +190,7 @@ def _palettized(bits: int) -> Weights:
 
 ORT_METHODS = ("percentile", "minmax", "entropy")  # ONNX Runtime's calibrators
 PT2E_METHODS = ("histogram", "minmax")  # torchao PT2E observers
+NNCF_METHODS = ("mean-minmax", "minmax", "mean-quantile")  # NNCF's range estimators (export.openvino)
 STATIC_ORT = Activations(ActivationKind.STATIC_INT8, ORT_METHODS)
 STATIC_PT2E = Activations(ActivationKind.STATIC_INT8, PT2E_METHODS)
 DYNAMIC = Activations(ActivationKind.DYNAMIC_INT8)
@@ -283,6 +284,16 @@ RECIPES: dict[str, Recipe] = {r.name: r for r in [
     _recipe("tflite-int8", "tflite", "TFLite, PT2E static int8 (litert-torch's quantizer on linears: per-channel "
             "symmetric GPTQ-rounded weights, calibrated activations), float I/O; NHWC", INT8,
             rewrites=(*_TFLITE_RW, *_ROTATE), weights=INT8_GPTQ_W, activations=STATIC_PT2E),
+    # OpenVINO converts attention and RMSNorm into its own fused ops: no rewrites but the int8 rotation.
+    _recipe("openvino-fp32", "openvino", "OpenVINO IR (`model.xml` + `.bin`), fp32 weights, fp32 inference "
+            "precision hint (the reference); x86 CPUs, Intel GPUs/NPUs, ARM64", TIGHT),
+    _recipe("openvino-fp16", "openvino", "OpenVINO IR, fp16-compressed weights (half the file), reduced inference "
+            "precision: bf16 on CPUs with AVX512-BF16/AMX, fp16 on Intel GPUs/NPUs (fp32 on CPUs with neither)",
+            FP16, weights=FP16_W),
+    _recipe("openvino-int8", "openvino", "OpenVINO IR, NNCF static int8 on linears/convs (symmetric per-channel "
+            "GPTQ-rounded weights, calibrated activations, FFN input rotated); keep-float layers as onnx-int8 "
+            "(NNCF ignored scope), fp32 for the float parts", INT8, rewrites=_ROTATE, weights=INT8_GPTQ_W,
+            activations=Activations(ActivationKind.STATIC_INT8, NNCF_METHODS)),
 ]}
 
 # The recipes `sapiens-edge report` exports when none are named.

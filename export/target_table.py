@@ -21,6 +21,7 @@ if TYPE_CHECKING:
 
 ANYWHERE = "anywhere"
 APPLE = "Apple devices only"
+OPENVINO = "x86-64/ARM64 CPUs, Intel GPUs/NPUs"
 
 
 @dataclass(frozen=True)
@@ -75,6 +76,9 @@ TARGETS: dict[str, TargetSpec] = {t.name: t for t in [
                ("litert_torch", "ai_edge_litert"), "tflite",
                {"torch": ">=2.5", "litert-torch": "==0.10.0", "ai-edge-litert": ">=2.3,<2.4"},
                calibrated_requires=("torchao",), gptq=("int8",)),
+    TargetSpec("openvino", "sapiens_edge.export.openvino", "model.xml + model.bin", ("fp32", "fp16", "int8"),
+               ("openvino",), "openvino", {"torch": ">=2.5", "openvino": ">=2026.0", "nncf": ">=3.0"},
+               runs_on=OPENVINO, calibrated_requires=("nncf",), gptq=("int8",)),
 ]}
 
 

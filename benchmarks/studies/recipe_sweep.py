@@ -123,7 +123,10 @@ def _stats_file(artifact: Path) -> Path:
 
 def bench_model(name: str, recipes: list[str], input_hw: tuple[int, int], runs: int, threads: int, workdir: Path,
                 calibration_limit: int | None, torch_bf16: bool, keep_float: tuple[str, ...] = (),
-                reuse: bool = False) -> list[dict]:
+                reuse: bool = False,
+                extra: Callable[[Any, np.ndarray, int], dict[str, Callable[[], list]]] | None = None) -> list[dict]:
+    """Rows of `recipes` on `name` against torch eager. `extra(model, input, threads)`: more configurations
+    timed in the same rounds (a study's peers), each a function returning the outputs."""
     import torch
 
     from sapiens_edge import runtime
@@ -175,6 +178,9 @@ def bench_model(name: str, recipes: list[str], input_hw: tuple[int, int], runs: 
         fns[recipe] = lambda p=p: p.run(x)
         row.update(_parity(M, task_metrics, task, proc, prepared, ref, p.run(x)))
         rows.append(row)
+    for config, fn in (extra(model, x, threads) if extra else {}).items():
+        fns[config] = fn
+        rows.append({"model": name, "config": config, **_parity(M, task_metrics, task, proc, prepared, ref, fn())})
     print(f"  timing {len(fns)} configurations in {runs} interleaved rounds ...", file=sys.stderr, flush=True)
     latency = interleaved(fns, runs, progress=lambda m: print(m, file=sys.stderr, flush=True))
     for p in predictors:

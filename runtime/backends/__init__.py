@@ -45,12 +45,14 @@ BACKENDS: dict[str, BackendInfo] = {
     "executorch": BackendInfo("executorch", f"{__name__}.executorch_backend", ("executorch",), "executorch"),
     "coreml": BackendInfo("coreml", f"{__name__}.coreml_backend", ("coreml",), "coreml"),
     "tflite": BackendInfo("tflite", f"{__name__}.tflite_backend", ("tflite",), "tflite-runtime"),
+    "openvino": BackendInfo("openvino", f"{__name__}.openvino_backend", ("openvino",), "openvino-runtime"),
     # Named only (--backend tensorrt): onnx artifacts made for TensorRT (the tensorrt-* recipes), NVIDIA GPUs.
     "tensorrt": BackendInfo("tensorrt", f"{__name__}.tensorrt_backend", ("onnx",), "tensorrt"),
 }
 
 # manifest.target -> the backend used when none is named.
-DEFAULT_FOR_TARGET = {"onnx": "onnxruntime", "executorch": "executorch", "coreml": "coreml", "tflite": "tflite"}
+DEFAULT_FOR_TARGET = {"onnx": "onnxruntime", "executorch": "executorch", "coreml": "coreml", "tflite": "tflite",
+                      "openvino": "openvino"}
 
 
 def positive_int_option(name: str, value: Any, default: str) -> int | None:

@@ -175,6 +175,9 @@ def _backend_options(args: argparse.Namespace) -> dict:
         opts["graph_optimization"] = args.graph_optimization
     if getattr(args, "compute_units", None):
         opts["compute_units"] = args.compute_units
+    for key in ("device", "inference_precision"):  # the openvino backend's
+        if getattr(args, key, None):
+            opts[key] = getattr(args, key)
     tensorrt = {"engine_cache": args.engine_cache, "workspace_mib": args.workspace}
     if any(v is not None for v in tensorrt.values()) and args.backend != "tensorrt":
         raise SapiensEdgeError("--engine-cache and --workspace go with --backend tensorrt (the TensorRT engine "

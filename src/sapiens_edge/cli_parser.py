@@ -61,6 +61,7 @@ def build_parser(commands: Mapping[str, Callable[[argparse.Namespace], int]]) ->
     from .export.target_table import TARGETS
     from .export.tensorrt_rules import RULES as TENSORRT_RULES
     from .runtime.backends.coreml_backend import COMPUTE_UNITS
+    from .runtime.backends.openvino_backend import PRECISIONS as OPENVINO_PRECISIONS
 
     verbose_help = "show third-party warnings and log lines (hidden and counted by default)"
     p = argparse.ArgumentParser(prog="sapiens-edge", description="Sapiens2 on phones and edge boards.")
@@ -147,6 +148,11 @@ def build_parser(commands: Mapping[str, Callable[[argparse.Namespace], int]]) ->
                              "weights mapped from disk instead of converted copies (large models on CPU)")
         sp.add_argument("--compute-units", choices=tuple(COMPUTE_UNITS),
                         help="Core ML compute units (coreml backend, macOS)")
+        sp.add_argument("--device", metavar="DEVICE",
+                        help="OpenVINO device (openvino backend): CPU (default), GPU, NPU or an indexed one (GPU.1); "
+                             "never falls back to another")
+        sp.add_argument("--inference-precision", choices=OPENVINO_PRECISIONS,
+                        help="OpenVINO inference precision (openvino backend; default: the manifest's hint)")
         sp.add_argument("--engine-cache", metavar="DIR",
                         help="folder for the TensorRT engines (tensorrt backend; default: ARTIFACT/engines)")
         sp.add_argument("--workspace", type=int, metavar="MIB",

@@ -24,7 +24,7 @@ from sapiens_edge.export.recipes import (
     Weights,
     get_recipe,
 )
-from sapiens_edge.export.target_table import TARGETS, check_recipe, check_request, require_calibration, runs_on
+from sapiens_edge.export.target_table import APPLE, TARGETS, check_recipe, check_request, require_calibration, runs_on
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -38,7 +38,8 @@ def test_labels_and_calibration_follow_from_the_parts():
     assert {n: get_recipe(n).precision for n in expected} == expected
     calibrated = {n for n, r in RECIPES.items() if r.needs_calibration}
     assert calibrated == {"onnx-int8", "executorch-xnnpack-int8", "executorch-xnnpack-int8-dynamic", "coreml-w8a8",
-                          "coreml-palettized-6bit", "coreml-palettized-4bit", "tflite-int8", "tensorrt-int8"}
+                          "coreml-palettized-6bit", "coreml-palettized-4bit", "tflite-int8", "tensorrt-int8",
+                          "openvino-int8"}
     # GPTQ alone makes a recipe calibrate: palettized weights on float activations.
     pal = get_recipe("coreml-palettized-6bit")
     assert pal.activations.kind is ActivationKind.FLOAT and pal.weights.rounding is Rounding.GPTQ
@@ -53,8 +54,13 @@ def test_requirements_and_where_it_runs_come_from_the_target_table():
     assert get_recipe("coreml-w8a8").requires == ("coremltools", "executorch", "torchao")
     assert get_recipe("executorch-coreml-fp16").requires == ("executorch", "coremltools")
     assert get_recipe("tflite-int8-dynamic").requires == ("litert_torch", "ai_edge_litert")
-    apple = {n for n, r in RECIPES.items() if runs_on(r) != "anywhere"}
+    # NNCF only where the recipe calibrates: the runtime extra stays OpenVINO alone.
+    assert get_recipe("openvino-int8").requires == ("openvino", "nncf")
+    assert get_recipe("openvino-fp16").requires == ("openvino",)
+    apple = {n for n, r in RECIPES.items() if runs_on(r) == APPLE}
     assert apple == {n for n in RECIPES if n.startswith("coreml-")} | {"executorch-coreml-fp16"}
+    assert {n for n, r in RECIPES.items() if runs_on(r) not in ("anywhere", APPLE)} == {
+        n for n in RECIPES if n.startswith("openvino-")}
 
 
 @pytest.mark.parametrize(("change", "message"), [
@@ -69,7 +75,7 @@ def test_requirements_and_where_it_runs_come_from_the_target_table():
       "weights": Weights(WeightDtype.INT8, granularity=Granularity.PER_CHANNEL)},
      "onnx target with the tensorrt delegate lowers fp32, fp16, int8, not int8-dynamic"),
     ({"lowering": Lowering("onnx", deployment_target="iOS17")}, "deployment target 'iOS17'"),
-    ({"lowering": Lowering("openvino")}, "known targets: onnx"),
+    ({"lowering": Lowering("tvm")}, "known targets: onnx"),
 ])
 def test_a_recipe_its_target_does_not_declare_is_refused(change, message):
     bad = dataclasses.replace(get_recipe("onnx-fp32"), name="toy", **change)

@@ -1,0 +1,232 @@
+"""The OpenVINO target on tiny models: parity of every recipe against PyTorch through the validation gate,
+the IR's weight storage per precision, the keep-float policy as NNCF's ignored scope, GPTQ's grid
+surviving NNCF, the inference precision hint, the runtime backend (devices, options, torch-free), and
+damaged files."""
+
+from __future__ import annotations
+
+import importlib
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+pytest.importorskip("openvino")
+pytest.importorskip("nncf")
+
+import openvino as ov
+
+from sapiens_edge import runtime
+from sapiens_edge.errors import ArtifactError, OptionError, PlatformUnavailableError
+from sapiens_edge.export import core
+from sapiens_edge.export.openvino import WEIGHTED_OPS, weight_types
+from sapiens_edge.quantize.gptq import round_to_grid
+from sapiens_edge.runtime.backends.openvino_backend import resolve_precision
+from sapiens_edge.validation import metrics as M
+from tests.export.shared import assert_passes_recipe_thresholds, photo_input, torch_outputs, wrecked_copy
+from tests.helpers import ASTRONAUT
+
+validate_module = importlib.import_module("sapiens_edge.validation.validate")
+QUIET = {"progress": lambda _: None}
+RECIPES = ("openvino-fp32", "openvino-fp16", "openvino-int8")
+
+
+@pytest.fixture(scope="module")
+def artifacts(models, tmp_path_factory):
+    root = tmp_path_factory.mktemp("openvino")
+    model = models["seg"]
+    hw = model.sapiens_info.input_hw
+    return {r: core.export(model, r, root / r, input_size=hw, calibration_limit=2, **QUIET) for r in RECIPES}
+
+
+def _ir(artifact):
+    return ov.Core().read_model(str(artifact.path / "model.xml"))
+
+
+@pytest.mark.parametrize("recipe", RECIPES)
+def test_ir_contract(artifacts, recipe):
+    m = artifacts[recipe].manifest
+    assert m.target == "openvino" and m.model_file == "model.xml" and {"model.xml", "model.bin"} <= set(m.files)
+    assert [(t.name, t.shape) for t in m.inputs] == [("image", [1, 3, 128, 96])]
+    assert [(t.name, t.shape) for t in m.outputs] == [("logits", [1, 29, 128, 96])]
+    ir = _ir(artifacts[recipe])
+    assert [p.get_any_name() for p in ir.inputs] == ["image"] and [p.get_any_name() for p in ir.outputs] == ["logits"]
+    assert ir.inputs[0].get_partial_shape().is_static  # fixed input size: static shapes throughout
+    expected = {"openvino-fp32": "f32", "openvino-fp16": "reduced", "openvino-int8": "f32"}[recipe]
+    assert m.export_options["inference_precision"] == expected
+    # What the file stores, read from it: fp32 weights, fp16-compressed ones, int8 ones for the quantized layers.
+    stored = weight_types(ir)
+    assert m.export_options["weights_in_file"] == stored
+    kinds = {k for per_op in stored.values() for k in per_op}
+    assert kinds == {"openvino-fp32": {"f32"}, "openvino-fp16": {"f16"}, "openvino-int8": {"i8", "f32"}}[recipe], stored
+
+
+def test_fp32_matches_pytorch_and_passes_its_gate(models, artifacts, tiny_reference):
+    model = models["seg"]
+    x = photo_input("seg", model.sapiens_info.input_hw)
+    ref = torch_outputs(model, x)
+    art = artifacts["openvino-fp32"]
+    assert art.manifest.export_options["rope"].startswith("bf16-exact")
+    with runtime.load(art.path) as p:
+        assert p.backend == "openvino" and p.describe()["inference_precision"] == "f32"
+        out = p.run(x)
+    assert [o.shape for o in out] == [r.shape for r in ref]
+    assert M.rel_l2(ref[0], out[0]) < 1e-4, M.rel_l2(ref[0], out[0])
+    report = validate_module.validate(art.path, progress=lambda _: None)
+    assert report.fatal is None and report.passed, report.summary()
+
+
+def test_fp16_runs_in_reduced_precision_and_passes_its_gate(models, artifacts, tiny_reference):
+    art = artifacts["openvino-fp16"]
+    caps = list(ov.Core().get_property("CPU", "OPTIMIZATION_CAPABILITIES"))
+    x = photo_input("seg", models["seg"].sapiens_info.input_hw)
+    with runtime.load(art.path) as reduced, runtime.load(art.path, inference_precision="f32") as exact:
+        used = reduced.describe()["inference_precision"]
+        assert used == resolve_precision("reduced", "CPU", caps) == reduced.describe()["compiled_precision"]
+        assert exact.describe()["inference_precision"] == exact.describe()["compiled_precision"] == "f32"
+        if used != "f32":  # the hint is applied: the reduced run differs from the fp32 run of the same file
+            assert M.rel_l2(exact.run(x)[0], reduced.run(x)[0]) > 1e-5
+    fp32 = (artifacts["openvino-fp32"].path / "model.bin").stat().st_size
+    assert (art.path / "model.bin").stat().st_size < 0.55 * fp32
+    assert_passes_recipe_thresholds(validate_module.validate(art.path, progress=lambda _: None), "openvino-fp16", "seg")
+
+
+def test_int8_keeps_the_policy_layers_float_and_passes_its_gate(models, artifacts, tiny_reference):
+    art = artifacts["openvino-int8"]
+    q = art.manifest.export_options["quantization"]
+    depth = models["seg"].sapiens_info.arch.depth
+    # NNCF's ignored scope: the patch embedding, the seg head (4 deconvs, 3 convs) and each block's FFN rotation.
+    assert len(q["kept_float"]) == 1 + 7 + depth, q["kept_float"]
+    assert sum("ConvolutionBackpropData" in n for n in q["kept_float"]) == 4
+    stored = weight_types(_ir(art))
+    assert "i8" not in stored["Convolution"] and "i8" not in stored["ConvolutionBackpropData"], stored
+    assert stored["MatMul"]["i8"] == 6 * depth and stored["MatMul"]["f32"] == depth, stored  # rotations float
+    assert art.manifest.export_options["weight_rounding"]["layers"] == 6 * depth
+    assert_passes_recipe_thresholds(validate_module.validate(art.path, progress=lambda _: None), "openvino-int8", "seg")
+
+
+def _int8_weight(ir, index: int) -> np.ndarray:
+    """The dequantized weight (int8 x per-channel scale) of the `index`-th MatMul of the IR."""
+    op = [o for o in ir.get_ordered_ops() if o.get_type_name() == "MatMul"][index]
+    multiply = op.input_value(1).get_node()
+    assert multiply.get_type_name() == "Multiply", multiply.get_type_name()
+    values = [multiply.input_value(i).get_node() for i in range(2)]
+    q = next(v.input_value(0).get_node() for v in values if v.get_type_name() == "Convert")
+    scale = next(v for v in values if v.get_type_name() == "Constant")
+    assert q.get_output_element_type(0).get_type_name() == "i8"
+    return q.get_data().astype(np.float32) * scale.get_data()
+
+
+def test_gptq_rounding_survives_nncf(models, artifacts):
+    """NNCF's grid is GPTQ's (symmetric, scale = row max / 127, levels -127..127): the first block's query
+    weights in the IR keep each row's largest weight exactly (GPTQ pins it) and differ from
+    round-to-nearest, which is what NNCF alone would have stored."""
+    w = models["seg"].backbone.blocks[0].attn.wq.weight.detach().numpy()
+    stored = _int8_weight(_ir(artifacts["openvino-int8"]), 0)  # the first MatMul: blocks.0.attn.wq
+    assert stored.shape == w.shape
+    np.testing.assert_allclose(np.abs(stored).max(1), np.abs(w).max(1), rtol=1e-6)
+    nearest = round_to_grid(models["seg"].backbone.blocks[0].attn.wq.weight.detach()).numpy()
+    assert (np.abs(stored - nearest) > 1e-7).mean() > 0.01  # GPTQ moved some weights to another grid point
+
+
+def test_backend_options_and_devices(artifacts, models):
+    x = photo_input("seg", models["seg"].sapiens_info.input_hw)
+    path = artifacts["openvino-fp32"].path
+    with runtime.load(path, threads=1) as one, runtime.load(path, device="cpu") as default:
+        assert one.describe()["threads"] == 1 and default.describe()["device"] == "CPU"
+        assert M.rel_l2(default.run(x)[0], one.run(x)[0]) < 1e-5  # summation order only
+    seen = ov.Core().available_devices
+    for device in ("GPU", "NPU"):
+        if device not in seen and not any(d.startswith(device + ".") for d in seen):
+            with pytest.raises(PlatformUnavailableError, match=rf"{device}.*not available.*Not falling back"):
+                runtime.load(path, device=device)
+    with pytest.raises(OptionError, match="Unknown OpenVINO device"):
+        runtime.load(path, device="TPU")
+    with pytest.raises(OptionError, match="inference_precision"):
+        runtime.load(path, inference_precision="int4")
+    with pytest.raises(OptionError, match="no option"):
+        runtime.load(path, provider="cuda")
+
+
+def test_cli_passes_device_and_precision_to_the_backend(artifacts, tmp_path):
+    from sapiens_edge import cli
+
+    out = tmp_path / "out"
+    args = ["run", str(artifacts["openvino-fp16"].path), "-o", str(out), "--device", "cpu", "--threads", "1",
+            "--inference-precision", "f32"]
+    assert cli.main(args) == 0 and any(out.iterdir())
+    parsed = cli.build_parser().parse_args(args)
+    assert cli._backend_options(parsed) == {"device": "cpu", "threads": 1, "inference_precision": "f32"}
+    assert cli.main(["run", str(artifacts["openvino-fp32"].path), "-o", str(tmp_path / "o2"), "--device", "TPU"]) == 2
+
+
+def test_report_all_takes_the_openvino_recipes(models, monkeypatch):
+    import importlib.util
+
+    from sapiens_edge.report import resolve_recipes
+
+    info, hw = models["seg"].sapiens_info, models["seg"].sapiens_info.input_hw
+    keep, _ = resolve_recipes("all", info, hw)
+    assert set(RECIPES) <= set(keep)
+    find = importlib.util.find_spec  # without NNCF: int8 is skipped, naming the extra; fp32/fp16 stay
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "nncf" else find(name, *a))
+    keep, skipped = resolve_recipes("all", info, hw)
+    assert "openvino-fp32" in keep and "sapiens-edge[openvino]" in skipped["openvino-int8"]
+
+
+def test_resolve_precision_per_device():
+    assert resolve_precision("reduced", "CPU", ["FP32", "BF16", "FP16"]) == "bf16"
+    assert resolve_precision("reduced", "CPU", ["FP32", "FP16"]) == "f16"  # ARM64 CPUs
+    assert resolve_precision("reduced", "CPU", ["FP32", "INT8"]) == "f32"  # x86 without bf16
+    assert resolve_precision("reduced", "GPU.0", ["FP32", "FP16"]) == "f16"
+    assert resolve_precision("f32", "GPU", ["FP16"]) == "f32"  # asked for: as asked
+
+
+def test_runs_without_torch_or_nncf(artifacts, models, tmp_path):
+    x = photo_input("seg", models["seg"].sapiens_info.input_hw)
+    with runtime.load(artifacts["openvino-int8"].path) as p:
+        expected = p.run(x)[0]
+    np.save(tmp_path / "x.npy", x)
+    np.save(tmp_path / "expected.npy", expected)
+    code = f"""
+import sys
+for blocked in ("torch", "nncf"):
+    sys.modules[blocked] = None  # any import of them now raises
+import numpy as np
+from sapiens_edge import runtime
+with runtime.load({str(artifacts["openvino-int8"].path)!r}) as p:
+    out = p.run(np.load({str(tmp_path / "x.npy")!r}))[0]
+    result = p.predict({str(ASTRONAUT)!r})  # pre- and post-processing torch-free too
+assert result.labels.ndim == 2
+np.testing.assert_array_equal(out, np.load({str(tmp_path / "expected.npy")!r}))
+print("ok")
+"""
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0 and proc.stdout.strip().endswith("ok"), proc.stderr[-2000:]
+
+
+def test_damaged_files_are_clear_errors(artifacts, tmp_path):
+    art = artifacts["openvino-fp32"].path
+    bad_xml = wrecked_copy(art, "model.xml", tmp_path / "xml")  # XML header zeroed
+    with pytest.raises(ArtifactError, match=r"sha256|changed"):
+        runtime.load(bad_xml)
+    with pytest.raises(ArtifactError, match="OpenVINO could not load"):
+        runtime.load(bad_xml, verify=False)
+    bad_bin = wrecked_copy(art, "model.bin", tmp_path / "bin")
+    with pytest.raises(ArtifactError, match=r"sha256|changed"):
+        runtime.load(bad_bin)
+    short = bad_bin / "model.bin"
+    short.write_bytes(short.read_bytes()[: short.stat().st_size // 2])  # truncated weights
+    with pytest.raises(ArtifactError, match="OpenVINO could not load"):
+        runtime.load(bad_bin, verify=False)
+
+
+def test_weighted_ops_cover_the_layers(artifacts, models):
+    """Every linear and conv of the model is one weighted op of the IR (what the ignored scope relies on)."""
+    import torch
+
+    layers = sum(isinstance(m, torch.nn.Linear | torch.nn.Conv2d | torch.nn.ConvTranspose2d)
+                 for m in models["seg"].modules())
+    ops = [o for o in _ir(artifacts["openvino-fp32"]).get_ordered_ops() if o.get_type_name() in WEIGHTED_OPS]
+    assert len(ops) == layers
