@@ -29,8 +29,11 @@ lint: $(STAMP)
 # JUnit tests, against fixtures the Python side exports in the same run; JDK 17 + Maven needed), tests/ios_kit,
 # which checks the Swift kit's golden-vector contract and names (its XCTests run on macOS in CI), and tests/pi, the
 # runtime on aarch64 under qemu user emulation (qemu-user-static + debootstrap needed: .ci/run installs them).
+# Two workers, a test file per worker (--dist loadfile: a file's module fixtures are built once): much of the
+# suite is single-threaded Python (graph export, the quantizers, qemu, the JVM), so the 2-core CI machine runs
+# two files at once. More workers would multiply the peak memory of the export tests.
 test: $(STAMP) lint
-	$(BIN)/python -m pytest -q --require-targets
+	$(BIN)/python -m pytest -q -n 2 --dist loadfile --require-targets --durations=15
 
 clean:
 	rm -rf $(VENV) build report-output .pytest_cache .ruff_cache
