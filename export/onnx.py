@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from sapiens_edge.errors import require
+from sapiens_edge.errors import RecipeError, require
 from sapiens_edge.manifest import TensorSpec
 from sapiens_edge.memory import GIB, drop_weights, release_memory, require_memory
 from sapiens_edge.scratch import scratch_dir
@@ -31,7 +31,7 @@ from .capture import capture, example_input, prepare_static_int8
 from .onnx_instance_norm import instance_norm_as_layer_norm
 from .recipes import ActivationKind, Recipe, WeightDtype
 from .target_table import delegate_of, require_calibration
-from .targets import INPUT_NAME, OUTPUT_NAMES, CalibrationData, Lowered
+from .targets import INPUT_NAME, CalibrationData, Lowered, decodes, output_names
 
 OPSET = 23
 MODEL_FILE = "model.onnx"
@@ -42,11 +42,14 @@ FLOAT, FLOAT16 = 1, 10  # onnx.TensorProto enum values
 
 
 def graph_output_specs(proto) -> list[TensorSpec]:
-    """The graph's outputs as manifest specs (the dynamo exporter writes static shapes)."""
+    """The graph's outputs as manifest specs (the dynamo exporter writes static shapes; float32 but for the
+    integer class ids of a decoded seg model)."""
+    from onnx.helper import tensor_dtype_to_np_dtype
+
     specs = []
     for o in proto.graph.output:
         dims = [d.dim_value if d.HasField("dim_value") else -1 for d in o.type.tensor_type.shape.dim]
-        specs.append(TensorSpec(o.name, dims, "float32"))
+        specs.append(TensorSpec(o.name, dims, tensor_dtype_to_np_dtype(o.type.tensor_type.elem_type).name))
     return specs
 
 
@@ -73,7 +76,7 @@ def to_onnx_fp32(model: Any, input_hw: tuple[int, int], task: str, *, rewrites: 
     # under the conversion and onnxslim, the export's peak.
     drop_weights(model)
     progress(f"converting to ONNX (opset {opset}, dynamo exporter) ...")
-    names = OUTPUT_NAMES[task]
+    names = output_names(model)
     onnx_program = torch.onnx.export(program, (example_input(input_hw),), dynamo=True, opset_version=opset,
                                      input_names=[INPUT_NAME], output_names=names, optimize=True, verbose=False,
                                      custom_translation_table=fused_attention.onnx_translation())
@@ -151,8 +154,21 @@ def _small_enough_to_measure(proto) -> bool:
     return sum(len(t.raw_data) for t in proto.graph.initializer) < PROTOBUF_LIMIT
 
 
-def to_fp16(proto):
-    """fp16 weights and compute, fp32 I/O; see the module docstring for what stays fp32."""
+def decoder_nodes(proto) -> list[str]:
+    """The nodes of a decoded-output graph's decoding (`export.decode`): everything downstream of the task head's
+    last Conv, which the fp16 pass leaves in fp32 (DARK's log map and Hessian in fp16 would move keypoints)."""
+    last = [n for n in proto.graph.node if n.op_type == "Conv"][-1]
+    live, names = set(last.output), []
+    for node in proto.graph.node:  # topological order
+        if live & set(node.input):
+            live |= set(node.output)
+            names.append(node.name)
+    return names
+
+
+def to_fp16(proto, keep_fp32_nodes: list[str] | None = None):
+    """fp16 weights and compute, fp32 I/O; see the module docstring for what stays fp32 (and
+    `keep_fp32_nodes`)."""
     from onnxruntime.transformers.float16 import DEFAULT_OP_BLOCK_LIST, convert_float_to_float16
 
     for node in proto.graph.node:
@@ -166,7 +182,8 @@ def to_fp16(proto):
 
                 node.attribute.append(onnx.helper.make_attribute("softmax_precision", FLOAT))
     block = sorted(set(DEFAULT_OP_BLOCK_LIST) | set(FP16_KEEP_FP32))
-    proto = convert_float_to_float16(proto, keep_io_types=True, op_block_list=block, disable_shape_infer=True)
+    proto = convert_float_to_float16(proto, keep_io_types=True, op_block_list=block, disable_shape_infer=True,
+                                     node_block_list=keep_fp32_nodes)
     return topological_sort(proto)  # the converter appends its input casts at the end of the graph
 
 
@@ -321,6 +338,9 @@ def lower(model: Any, recipe: Recipe, input_hw: tuple[int, int], workdir: Path,
     task = info.task
     rewrites = recipe.rewrites
     if is_streamed(recipe, info.params, pipeline):
+        if decodes(model):
+            raise RecipeError(f"--decode needs the in-memory ONNX route, and {info.name} takes the streamed one; pass "
+                              f"--target-option pipeline=in-memory (it needs about 5x the fp32 weights in memory).")
         options = {"opset": OPSET, "exporter": "torch.onnx.export(dynamo=True)", "rewrites": list(rewrites),
                    **to_onnx_streamed(model, recipe, input_hw, workdir / MODEL_FILE, progress)}
         return _lowered(input_hw, workdir / MODEL_FILE, options)
@@ -353,10 +373,11 @@ def lower(model: Any, recipe: Recipe, input_hw: tuple[int, int], workdir: Path,
             save(proto, out)
         elif dtype is WeightDtype.FP16:
             progress("converting weights and compute to fp16 ...")
-            save(to_fp16(proto), out)
+            keep = decoder_nodes(proto) if decodes(model) else []
+            save(to_fp16(proto, keep), out)
             options["fp16"] = {"converter": "onnxruntime.transformers.float16", "io": "float32",
                                "kept_fp32": list(FP16_KEEP_FP32), "attention_softmax": "float32",
-                               "rmsnorm_statistics": "float32"}
+                               "rmsnorm_statistics": "float32", **({"decoding": "float32"} if keep else {})}
         else:  # int8 weights, static or dynamic activations (export.target_table: what onnx lowers)
             from sapiens_edge.quantize import onnx_ptq
 
