@@ -98,6 +98,10 @@ def render_readme(m: Manifest, folder: Path, name: str) -> str:
     h, w = m.input_hw
     extra = RUNTIME_EXTRA.get(m.target, m.target)
     note = "       # numpy + Pillow + the runtime; no torch" if m.target in ("onnx", "tflite") else "  # brings torch"
+    pins = (m.export_options or {}).get("app_runtime") or {}
+    app = f"\n## App-side runtime to pin\n{pins['pin']}\n" if pins.get("pin") else ""
+    decoded = ("\nDecoded outputs (`--decode`): the task's decoding runs in the graph (docs/decoded-outputs.md); "
+               "pose artifacts take no flip test.\n") if (m.export_options or {}).get("decoded") else ""
     return f"""# {m.model} — {m.recipe}
 
 Sapiens2 **{m.task}** model exported by sapiens-edge ({m.target}, {m.precision}).
@@ -110,7 +114,7 @@ pre-processing does, then normalized per channel on the 0–255 scale:
 
 ## Outputs
 {chr(10).join('- ' + spec(t) for t in m.outputs)}
-
+{decoded}{app}
 ## Run it
 ```bash
 pip install 'sapiens-edge[{extra}]'{note}

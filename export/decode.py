@@ -10,18 +10,17 @@ The contract (runtime/golden.py's docstring; the Kotlin kit reads it):
 - normal: `normals` [1, 3, h, w] divided by their norm (clamped to >= 1e-8), like `runtime.normal.unit_normals`.
 Pointmap outputs are dense geometry already: decoding them is refused.
 
-The decoding uses no conv, linear or matmul, the only ops the int8 quantizers annotate (`quantize.pt2e`,
-`quantize.onnx_ptq.STATIC_OPS`, TFLite's FULLY_CONNECTED): it stays float in every quantized recipe.
-DARK's blur is evaluated on an 11x11 neighbourhood of each peak (from a 21x21 window gathered around it), not
-on the whole map: the 3x3 stencil needs only that, and the blurred maximum (which rescales the map before the
-log's clipping) is taken there too. That equals the numpy decoder's whole-map maximum whenever the blurred
-map peaks within 5 px of the unblurred argmax (one blob per map, as trained heatmaps have); with a second,
-broader mode elsewhere only keypoints whose stencil is clipped (score > 50, or blurred values < 1e-3) differ.
+The decoding stays float in every quantized recipe: its only convs (DARK's blur, `blur`) are kept float by
+the module path `decoder` (quantize.policy) and by node in the ONNX target; the rest is argmax, gather and
+elementwise ops, which no quantizer here annotates. DARK's blur covers the whole map, as the numpy decoder's
+does: the blurred maximum (which rescales the map before the log's clipping) may lie far from the peak on a
+noisy map (8 rows away on a random-weight tiny model's).
 """
 
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from sapiens_edge.errors import OptionError
@@ -56,6 +55,16 @@ def check_decode(task: str) -> None:
                           f"--decode; decoded outputs exist for {', '.join(DECODED_OUTPUTS)}.")
 
 
+def blur(heatmaps: torch.Tensor) -> torch.Tensor:
+    """mmpose's Gaussian blur of every map (11 taps, zero border; runtime.pose._blur_boxes): two depthwise convs,
+    columns then rows. The only convs of the decoding: every int8 recipe keeps them float (`decoder` in
+    quantize.policy.NEVER_QUANTIZE for PT2E; the ONNX target excludes `onnx.decoder_nodes`)."""
+    k = heatmaps.shape[1]
+    g = torch.tensor(_G, dtype=heatmaps.dtype)
+    t = F.conv2d(heatmaps, g.view(1, 1, 1, _BLUR).expand(k, 1, 1, _BLUR), padding=(0, _R), groups=k)
+    return F.conv2d(t, g.view(1, 1, _BLUR, 1).expand(k, 1, _BLUR, 1), padding=(_R, 0), groups=k)
+
+
 def decode_pose(heatmaps: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """(N, K, h, w) heatmaps -> keypoints (N, K, 2) in heatmap pixels and scores (N, K), float32."""
     hm = heatmaps.float()
@@ -67,27 +76,15 @@ def decode_pose(heatmaps: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     fidx = idx[..., 0].float()
     ys = torch.floor((fidx + 0.5) / w)
     xs = fidx - ys * w
-    # The map on a 21x21 window around the peak, zero outside it (mmpose's zero padding of the blur).
-    off = torch.arange(-2 * _R, 2 * _R + 1, dtype=torch.float32)
-    rows, cols = ys[..., None] + off, xs[..., None] + off  # (n, k, 21)
-    inside = ((rows >= 0) & (rows < h))[..., :, None] & ((cols >= 0) & (cols < w))[..., None, :]
-    where = rows.clamp(0, h - 1)[..., :, None] * w + cols.clamp(0, w - 1)[..., None, :]
-    win = flat.gather(-1, where.reshape(n, k, -1).long()).reshape(n, k, 4 * _R + 1, 4 * _R + 1)
-    win = torch.where(inside, win, torch.zeros_like(win))
-    # Separable blur, columns then rows, in numpy's order (runtime.pose._blur_boxes): an 11x11 blurred patch.
-    t = sum(_G[i] * win[..., :, i:i + 2 * _R + 1] for i in range(_BLUR))
-    blur = sum(_G[i] * t[..., i:i + 2 * _R + 1, :] for i in range(_BLUR))
-    centre_in = inside[..., _R:3 * _R + 1, _R:3 * _R + 1]
-    bmax = torch.where(centre_in, blur, torch.full_like(blur, -1.0)).amax(dim=(-2, -1))
+    blurred = blur(hm).reshape(n, k, h * w)
+    bmax = blurred.amax(dim=-1)
     valid = score > 0
     ok = valid & (bmax > 0)
     factor = torch.where(ok, score / torch.where(ok, bmax, torch.ones_like(bmax)), torch.ones_like(bmax))
-    patch = blur.reshape(n, k, (2 * _R + 1) ** 2)
 
-    def at(dy: int, dx: int) -> torch.Tensor:  # the blurred log at the edge-clamped neighbour (dy, dx)
-        r = (ys + dy).clamp(0, h - 1) - ys + _R
-        c = (xs + dx).clamp(0, w - 1) - xs + _R
-        v = patch.gather(-1, (r * (2 * _R + 1) + c).long()[..., None])[..., 0]
+    def at(dy: int, dx: int) -> torch.Tensor:  # the rescaled, clipped log of the blur at the edge-clamped neighbour
+        where = (ys + dy).clamp(0, h - 1) * w + (xs + dx).clamp(0, w - 1)
+        v = blurred.gather(-1, where.long()[..., None])[..., 0]
         return torch.log((v * factor).clamp(1e-3, 50.0))
 
     i_, ix1, ix1_, iy1, iy1_ = at(0, 0), at(0, 1), at(0, -1), at(1, 0), at(-1, 0)
@@ -115,7 +112,7 @@ def unit_normals(raw: torch.Tensor) -> torch.Tensor:
 
 class Decoder(nn.Module):
     """The decoding step on the task model's raw output (a submodule: its ops carry the module path `decoder`,
-    by which the ONNX fp16 pass keeps them in fp32)."""
+    by which the PT2E quantizers leave its convs in float)."""
 
     def __init__(self, task: str, labels_dtype: str = "uint8"):
         super().__init__()

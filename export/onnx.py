@@ -15,6 +15,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -154,10 +155,19 @@ def _small_enough_to_measure(proto) -> bool:
     return sum(len(t.raw_data) for t in proto.graph.initializer) < PROTOBUF_LIMIT
 
 
+def _is_blur(node) -> bool:
+    """One of the two depthwise 11-tap convs of DARK's blur (`export.decode.blur`)."""
+    import onnx
+
+    attrs = {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}
+    return attrs.get("group", 1) > 1 and list(attrs.get("kernel_shape", [])) in ([1, 11], [11, 1])
+
+
 def decoder_nodes(proto) -> list[str]:
     """The nodes of a decoded-output graph's decoding (`export.decode`): everything downstream of the task head's
-    last Conv, which the fp16 pass leaves in fp32 (DARK's log map and Hessian in fp16 would move keypoints)."""
-    last = [n for n in proto.graph.node if n.op_type == "Conv"][-1]
+    last Conv. The fp16 pass leaves them in fp32 (DARK's log map and Hessian in fp16 would move keypoints) and
+    static int8 leaves its blur convs float."""
+    last = [n for n in proto.graph.node if n.op_type == "Conv" and not _is_blur(n)][-1]
     live, names = set(last.output), []
     for node in proto.graph.node:  # topological order
         if live & set(node.input):
@@ -325,19 +335,31 @@ def load_dtype(recipe: Recipe, params: int, pipeline: str = "auto"):
 
 
 def lower(model: Any, recipe: Recipe, input_hw: tuple[int, int], workdir: Path,
-          calibration: CalibrationData | None, progress: Callable[[str], None], pipeline: str = "auto") -> Lowered:
+          calibration: CalibrationData | None, progress: Callable[[str], None], pipeline: str = "auto",
+          opset: str = str(OPSET), contrib_ops: str = "yes") -> Lowered:
     """Write `model.onnx` (and `model.onnx.data` for big models) for `recipe` into `workdir`; `pipeline`:
-    auto streams large float models (`export.onnx_streamed`), or force `in-memory` / `streamed`."""
+    auto streams large float models (`export.onnx_streamed`), or force `in-memory` / `streamed`. `opset`: an
+    older ai.onnx opset for an older ONNX Runtime (export.runtime_pins; 17 through `onnx_tensorrt.downgrade_to_17`),
+    `contrib_ops=no`: no com.microsoft ops (the standard attention instead of the fused_attention rewrite)."""
+    target_opset = int(opset)
     if delegate_of(recipe) == "tensorrt":
+        if target_opset != OPSET or contrib_ops != "yes":
+            raise RecipeError(f"{recipe.name} writes opset 17/19 without contrib ops already (for TensorRT); leave out "
+                              f"--target-option opset / contrib_ops.")
         from . import onnx_tensorrt
 
         return onnx_tensorrt.lower(model, recipe, input_hw, workdir, calibration, progress, pipeline)
     from .onnx_streamed import is_streamed, to_onnx_streamed
 
+    if contrib_ops == "no":  # the recipe's rewrites but the one that writes com.microsoft.MultiHeadAttention
+        recipe = dataclasses.replace(recipe, rewrites=tuple(r for r in recipe.rewrites if r != "fused_attention"))
     info = model.sapiens_info
     task = info.task
     rewrites = recipe.rewrites
     if is_streamed(recipe, info.params, pipeline):
+        if target_opset != OPSET or contrib_ops != "yes":
+            raise RecipeError(f"--target-option opset / contrib_ops need the in-memory ONNX route, and {info.name} "
+                              f"takes the streamed one; add --target-option pipeline=in-memory.")
         if decodes(model):
             raise RecipeError(f"--decode needs the in-memory ONNX route, and {info.name} takes the streamed one; pass "
                               f"--target-option pipeline=in-memory (it needs about 5x the fp32 weights in memory).")
@@ -359,12 +381,17 @@ def lower(model: Any, recipe: Recipe, input_hw: tuple[int, int], workdir: Path,
         source, rounding = prepare_static_int8(model, recipe, calibration, progress)
         source_rewrites = ()
         drop_weights(model)
+    # The dynamo exporter writes opset 18 at the lowest (export.onnx_tensorrt); 17 is a rewrite of 18.
     onnx, proto = to_onnx_fp32(source, input_hw, task, rewrites=source_rewrites, exact_rope=exact_rope,
-                               progress=progress, digests=digests)
+                               progress=progress, digests=digests, opset=max(target_opset, 18))
     del source
+    if target_opset == 17:
+        from .onnx_tensorrt import downgrade_to_17
+
+        downgrade_to_17(proto)
     outputs = graph_output_specs(proto)  # fp32 I/O for every precision
     out = workdir / MODEL_FILE
-    options: dict[str, Any] = {"opset": OPSET, "exporter": "torch.onnx.export(dynamo=True)",
+    options: dict[str, Any] = {"opset": target_opset, "exporter": "torch.onnx.export(dynamo=True)",
                                "rewrites": list(rewrites), "simplifier": "onnxslim",
                                "rope": "bf16-exact (fp32 ops + rounding casts)" if exact_rope else "fp32"}
     with scratch_dir(workdir.parent, "sapiens-onnx") as tmp:
@@ -384,6 +411,8 @@ def lower(model: Any, recipe: Recipe, input_hw: tuple[int, int], workdir: Path,
             # Found on the in-memory graph: `weight_sources` matches the weights' values.
             sources = weight_sources(proto, digests) if digests is not None else {}
             keep = float_nodes(proto, task, calibration.keep_float, sources) if static_int8 else []
+            if static_int8 and decodes(model):
+                keep += [n for n in decoder_nodes(proto) if n not in keep]
             save(proto, fp32_path)
             big = not _small_enough_to_measure(proto)
             del proto

@@ -63,8 +63,10 @@ TARGETS: dict[str, TargetSpec] = {t.name: t for t in [
                # DARK step too), and integer class ids would be an engine output TensorRT 10.3 has not been
                # checked with.
                delegates={"": Delegate(), "tensorrt": Delegate(precisions=("fp32", "fp16", "int8"), decode=False)},
-               # auto: large float models take the streamed route (export.onnx_streamed)
-               options={"pipeline": ("auto", "in-memory", "streamed")}),
+               # auto: large float models take the streamed route (export.onnx_streamed); opset / contrib_ops:
+               # for an older ONNX Runtime on the device (export.runtime_pins), default delegate only.
+               options={"pipeline": ("auto", "in-memory", "streamed"),
+                        "opset": ("23", "22", "21", "20", "19", "18", "17"), "contrib_ops": ("yes", "no")}),
     TargetSpec("executorch", "sapiens_edge.export.executorch", "model.pte", ("fp32", "fp16", "int8"),
                ("executorch",), "executorch",
                {"torch": ">=2.5", "executorch": "==1.5.1"},

@@ -145,8 +145,11 @@ def assert_gate_fails(report, verdict: str, reason: str) -> None:
 DECODED_TASKS = ("seg", "pose", "normal")
 # fp32: the graph's decoding against the Python decoders on the reference's outputs. Labels: near-tied logits
 # may flip with last-bit differences; keypoints: DARK's step magnifies them (flat peaks of tiny models).
+# ONNX fp32 is bit-exact to the reference but for op order; ExecuTorch and TFLite rotate RoPE in plain fp32
+# (up to 1e-3 relative on the heatmaps: the fp32 recipes' rel_l2_max), hence their looser `loose` bounds.
 DECODED_FP32_LABEL_AGREEMENT = 0.999
-DECODED_FP32_KEYPOINT_PX = 1e-2
+DECODED_FP32 = {"keypoint_px": 1e-2, "rtol": 1e-4, "normal_atol": 1e-4}
+DECODED_FP32_LOOSE = {"keypoint_px": 0.05, "rtol": 2e-3, "normal_atol": 5e-3}
 
 
 def export_decoded(model: torch.nn.Module, recipe: str, folder, **options):
@@ -157,7 +160,9 @@ def export_decoded(model: torch.nn.Module, recipe: str, folder, **options):
                        progress=lambda _: None, **options)
 
 
-def assert_decoded_fp32_parity(art, model: torch.nn.Module, task: str) -> None:
+def assert_decoded_fp32_parity(art, model: torch.nn.Module, task: str, keypoint_px: float = DECODED_FP32["keypoint_px"],
+                               rtol: float = DECODED_FP32["rtol"],
+                               normal_atol: float = DECODED_FP32["normal_atol"]) -> None:
     """The artifact's decoded outputs equal the Python decoders' on the PyTorch model's raw outputs (stated
     tolerances), and the manifest says what they are."""
     from sapiens_edge.runtime.decoded import decode_raw
@@ -175,8 +180,8 @@ def assert_decoded_fp32_parity(art, model: torch.nn.Module, task: str) -> None:
         assert m.outputs[0].dtype in ("uint8", "int32")
         assert np.mean(cand[0] == ref[0]) >= DECODED_FP32_LABEL_AGREEMENT
     elif task == "pose":
-        np.testing.assert_allclose(cand[1], ref[1], rtol=1e-4, atol=1e-5)
-        assert np.abs(cand[0] - ref[0]).max() <= DECODED_FP32_KEYPOINT_PX
+        np.testing.assert_allclose(cand[1], ref[1], rtol=rtol, atol=1e-5)
+        assert np.abs(cand[0] - ref[0]).max() <= keypoint_px
     else:
-        np.testing.assert_allclose(cand[0], ref[0], atol=1e-4)
+        np.testing.assert_allclose(cand[0], ref[0], atol=normal_atol)
         np.testing.assert_allclose(np.linalg.norm(cand[0], axis=1), 1, atol=1e-5)

@@ -20,6 +20,7 @@ from sapiens_edge.export.executorch import MUST_DELEGATE
 from sapiens_edge.export.rewrites import LinearMeanRMSNorm, SpatialMeanInstanceNorm, explicit_sdpa
 from sapiens_edge.validation import metrics as M
 from tests.export.shared import (
+    DECODED_FP32_LOOSE,
     DECODED_TASKS,
     assert_decoded_fp32_parity,
     assert_gate_fails,
@@ -215,7 +216,7 @@ def test_coreml_delegate_lowers_here_and_refuses_to_run_off_apple(models, tmp_pa
 @pytest.mark.parametrize("task", DECODED_TASKS)
 def test_decoded_fp32_matches_the_python_decoders_and_passes_the_gate(models, tiny_reference, task, tmp_path):
     art = export_decoded(models[task], "executorch-xnnpack-fp32", tmp_path / task)
-    assert_decoded_fp32_parity(art, models[task], task)
+    assert_decoded_fp32_parity(art, models[task], task, **DECODED_FP32_LOOSE)
     report = validate_module.validate(art.path, progress=lambda _: None)
     assert_passes_recipe_thresholds(report, "executorch-xnnpack-fp32", task, tensor_checked=task != "seg")
 

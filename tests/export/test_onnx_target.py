@@ -15,6 +15,7 @@ pytest.importorskip("onnxruntime")
 from onnx import numpy_helper  # noqa: E402
 
 from sapiens_edge import runtime  # noqa: E402
+from sapiens_edge.errors import RecipeError  # noqa: E402
 from sapiens_edge.export import core  # noqa: E402
 from sapiens_edge.export.fused_attention import TokenMajorAttention, fused_attention  # noqa: E402
 from sapiens_edge.export.rewrites import SubPixelConvTranspose, subpixel_deconv  # noqa: E402
@@ -367,3 +368,29 @@ def test_decoded_int8_passes_the_gate(models, tiny_reference, task, tmp_path):
     assert art.manifest.export_options["decoded"] is True
     report = validate_module.validate(art.path, progress=lambda _: None)
     assert_passes_recipe_thresholds(report, "onnx-int8", task, tensor_checked=task != "seg")
+
+
+def test_older_opset_without_contrib_ops_for_an_older_onnx_runtime(models, tiny_reference, tmp_path):
+    """`--target-option opset=17 contrib_ops=no`: plain ai.onnx opset 17 (RMSNorm and attention spelled out),
+    pinned to the ONNX Runtime release of that opset, through the same gate; the default pins the release whose
+    kernels its opset-23 ops need, and names its contrib op."""
+    model = models["seg"]
+    art = core.export(model, "onnx-fp32", tmp_path / "old", input_size=model.sapiens_info.input_hw,
+                      target_options={"opset": "17", "contrib_ops": "no"}, **QUIET)
+    graph = onnx.load(str(art.path / "model.onnx"))
+    assert [(o.domain, o.version) for o in graph.opset_import] == [("", 17)]
+    assert {n.domain for n in graph.node} <= {"", "ai.onnx"}
+    pins = art.manifest.export_options["app_runtime"]
+    assert (pins["min_version"], pins["opset"], pins["contrib_ops"], pins["kit_runs_it"]) == ("1.13.1", 17, [], True)
+    assert "ONNX Runtime 1.13.1 or newer" in (art.path / "README.md").read_text()
+    assert_passes_recipe_thresholds(validate_module.validate(art.path, progress=lambda _: None), "onnx-fp32", "seg")
+    default = core.export(model, "onnx-fp32", tmp_path / "new", input_size=model.sapiens_info.input_hw, **QUIET)
+    pins = default.manifest.export_options["app_runtime"]
+    assert (pins["opset"], pins["contrib_ops"]) == (23, ["com.microsoft.MultiHeadAttention"])
+    assert pins["min_version"] == "1.23.0"  # RMSNormalization-23's kernels
+
+
+def test_tensorrt_recipes_take_no_opset_option(models, tmp_path):
+    with pytest.raises(RecipeError, match="opset 17/19 without contrib ops already"):
+        core.export(models["seg"], "tensorrt-fp32", tmp_path / "a", input_size=models["seg"].sapiens_info.input_hw,
+                    target_options={"opset": "20"}, **QUIET)
