@@ -411,8 +411,8 @@ def lower(model: Any, recipe: Recipe, input_hw: tuple[int, int], workdir: Path,
             # Found on the in-memory graph: `weight_sources` matches the weights' values.
             sources = weight_sources(proto, digests) if digests is not None else {}
             keep = float_nodes(proto, task, calibration.keep_float, sources) if static_int8 else []
-            if static_int8 and decodes(model):
-                keep += [n for n in decoder_nodes(proto) if n not in keep]
+            # The decoding stays float, its blur weights fp32 too (not stored fp16 like the kept layers').
+            decoding = [n for n in decoder_nodes(proto) if n not in keep] if static_int8 and decodes(model) else []
             save(proto, fp32_path)
             big = not _small_enough_to_measure(proto)
             del proto
@@ -422,8 +422,8 @@ def lower(model: Any, recipe: Recipe, input_hw: tuple[int, int], workdir: Path,
                 options["quantization"] = onnx_ptq.quantize_static(
                     fp32_path, out, INPUT_NAME, calibration.batches, calibration.count, method=method,
                     op_types=onnx_ptq.STATIC_OPS, external_data=big,
-                    nodes_to_exclude=keep, progress=progress)
-                options["quantization"]["kept_float"] = keep
+                    nodes_to_exclude=keep + decoding, progress=progress)
+                options["quantization"]["kept_float"] = keep + decoding
                 options["quantization"].update(store_float_weights_fp16(out, keep))
                 options["weight_rounding"] = rounding
             else:
