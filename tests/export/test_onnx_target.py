@@ -379,7 +379,7 @@ def test_older_opset_without_contrib_ops_for_an_older_onnx_runtime(models, tiny_
                       target_options={"opset": "17", "contrib_ops": "no"}, **QUIET)
     graph = onnx.load(str(art.path / "model.onnx"))
     assert [(o.domain, o.version) for o in graph.opset_import] == [("", 17)]
-    assert {n.domain for n in graph.node} <= {"", "ai.onnx"}
+    assert {n.domain for n in graph.graph.node} <= {"", "ai.onnx"}
     pins = art.manifest.export_options["app_runtime"]
     assert (pins["min_version"], pins["opset"], pins["contrib_ops"], pins["kit_runs_it"]) == ("1.13.1", 17, [], True)
     assert "ONNX Runtime 1.13.1 or newer" in (art.path / "README.md").read_text()
