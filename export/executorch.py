@@ -57,7 +57,7 @@ class Float16Inside(nn.Module):
         super().__init__()
         self.inner = copy.deepcopy(model).half()
         self.sapiens_info = model.sapiens_info
-        self.sapiens_output_names = output_names(model)
+        self.sapiens_output_names = getattr(model, "sapiens_output_names", None)  # a decoded model's
 
     @property
     def backbone(self) -> nn.Module:  # what capture's RoPE freezing looks for

@@ -325,8 +325,9 @@ def weight_sources(proto, known: dict[str, str]) -> dict[str, str]:
     return out
 
 
-def load_dtype(recipe: Recipe, params: int, pipeline: str = "auto"):
-    """The dtype `export()` loads the weights in: the streamed route's storage dtype, else fp32."""
+def load_dtype(recipe: Recipe, params: int, pipeline: str = "auto", **_other_options: str):
+    """The dtype `export()` loads the weights in: the streamed route's storage dtype, else fp32 (the other
+    target options, opset and contrib_ops, do not change it)."""
     import torch
 
     from .onnx_streamed import is_streamed, storage_dtype

@@ -390,6 +390,17 @@ def test_older_opset_without_contrib_ops_for_an_older_onnx_runtime(models, tiny_
     assert pins["min_version"] == "1.23.0"  # RMSNormalization-23's kernels
 
 
+def test_every_target_option_reaches_load_dtype():
+    """export() passes a zoo model's target options (defaults filled in) to load_dtype before loading it."""
+    from sapiens_edge.export import onnx as onnx_target
+    from sapiens_edge.export.recipes import get_recipe
+    from sapiens_edge.export.target_table import check_request
+
+    recipe = get_recipe("onnx-fp32")
+    options = check_request(recipe, target_options={"opset": "17", "contrib_ops": "no"})
+    assert onnx_target.load_dtype(recipe, 100_000_000, **options) == torch.float32
+
+
 def test_tensorrt_recipes_take_no_opset_option(models, tmp_path):
     with pytest.raises(RecipeError, match="opset 17/19 without contrib ops already"):
         core.export(models["seg"], "tensorrt-fp32", tmp_path / "a", input_size=models["seg"].sapiens_info.input_hw,
