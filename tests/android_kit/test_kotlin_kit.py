@@ -27,7 +27,7 @@ from sapiens_edge import runtime  # noqa: E402
 from sapiens_edge.export import core  # noqa: E402
 from sapiens_edge.runtime import golden  # noqa: E402
 from sapiens_edge.runtime import pose as pose_module  # noqa: E402
-from tests.export.shared import tiny_model  # noqa: E402
+from tests.export.shared import WELL_CONDITIONED, tiny_model  # noqa: E402
 from tests.helpers import ASTRONAUT, REPO  # noqa: E402
 
 KIT = REPO / "android_demo" / "kit"
@@ -64,9 +64,11 @@ def _end_to_end_cases(folder: Path) -> None:
             np.save(folder / f"{task}.{name}.npy", np.ascontiguousarray(arr))
         cases.append({"task": task, "artifact": task, "expected": sorted(expected)})
         # The decoded variant (`export --decode`: labels, or keypoints and scores, from the graph) and what the
-        # Python runtime predicts with it.
-        decoded = core.export(tiny_model(task), "onnx-fp32", folder / f"{task}-decoded", decode=True,
-                              progress=lambda _: None).path
+        # Python runtime predicts with it. Pose on the stand-in with clean heatmap blobs: on the default tiny
+        # model's noisy maps a flat peak's DARK step (solved in the graph, in float32) turns the two ONNX Runtime
+        # builds' last-bit differences into up to 1.5 image px on one keypoint (median 1e-4 px); 1.03 px here.
+        decoded = core.export(tiny_model(task, **WELL_CONDITIONED.get(task, {})), "onnx-fp32",
+                              folder / f"{task}-decoded", decode=True, progress=lambda _: None).path
         with runtime.load(decoded) as pred:
             result = pred.predict(image, boxes=boxes)
         expected = {"labels": result.labels.astype(np.int32)} if task == "seg" else {
