@@ -24,7 +24,6 @@ from sapiens_edge.signals import unwinds_on_terminate
 from .artifact import check_output, write_artifact
 from .calibration import calibration_data
 from .recipes import Recipe, get_recipe, require_available
-from .runtime_pins import app_runtime
 from .target_table import TARGETS, check_request
 from .targets import get_target
 
@@ -126,7 +125,7 @@ def export(model, recipe: str | Recipe, output: str | Path, *, weights: str | Pa
     def build(workdir: Path) -> Manifest:
         progress(f"exporting {info.name} with {rec.name} at {input_hw[0]}x{input_hw[1]} ...")
         lowered = target.lower(model, rec, input_hw, workdir, calib, progress, **target_options)
-        pins = app_runtime(rec.target, workdir / lowered.model_file, lowered.tool_versions, lowered.options)
+        pins = target.app_runtime(workdir, lowered) if hasattr(target, "app_runtime") else None
         return Manifest(
             model=info.name, task=info.task, recipe=rec.name, target=rec.target, precision=rec.precision,
             input_hw=list(input_hw), files={}, model_file=lowered.model_file, inputs=lowered.inputs,
@@ -136,7 +135,8 @@ def export(model, recipe: str | Recipe, output: str | Path, *, weights: str | Pa
             source_weights=source,
             tool_versions={"sapiens-edge": __version__, "python": platform.python_version(), **lowered.tool_versions},
             task_metadata=task_metadata(info.task),
-            export_options={**lowered.options, **({"decoded": True} if decode else {}), "app_runtime": pins,
+            export_options={**lowered.options, **({"decoded": True} if decode else {}),
+                            **({"app_runtime": pins} if pins else {}),
                             **({"calibration": {"source": calib.source, "count": calib.count,
                                                                  "note": calib.note}} if calib else {})},
             created=datetime.now(timezone.utc).isoformat(timespec="seconds"),

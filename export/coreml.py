@@ -277,3 +277,10 @@ def _weight_dtypes(block) -> dict[str, int]:
             if t.WhichOneof("type") == "tensorType" and len(t.tensorType.dimensions) >= 2:
                 counts[MIL_pb2.DataType.Name(t.tensorType.dataType).lower()] += 1
     return dict(sorted(counts.items()))
+
+
+def app_runtime(workdir: Path, lowered: Lowered) -> dict[str, Any]:
+    """The minimum OS of the model (`export.runtime_pins`)."""
+    from .runtime_pins import coreml_pins
+
+    return coreml_pins(lowered.options.get("deployment_target"))

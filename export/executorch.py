@@ -173,3 +173,10 @@ def lower(model: Any, recipe: Recipe, input_hw: tuple[int, int], workdir: Path,
     versions = {"torch": torch.__version__, **tool_versions("executorch", *(("torchao",) if dtype is WeightDtype.INT8
                                                                           else ()))}
     return Lowered(MODEL_FILE, [TensorSpec(INPUT_NAME, [1, 3, h, w], "float32")], outputs, versions, options)
+
+
+def app_runtime(workdir: Path, lowered: Lowered) -> dict[str, Any]:
+    """The ExecuTorch runtime release the .pte needs (`export.runtime_pins`)."""
+    from .runtime_pins import executorch_pins
+
+    return executorch_pins(lowered.tool_versions["executorch"])

@@ -462,3 +462,10 @@ def export_versions(options: dict[str, Any]) -> dict[str, str]:
         if options.get("simplifier"):
             options["simplifier"] = None
     return versions
+
+
+def app_runtime(workdir: Path, lowered: Lowered) -> dict[str, Any]:
+    """The ONNX Runtime release the written model needs (`export.runtime_pins`)."""
+    from .runtime_pins import onnx_pins
+
+    return onnx_pins(workdir / lowered.model_file)

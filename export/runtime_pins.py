@@ -1,5 +1,6 @@
 """The app-side runtime an artifact needs (`export_options.app_runtime` in the manifest, and the artifact's README):
-what an Android/iOS app pins to run it. Read from the written model file, so it says what the file holds.
+what an Android/iOS app pins to run it. Read from the written model file, so it says what the file holds; each
+target module's `app_runtime(workdir, lowered)` calls the function for its kind of file.
 
 * ONNX: the ai.onnx opset and the ops with later kernels (the minimum ONNX Runtime release), the contrib ops
   (com.microsoft; ONNX Runtime only), the IR version; whether the kit's ONNX Runtime Java release runs it.
@@ -75,14 +76,6 @@ def tflite_pins(path: Path, checked_with: str | None) -> dict[str, Any]:
                    f"release) or `org.tensorflow:tensorflow-lite` of at least that version."}
 
 
-def app_runtime(target: str, model_path: Path, tool_versions: dict[str, str], options: dict[str, Any]) -> dict:
-    """The app-side runtime `target`'s artifact at `model_path` needs (see the module docstring)."""
-    if target == "onnx":
-        return onnx_pins(model_path)
-    if target == "executorch":
-        return executorch_pins(tool_versions["executorch"])
-    if target == "tflite":
-        return tflite_pins(model_path, tool_versions.get("ai-edge-litert"))
-    os_min = options.get("deployment_target")
-    return {"runtime": "coreml", "min_version": os_min,
-            "pin": f"Core ML on {os_min} or newer (the deployment target; macOS of the same generation)."}
+def coreml_pins(deployment_target: str | None) -> dict[str, Any]:
+    return {"runtime": "coreml", "min_version": deployment_target,
+            "pin": f"Core ML on {deployment_target} or newer (the deployment target; macOS of the same generation)."}

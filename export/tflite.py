@@ -253,3 +253,10 @@ def _quiet(litert_torch) -> Iterator[None]:
             yield
     finally:
         config.show_progress = shown
+
+
+def app_runtime(workdir: Path, lowered: Lowered) -> dict[str, Any]:
+    """The TF Lite runtime version the flatbuffer needs (`export.runtime_pins`)."""
+    from .runtime_pins import tflite_pins
+
+    return tflite_pins(workdir / lowered.model_file, lowered.tool_versions.get("ai-edge-litert"))

@@ -169,6 +169,8 @@ def assert_decoded_fp32_parity(art, model: torch.nn.Module, task: str, keypoint_
 
     m = art.manifest
     assert m.export_options["decoded"] is True
+    pins = m.export_options["app_runtime"]  # what an app pins, said in the README too (export.runtime_pins)
+    assert pins["min_version"] and pins["pin"] in (art.path / "README.md").read_text()
     x = photo_input(task, model.sapiens_info.input_hw)
     ref = decode_raw(task, torch_outputs(model, x), m.outputs[0].dtype)
     with runtime.load(art.path) as pred:
