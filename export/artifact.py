@@ -88,8 +88,8 @@ signature `serving_default`. Raspberry Pi / Linux: `pip install 'sapiens-edge[tf
 
 
 def render_readme(m: Manifest, folder: Path, name: str) -> str:
-    def spec(t) -> str:
-        return f"`{t.name}` {t.dtype} {list(t.shape)} {t.layout}".rstrip()
+    def spec(t) -> str:  # a layout names image axes: 4-D tensors only
+        return f"`{t.name}` {t.dtype} {list(t.shape)} {t.layout if len(t.shape) == 4 else ''}".rstrip()
 
     sizes = "\n".join(f"| `{p.relative_to(folder)}` | {p.stat().st_size / 2**20:,.1f} MiB |"
                       for p in sorted(folder.rglob("*")) if p.is_file())
