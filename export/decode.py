@@ -24,6 +24,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from sapiens_edge.errors import OptionError
+from sapiens_edge.runtime.pose import _gaussian_kernel
 
 # Output names (in order) of a decoded graph, per task.
 DECODED_OUTPUTS = {"seg": ["labels"], "pose": ["keypoints", "scores"], "normal": ["normals"]}
@@ -34,16 +35,8 @@ _R = _BLUR // 2
 _EPS = float(torch.finfo(torch.float32).eps)
 
 
-def _gaussian() -> list[float]:
-    """cv2.getGaussianKernel(11, 0) as float32 values (runtime.pose._gaussian_kernel), as Python floats: graph
-    constants that an fp16 cast of the module does not touch."""
-    sigma = 0.3 * ((_BLUR - 1) * 0.5 - 1) + 0.8
-    x = torch.arange(_BLUR, dtype=torch.float64) - (_BLUR - 1) / 2
-    k = torch.exp(-(x * x) / (2 * sigma * sigma))
-    return (k / k.sum()).float().tolist()
-
-
-_G = _gaussian()
+# cv2.getGaussianKernel(11, 0) as float32, as Python floats: graph constants an fp16 cast of the module leaves alone.
+_G = _gaussian_kernel(_BLUR).tolist()
 
 
 def check_decode(task: str) -> None:

@@ -168,7 +168,7 @@ def lower(model: Any, recipe: Recipe, input_hw: tuple[int, int], workdir: Path,
     with open(workdir / MODEL_FILE, "wb") as f:
         et_program.write_to_file(f)
     del et_program, edge
-    outputs = output_specs(program, output_names(model))
+    outputs = output_specs(program, output_names(model, task))
     h, w = input_hw
     versions = {"torch": torch.__version__, **tool_versions("executorch", *(("torchao",) if dtype is WeightDtype.INT8
                                                                           else ()))}

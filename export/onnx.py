@@ -77,7 +77,7 @@ def to_onnx_fp32(model: Any, input_hw: tuple[int, int], task: str, *, rewrites: 
     # under the conversion and onnxslim, the export's peak.
     drop_weights(model)
     progress(f"converting to ONNX (opset {opset}, dynamo exporter) ...")
-    names = output_names(model)
+    names = output_names(model, task)
     onnx_program = torch.onnx.export(program, (example_input(input_hw),), dynamo=True, opset_version=opset,
                                      input_names=[INPUT_NAME], output_names=names, optimize=True, verbose=False,
                                      custom_translation_table=fused_attention.onnx_translation())

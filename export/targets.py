@@ -30,11 +30,11 @@ def decodes(model: Any) -> bool:
     return getattr(model, "sapiens_output_names", None) is not None
 
 
-def output_names(model: Any) -> list[str]:
+def output_names(model: Any, task: str) -> list[str]:
     """The names of `model`'s graph outputs: a decoded-output model's own (`export.decode.DecodedModel`, and
-    the targets' wrappers around it pass them on), else the task's raw ones."""
+    the targets' wrappers around it pass them on), else the raw ones of `task`."""
     names = getattr(model, "sapiens_output_names", None)
-    return list(names) if names else list(OUTPUT_NAMES[model.sapiens_info.task])
+    return list(names) if names else list(OUTPUT_NAMES[task])
 
 
 @dataclass

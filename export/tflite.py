@@ -169,7 +169,7 @@ def lower(model: Any, recipe: Recipe, input_hw: tuple[int, int], workdir: Path,
     from sapiens_edge.quantize.policy import keep_float_keys
 
     task = model.sapiens_info.task
-    names = output_names(model)
+    names = output_names(model, task)
     rewrites = recipe.rewrites
     h, w = input_hw
     example = torch.zeros(1, h, w, 3)

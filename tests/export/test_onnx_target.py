@@ -20,6 +20,7 @@ from sapiens_edge.export import core  # noqa: E402
 from sapiens_edge.export.fused_attention import TokenMajorAttention, fused_attention  # noqa: E402
 from sapiens_edge.export.rewrites import SubPixelConvTranspose, subpixel_deconv  # noqa: E402
 from sapiens_edge.export.rewrites import hadamard as hadamard_matrix  # noqa: E402
+from sapiens_edge.export.targets import OUTPUT_NAMES  # noqa: E402
 from sapiens_edge.manifest import sha256_file  # noqa: E402
 from sapiens_edge.metadata import bundled_photo  # noqa: E402
 from sapiens_edge.validation import metrics as M  # noqa: E402
@@ -87,7 +88,7 @@ def test_fp32_matches_pytorch(models, task, tmp_path):
     ref = torch_outputs(model, x)
     with runtime.load(art.path) as p:
         out = p.run(x)
-        assert [o.name for o in p.manifest.outputs] == core.get_target("onnx").OUTPUT_NAMES[task]
+        assert [o.name for o in p.manifest.outputs] == OUTPUT_NAMES[task]
     assert [o.shape for o in out] == [r.shape for r in ref]
     assert [list(o.shape) for o in out] == [s.shape for s in art.manifest.outputs]
     for o, r in zip(out, ref, strict=True):
