@@ -95,8 +95,8 @@ with bf16 arithmetic, f16 on GPU/NPU); `model.bin` must sit next to `model.xml`.
 
 
 def render_readme(m: Manifest, folder: Path, name: str) -> str:
-    def spec(t) -> str:
-        return f"`{t.name}` {t.dtype} {list(t.shape)} {t.layout}".rstrip()
+    def spec(t) -> str:  # a layout names image axes: 4-D tensors only
+        return f"`{t.name}` {t.dtype} {list(t.shape)} {t.layout if len(t.shape) == 4 else ''}".rstrip()
 
     sizes = "\n".join(f"| `{p.relative_to(folder)}` | {p.stat().st_size / 2**20:,.1f} MiB |"
                       for p in sorted(folder.rglob("*")) if p.is_file())
@@ -106,6 +106,10 @@ def render_readme(m: Manifest, folder: Path, name: str) -> str:
     extra = RUNTIME_EXTRA.get(m.target, m.target)
     torch_free = m.target in ("onnx", "tflite", "openvino")
     note = "       # numpy + Pillow + the runtime; no torch" if torch_free else "  # brings torch"
+    pins = (m.export_options or {}).get("app_runtime") or {}
+    app = f"\n## App-side runtime to pin\n{pins['pin']}\n" if pins.get("pin") else ""
+    decoded = ("\nDecoded outputs (`--decode`): the task's decoding runs in the graph (docs/decoded-outputs.md); "
+               "pose artifacts take no flip test.\n") if (m.export_options or {}).get("decoded") else ""
     return f"""# {m.model} — {m.recipe}
 
 Sapiens2 **{m.task}** model exported by sapiens-edge ({m.target}, {m.precision}).
@@ -118,7 +122,7 @@ pre-processing does, then normalized per channel on the 0–255 scale:
 
 ## Outputs
 {chr(10).join('- ' + spec(t) for t in m.outputs)}
-
+{decoded}{app}
 ## Run it
 ```bash
 pip install 'sapiens-edge[{extra}]'{note}

@@ -20,7 +20,6 @@ from sapiens_edge.models.rope import rope_constants
 
 from .recipes import Rounding
 from .rewrites import REWRITES
-from .targets import OUTPUT_NAMES
 
 
 def example_input(input_hw: tuple[int, int]) -> torch.Tensor:
@@ -83,8 +82,10 @@ def capture(model: nn.Module, input_hw: tuple[int, int], *, rewrites: tuple[str,
         return torch.export.export(module, (x,), strict=False)
 
 
-def output_specs(program: torch.export.ExportedProgram, task: str) -> list[TensorSpec]:
-    """The graph outputs of a torch.export program as manifest specs (from the traced metadata)."""
+def output_specs(program: torch.export.ExportedProgram, names: list[str]) -> list[TensorSpec]:
+    """The graph outputs of a torch.export program, named `names` (`targets.output_names`), as manifest specs
+    (shapes and dtypes from the traced metadata: float32, or integer class ids of a decoded seg model)."""
     out_node = next(n for n in program.graph.nodes if n.op == "output")
     vals = [a.meta["val"] for a in out_node.args[0]]  # a dict output is flattened in key order
-    return [TensorSpec(n, list(v.shape), "float32") for n, v in zip(OUTPUT_NAMES[task], vals, strict=True)]
+    return [TensorSpec(n, list(v.shape), str(v.dtype).removeprefix("torch."))
+            for n, v in zip(names, vals, strict=True)]

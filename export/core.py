@@ -24,7 +24,7 @@ from sapiens_edge.signals import unwinds_on_terminate
 from .artifact import check_output, write_artifact
 from .calibration import calibration_data
 from .recipes import Recipe, get_recipe, require_available
-from .target_table import check_request
+from .target_table import TARGETS, check_request
 from .targets import get_target
 
 
@@ -40,7 +40,7 @@ def export(model, recipe: str | Recipe, output: str | Path, *, weights: str | Pa
            input_size: tuple[int, int] | None = None, calibration: str | Path | None = None,
            calibration_limit: int | None = None, calibration_method: str | None = None,
            keep_float: tuple[str, ...] = (), target_options: dict[str, str] | None = None, force: bool = False,
-           progress: Callable[[str], None] | None = None) -> Artifact:
+           decode: bool = False, progress: Callable[[str], None] | None = None) -> Artifact:
     """Export `model` with `recipe` into the artifact folder `output` (model file(s), manifest.json, README.md).
 
     Everything that can fail on user input (names, sizes, the recipe against its target's declaration in
@@ -59,6 +59,8 @@ def export(model, recipe: str | Recipe, output: str | Path, *, weights: str | Pa
         keep_float: parameter-name substrings whose layers stay unquantized (calibrating recipes only).
         target_options: the target's options (`--target-option`), e.g. {"input": "tensor"} for Core ML.
         force: replace an existing `output` folder.
+        decode: put the task's decoding into the graph (`export.decode`): seg class ids, pose keypoints and
+            scores, unit normals instead of logits, heatmaps and raw normals (pointmap: refused).
         progress: called with one line per step (default: print to stderr).
 
     Returns:
@@ -66,6 +68,7 @@ def export(model, recipe: str | Recipe, output: str | Path, *, weights: str | Pa
 
     Raises:
         RecipeError: unknown recipe, or a request its target does not take (the message lists what it does).
+        OptionError: `decode` for a task without decoded outputs (pointmap, backbone).
         UnknownModelError, InputSizeError, CalibrationError, WeightsError: bad model name, input size,
             calibration folder or weights.
         OutputExistsError: `output` exists and `force` is False.
@@ -85,7 +88,11 @@ def export(model, recipe: str | Recipe, output: str | Path, *, weights: str | Pa
     input_hw = tuple(input_size) if input_size is not None else info.input_hw
     check_input_hw(input_hw)
     require_available(rec, info, input_hw)
-    target_options = check_request(rec, calibration_method, tuple(keep_float), target_options)
+    target_options = check_request(rec, calibration_method, tuple(keep_float), target_options, decode)
+    if decode:
+        from .decode import check_decode
+
+        check_decode(info.task)
     calib = None
     if rec.needs_calibration:
         calib = calibration_data(info.task, input_hw, calibration, calibration_limit)
@@ -110,10 +117,15 @@ def export(model, recipe: str | Recipe, output: str | Path, *, weights: str | Pa
         raise RecipeError(f"--keep-float {', '.join(map(repr, unmatched))} matches no parameter of {info.name}; "
                           f"patterns are substrings of parameter names, e.g. 'decode_head.' or 'blocks.11.ffn.'.")
     source = _source_weights(model, progress)
+    if decode:  # one wrapper for every target: the decoding is part of what gets captured
+        from .decode import DecodedModel
+
+        model = DecodedModel(model, TARGETS[rec.target].decode_labels)
 
     def build(workdir: Path) -> Manifest:
         progress(f"exporting {info.name} with {rec.name} at {input_hw[0]}x{input_hw[1]} ...")
         lowered = target.lower(model, rec, input_hw, workdir, calib, progress, **target_options)
+        pins = target.app_runtime(workdir, lowered) if hasattr(target, "app_runtime") else None
         return Manifest(
             model=info.name, task=info.task, recipe=rec.name, target=rec.target, precision=rec.precision,
             input_hw=list(input_hw), files={}, model_file=lowered.model_file, inputs=lowered.inputs,
@@ -123,7 +135,9 @@ def export(model, recipe: str | Recipe, output: str | Path, *, weights: str | Pa
             source_weights=source,
             tool_versions={"sapiens-edge": __version__, "python": platform.python_version(), **lowered.tool_versions},
             task_metadata=task_metadata(info.task),
-            export_options={**lowered.options, **({"calibration": {"source": calib.source, "count": calib.count,
+            export_options={**lowered.options, **({"decoded": True} if decode else {}),
+                            **({"app_runtime": pins} if pins else {}),
+                            **({"calibration": {"source": calib.source, "count": calib.count,
                                                                  "note": calib.note}} if calib else {})},
             created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
         )

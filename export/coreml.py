@@ -198,7 +198,7 @@ def lower(model: Any, recipe: Recipe, input_hw: tuple[int, int], workdir: Path,
     options["compute_precision"] = ("float16 (instance norms float32)" if fp16 else "float32")
     options["deployment_target"] = target_name
     mlmodel.save(str(workdir / MODEL_FILE))
-    outputs = output_specs(program, task)
+    outputs = output_specs(program, names)
     h, w = input_hw
     # Predictor.run takes the normalized float32 tensor for every artifact; an image-input model's
     # backend turns it back into pixels (export_options.input says which kind the model has).
@@ -277,3 +277,10 @@ def _weight_dtypes(block) -> dict[str, int]:
             if t.WhichOneof("type") == "tensorType" and len(t.tensorType.dimensions) >= 2:
                 counts[MIL_pb2.DataType.Name(t.tensorType.dataType).lower()] += 1
     return dict(sorted(counts.items()))
+
+
+def app_runtime(workdir: Path, lowered: Lowered) -> dict[str, Any]:
+    """The minimum OS of the model (`export.runtime_pins`)."""
+    from .runtime_pins import coreml_pins
+
+    return coreml_pins(lowered.options.get("deployment_target"))

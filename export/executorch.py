@@ -35,7 +35,7 @@ from sapiens_edge.manifest import TensorSpec
 from .capture import capture, output_specs, prepare, prepare_static_int8
 from .recipes import Recipe, WeightDtype
 from .target_table import delegate_of, deployment_target, require_calibration, tool_versions
-from .targets import INPUT_NAME, CalibrationData, Lowered
+from .targets import INPUT_NAME, CalibrationData, Lowered, output_names
 
 MODEL_FILE = "model.pte"
 # torchao (imported by ExecuTorch) warns that its optional CUDA kernels do not load on a CPU-only
@@ -57,6 +57,7 @@ class Float16Inside(nn.Module):
         super().__init__()
         self.inner = copy.deepcopy(model).half()
         self.sapiens_info = model.sapiens_info
+        self.sapiens_output_names = getattr(model, "sapiens_output_names", None)  # a decoded model's
 
     @property
     def backbone(self) -> nn.Module:  # what capture's RoPE freezing looks for
@@ -64,7 +65,12 @@ class Float16Inside(nn.Module):
 
     def forward(self, x: torch.Tensor):
         out = self.inner(x.half())
-        return tuple(o.float() for o in out) if isinstance(out, tuple) else out.float()
+        # Integer outputs (a decoded seg model's class ids) stay as they are.
+        return tuple(_float(o) for o in out) if isinstance(out, tuple) else _float(out)
+
+
+def _float(t: torch.Tensor) -> torch.Tensor:
+    return t.float() if t.is_floating_point() else t
 
 
 DELEGATES = {"xnnpack": "XnnpackBackend", "coreml": "CoreMLBackend"}
@@ -162,8 +168,15 @@ def lower(model: Any, recipe: Recipe, input_hw: tuple[int, int], workdir: Path,
     with open(workdir / MODEL_FILE, "wb") as f:
         et_program.write_to_file(f)
     del et_program, edge
-    outputs = output_specs(program, task)
+    outputs = output_specs(program, output_names(model, task))
     h, w = input_hw
     versions = {"torch": torch.__version__, **tool_versions("executorch", *(("torchao",) if dtype is WeightDtype.INT8
                                                                           else ()))}
     return Lowered(MODEL_FILE, [TensorSpec(INPUT_NAME, [1, 3, h, w], "float32")], outputs, versions, options)
+
+
+def app_runtime(workdir: Path, lowered: Lowered) -> dict[str, Any]:
+    """The ExecuTorch runtime release the .pte needs (`export.runtime_pins`)."""
+    from .runtime_pins import executorch_pins
+
+    return executorch_pins(lowered.tool_versions["executorch"])

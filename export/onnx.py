@@ -15,13 +15,14 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from sapiens_edge.errors import require
+from sapiens_edge.errors import RecipeError, require
 from sapiens_edge.manifest import TensorSpec
 from sapiens_edge.memory import GIB, drop_weights, release_memory, require_memory
 from sapiens_edge.scratch import scratch_dir
@@ -31,7 +32,7 @@ from .capture import capture, example_input, prepare_static_int8
 from .onnx_instance_norm import instance_norm_as_layer_norm
 from .recipes import ActivationKind, Recipe, WeightDtype
 from .target_table import delegate_of, require_calibration
-from .targets import INPUT_NAME, OUTPUT_NAMES, CalibrationData, Lowered
+from .targets import INPUT_NAME, CalibrationData, Lowered, decodes, output_names
 
 OPSET = 23
 MODEL_FILE = "model.onnx"
@@ -42,11 +43,14 @@ FLOAT, FLOAT16 = 1, 10  # onnx.TensorProto enum values
 
 
 def graph_output_specs(proto) -> list[TensorSpec]:
-    """The graph's outputs as manifest specs (the dynamo exporter writes static shapes)."""
+    """The graph's outputs as manifest specs (the dynamo exporter writes static shapes; float32 but for the
+    integer class ids of a decoded seg model)."""
+    from onnx.helper import tensor_dtype_to_np_dtype
+
     specs = []
     for o in proto.graph.output:
         dims = [d.dim_value if d.HasField("dim_value") else -1 for d in o.type.tensor_type.shape.dim]
-        specs.append(TensorSpec(o.name, dims, "float32"))
+        specs.append(TensorSpec(o.name, dims, tensor_dtype_to_np_dtype(o.type.tensor_type.elem_type).name))
     return specs
 
 
@@ -73,7 +77,7 @@ def to_onnx_fp32(model: Any, input_hw: tuple[int, int], task: str, *, rewrites: 
     # under the conversion and onnxslim, the export's peak.
     drop_weights(model)
     progress(f"converting to ONNX (opset {opset}, dynamo exporter) ...")
-    names = OUTPUT_NAMES[task]
+    names = output_names(model, task)
     onnx_program = torch.onnx.export(program, (example_input(input_hw),), dynamo=True, opset_version=opset,
                                      input_names=[INPUT_NAME], output_names=names, optimize=True, verbose=False,
                                      custom_translation_table=fused_attention.onnx_translation())
@@ -138,11 +142,15 @@ def save(proto, path: Path) -> None:
     """Save with external data (one `.data` file beside it) when the weights pass protobuf's limit."""
     import onnx
 
+    data = path.with_name(path.name + ".data")
     if not _small_enough_to_measure(proto):
         onnx.save_model(proto, str(path), save_as_external_data=True, all_tensors_to_one_file=True,
-                        location=path.name + ".data", size_threshold=1024)
+                        location=data.name, size_threshold=1024)
     else:
         onnx.save_model(proto, str(path))
+        # A model read from external data and saved inline (int8's fp16-stored float layers) leaves the old
+        # data file behind: 1.5 GB of stale weights that the artifact would list and ship.
+        data.unlink(missing_ok=True)
     onnx.checker.check_model(str(path))  # by path: works with external data too
 
 
@@ -151,8 +159,30 @@ def _small_enough_to_measure(proto) -> bool:
     return sum(len(t.raw_data) for t in proto.graph.initializer) < PROTOBUF_LIMIT
 
 
-def to_fp16(proto):
-    """fp16 weights and compute, fp32 I/O; see the module docstring for what stays fp32."""
+def _is_blur(node) -> bool:
+    """One of the two depthwise 11-tap convs of DARK's blur (`export.decode.blur`)."""
+    import onnx
+
+    attrs = {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}
+    return attrs.get("group", 1) > 1 and list(attrs.get("kernel_shape", [])) in ([1, 11], [11, 1])
+
+
+def decoder_nodes(proto) -> list[str]:
+    """The nodes of a decoded-output graph's decoding (`export.decode`): everything downstream of the task head's
+    last Conv. The fp16 pass leaves them in fp32 (DARK's log map and Hessian in fp16 would move keypoints) and
+    static int8 leaves its blur convs float."""
+    last = [n for n in proto.graph.node if n.op_type == "Conv" and not _is_blur(n)][-1]
+    live, names = set(last.output), []
+    for node in proto.graph.node:  # topological order
+        if live & set(node.input):
+            live |= set(node.output)
+            names.append(node.name)
+    return names
+
+
+def to_fp16(proto, keep_fp32_nodes: list[str] | None = None):
+    """fp16 weights and compute, fp32 I/O; see the module docstring for what stays fp32 (and
+    `keep_fp32_nodes`)."""
     from onnxruntime.transformers.float16 import DEFAULT_OP_BLOCK_LIST, convert_float_to_float16
 
     for node in proto.graph.node:
@@ -166,7 +196,8 @@ def to_fp16(proto):
 
                 node.attribute.append(onnx.helper.make_attribute("softmax_precision", FLOAT))
     block = sorted(set(DEFAULT_OP_BLOCK_LIST) | set(FP16_KEEP_FP32))
-    proto = convert_float_to_float16(proto, keep_io_types=True, op_block_list=block, disable_shape_infer=True)
+    proto = convert_float_to_float16(proto, keep_io_types=True, op_block_list=block, disable_shape_infer=True,
+                                     node_block_list=keep_fp32_nodes)
     return topological_sort(proto)  # the converter appends its input casts at the end of the graph
 
 
@@ -263,8 +294,9 @@ def weight_sources(proto, known: dict[str, str]) -> dict[str, str]:
     return out
 
 
-def load_dtype(recipe: Recipe, params: int, pipeline: str = "auto"):
-    """The dtype `export()` loads the weights in: the streamed route's storage dtype, else fp32."""
+def load_dtype(recipe: Recipe, params: int, pipeline: str = "auto", **_other_options: str):
+    """The dtype `export()` loads the weights in: the streamed route's storage dtype, else fp32 (the other
+    target options, opset and contrib_ops, do not change it)."""
     import torch
 
     from .onnx_streamed import is_streamed, storage_dtype
@@ -273,20 +305,35 @@ def load_dtype(recipe: Recipe, params: int, pipeline: str = "auto"):
 
 
 def lower(model: Any, recipe: Recipe, input_hw: tuple[int, int], workdir: Path,
-          calibration: CalibrationData | None, progress: Callable[[str], None], pipeline: str = "auto") -> Lowered:
+          calibration: CalibrationData | None, progress: Callable[[str], None], pipeline: str = "auto",
+          opset: str = str(OPSET), contrib_ops: str = "yes") -> Lowered:
     """Write `model.onnx` (and `model.onnx.data` for big models) for `recipe` into `workdir`; `pipeline`:
-    auto streams large float models (`export.onnx_streamed`), or force `in-memory` / `streamed`."""
+    auto streams large float models (`export.onnx_streamed`), or force `in-memory` / `streamed`. `opset`: an
+    older ai.onnx opset for an older ONNX Runtime (export.runtime_pins; 17 through `onnx_tensorrt.downgrade_to_17`),
+    `contrib_ops=no`: no com.microsoft ops (the standard attention instead of the fused_attention rewrite)."""
+    target_opset = int(opset)
     if delegate_of(recipe) == "tensorrt":
+        if target_opset != OPSET or contrib_ops != "yes":
+            raise RecipeError(f"{recipe.name} writes opset 17/19 without contrib ops already (for TensorRT); leave out "
+                              f"--target-option opset / contrib_ops.")
         from . import onnx_tensorrt
 
         return onnx_tensorrt.lower(model, recipe, input_hw, workdir, calibration, progress, pipeline)
     from .onnx_streamed import is_streamed, to_onnx_streamed
 
+    if contrib_ops == "no":  # the recipe's rewrites but the one that writes com.microsoft.MultiHeadAttention
+        recipe = dataclasses.replace(recipe, rewrites=tuple(r for r in recipe.rewrites if r != "fused_attention"))
     info = model.sapiens_info
     task = info.task
     rewrites = recipe.rewrites
     dtype, activations = recipe.weights.dtype, recipe.activations.kind
     if is_streamed(recipe, info.params, pipeline):
+        if target_opset != OPSET or contrib_ops != "yes":
+            raise RecipeError(f"--target-option opset / contrib_ops need the in-memory ONNX route, and {info.name} "
+                              f"takes the streamed one; add --target-option pipeline=in-memory.")
+        if decodes(model):
+            raise RecipeError(f"--decode needs the in-memory ONNX route, and {info.name} takes the streamed one; pass "
+                              f"--target-option pipeline=in-memory (it needs about 5x the fp32 weights in memory).")
         if dtype is WeightDtype.INT8:
             from .onnx_int8 import lower_streamed
 
@@ -308,12 +355,17 @@ def lower(model: Any, recipe: Recipe, input_hw: tuple[int, int], workdir: Path,
         source, rounding = prepare_static_int8(model, recipe, calibration, progress)
         source_rewrites = ()
         drop_weights(model)
+    # The dynamo exporter writes opset 18 at the lowest (export.onnx_tensorrt); 17 is a rewrite of 18.
     _, proto = to_onnx_fp32(source, input_hw, task, rewrites=source_rewrites, exact_rope=exact_rope,
-                            progress=progress, digests=digests)
+                            progress=progress, digests=digests, opset=max(target_opset, 18))
     del source
+    if target_opset == 17:
+        from .onnx_tensorrt import downgrade_to_17
+
+        downgrade_to_17(proto)
     outputs = graph_output_specs(proto)  # fp32 I/O for every precision
     out = workdir / MODEL_FILE
-    options: dict[str, Any] = {"opset": OPSET, "exporter": "torch.onnx.export(dynamo=True)",
+    options: dict[str, Any] = {"opset": target_opset, "exporter": "torch.onnx.export(dynamo=True)",
                                "rewrites": list(rewrites), "simplifier": "onnxslim",
                                "rope": "bf16-exact (fp32 ops + rounding casts)" if exact_rope else "fp32"}
     with scratch_dir(workdir.parent, "sapiens-onnx") as tmp:
@@ -322,21 +374,24 @@ def lower(model: Any, recipe: Recipe, input_hw: tuple[int, int], workdir: Path,
             save(proto, out)
         elif dtype is WeightDtype.FP16:
             progress("converting weights and compute to fp16 ...")
-            save(to_fp16(proto), out)
+            keep = decoder_nodes(proto) if decodes(model) else []
+            save(to_fp16(proto, keep), out)
             options["fp16"] = {"converter": "onnxruntime.transformers.float16", "io": "float32",
                                "kept_fp32": list(FP16_KEEP_FP32), "attention_softmax": "float32",
-                               "rmsnorm_statistics": "float32"}
+                               "rmsnorm_statistics": "float32", **({"decoding": "float32"} if keep else {})}
         else:  # int8 weights, static or dynamic activations (export.target_table: what onnx lowers)
             # Found on the in-memory graph: `weight_sources` matches the weights' values.
             sources = weight_sources(proto, digests) if digests is not None else {}
             keep = float_nodes(proto, task, calibration.keep_float, sources) if static_int8 else []
+            # The decoding stays float, its blur weights fp32 too (not stored fp16 like the kept layers').
+            decoding = [n for n in decoder_nodes(proto) if n not in keep] if static_int8 and decodes(model) else []
             save(proto, fp32_path)
             big = not _small_enough_to_measure(proto)
             del proto
             release_memory()  # the graph is on disk now; calibration and the quantizer reload it
             from .onnx_int8 import quantize
 
-            options.update(quantize(fp32_path, out, recipe, calibration, keep, big, progress))
+            options.update(quantize(fp32_path, out, recipe, calibration, keep, big, progress, decoding))
             options["weight_rounding"] = rounding
     return as_lowered(input_hw, out, options, outputs)
 
@@ -369,3 +424,10 @@ def export_versions(options: dict[str, Any]) -> dict[str, str]:
         if options.get("simplifier"):
             options["simplifier"] = None
     return versions
+
+
+def app_runtime(workdir: Path, lowered: Lowered) -> dict[str, Any]:
+    """The ONNX Runtime release the written model needs (`export.runtime_pins`)."""
+    from .runtime_pins import onnx_pins
+
+    return onnx_pins(workdir / lowered.model_file)

@@ -51,8 +51,9 @@ def lower_streamed(model: Any, recipe: Recipe, input_hw: tuple[int, int], workdi
 
 
 def quantize(fp32_path: Path, out: Path, recipe: Recipe, calibration: CalibrationData | None, keep: list[str],
-             big: bool, progress: Callable[[str], None]) -> dict[str, Any]:
-    """Quantize the fp32 graph at `fp32_path` into `out` (ONNX Runtime's quantizer); returns the options."""
+             big: bool, progress: Callable[[str], None], decoding: list[str] = ()) -> dict[str, Any]:
+    """Quantize the fp32 graph at `fp32_path` into `out` (ONNX Runtime's quantizer); returns the options.
+    `keep`: layers left float, their weights stored fp16; `decoding`: `--decode`'s nodes, left float in fp32."""
     import onnx
 
     from sapiens_edge.quantize import onnx_ptq
@@ -61,8 +62,8 @@ def quantize(fp32_path: Path, out: Path, recipe: Recipe, calibration: Calibratio
         method = calibration.method or recipe.default_calibration_method
         info = onnx_ptq.quantize_static(fp32_path, out, INPUT_NAME, calibration.batches, calibration.count,
                                         method=method, op_types=onnx_ptq.STATIC_OPS, external_data=big,
-                                        nodes_to_exclude=keep, progress=progress)
-        info["kept_float"] = keep
+                                        nodes_to_exclude=[*keep, *decoding], progress=progress)
+        info["kept_float"] = [*keep, *decoding]
         info.update(store_float_weights_fp16(out, keep))
     else:
         progress("quantizing (dynamic int8) ...")

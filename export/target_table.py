@@ -29,6 +29,7 @@ class Delegate:
     requires: tuple[str, ...] = ()  # Python modules it needs on top of the target's
     precisions: tuple[str, ...] | None = None  # None: every precision the target takes
     runs_on: str | None = None  # None: where the target's artifacts run
+    decode: bool = True  # whether it lowers decoded outputs (when its target does)
 
 
 @dataclass(frozen=True)
@@ -48,6 +49,9 @@ class TargetSpec:
     delegates: dict[str, Delegate] = field(default_factory=lambda: {"": Delegate()})  # the first is the default
     deployment_targets: tuple[str, ...] = ()  # Core ML minimum OS versions, the default first
     options: dict[str, tuple[str, ...]] = field(default_factory=dict)  # --target-option KEY: values, default first
+    # Decoded outputs (export.decode, --decode): whether the target lowers them, and the dtype of seg's class ids.
+    decode: bool = True
+    decode_labels: str = "uint8"
 
 
 TARGETS: dict[str, TargetSpec] = {t.name: t for t in [
@@ -56,9 +60,14 @@ TARGETS: dict[str, TargetSpec] = {t.name: t for t in [
                {"torch": ">=2.5", "onnx": ">=1.17", "onnxruntime": ">=1.20", "onnxscript": ">=0.2",
                 "onnxslim": ">=0.1.50"}, gptq=("int8",),
                # tensorrt: ONNX made for TensorRT's parser (export.onnx_tensorrt); it runs in ONNX Runtime too.
-               delegates={"": Delegate(), "tensorrt": Delegate(precisions=("fp32", "fp16", "int8"))},
-               # auto: large float models take the streamed route (export.onnx_streamed)
-               options={"pipeline": ("auto", "in-memory", "streamed")}),
+               # Not decoded: its fp16 and int8 routes cast every float op and output to fp16 (the decoding's
+               # DARK step too), and integer class ids would be an engine output TensorRT 10.3 has not been
+               # checked with.
+               delegates={"": Delegate(), "tensorrt": Delegate(precisions=("fp32", "fp16", "int8"), decode=False)},
+               # auto: large float models take the streamed route (export.onnx_streamed); opset / contrib_ops:
+               # for an older ONNX Runtime on the device (export.runtime_pins), default delegate only.
+               options={"pipeline": ("auto", "in-memory", "streamed"),
+                        "opset": ("23", "22", "21", "20", "19", "18", "17"), "contrib_ops": ("yes", "no")}),
     TargetSpec("executorch", "sapiens_edge.export.executorch", "model.pte", ("fp32", "fp16", "int8"),
                ("executorch",), "executorch",
                {"torch": ">=2.5", "executorch": "==1.5.1"},
@@ -71,7 +80,10 @@ TARGETS: dict[str, TargetSpec] = {t.name: t for t in [
                ("coremltools",), "coreml", {"torch": ">=2.5", "coremltools": ">=9.0,<10"}, runs_on=APPLE,
                calibrated_requires=("executorch", "torchao"),
                gptq=("int8", "palettized-4bit", "palettized-6bit", "palettized-8bit"),
-               deployment_targets=("iOS16", "iOS17", "iOS18"), options={"input": ("image", "tensor")}),
+               deployment_targets=("iOS16", "iOS17", "iOS18"), options={"input": ("image", "tensor")},
+               # Its fp16 compute precision would also take the decoding (DARK's log map) to fp16, and an
+               # ML Program's outputs are not uint8: not built yet.
+               decode=False, decode_labels="int32"),
     TargetSpec("tflite", "sapiens_edge.export.tflite", "model.tflite", ("fp32", "fp16", "int8", "int8-dynamic"),
                ("litert_torch", "ai_edge_litert"), "tflite",
                {"torch": ">=2.5", "litert-torch": "==0.10.0", "ai-edge-litert": ">=2.3,<2.4"},
@@ -167,12 +179,20 @@ def deployment_target(recipe: Recipe) -> str:
 
 
 def check_request(recipe: Recipe, calibration_method: str | None = None, keep_float: tuple[str, ...] = (),
-                  target_options: dict[str, str] | None = None) -> dict[str, str]:
+                  target_options: dict[str, str] | None = None, decode: bool = False) -> dict[str, str]:
     """Hold an export request against `recipe` and its target's declaration (RecipeError saying what to
     do). Returns the target options with the target's defaults filled in."""
     from .recipes import RECIPES
 
     check_recipe(recipe)
+    spec = TARGETS[recipe.target]
+    if decode and not (spec.decode and spec.delegates[delegate_of(recipe)].decode):
+        takes = ", ".join(t.name for t in TARGETS.values() if t.decode)
+        via = f" with the {delegate_of(recipe)} delegate" if delegate_of(recipe) else ""
+        raise RecipeError(f"The {recipe.target} target{via} (recipe {recipe.name!r}) does not lower decoded outputs "
+                          f"(--decode); export without it, or with a recipe of {takes} (default delegates).")
+    if decode and (target_options or {}).get("pipeline") == "streamed":
+        raise RecipeError("--decode needs the in-memory ONNX route; leave out --target-option pipeline=streamed.")
     if calibration_method is not None and calibration_method not in recipe.calibration_methods:
         choices = ", ".join(recipe.calibration_methods) or (
             "none to choose: it uses the calibration images for GPTQ only" if recipe.needs_calibration

@@ -25,6 +25,18 @@ OUTPUT_NAMES = {
 }
 
 
+def decodes(model: Any) -> bool:
+    """Whether `model` is (or wraps) a decoded-output model (`export.decode.DecodedModel`)."""
+    return getattr(model, "sapiens_output_names", None) is not None
+
+
+def output_names(model: Any, task: str) -> list[str]:
+    """The names of `model`'s graph outputs: a decoded-output model's own (`export.decode.DecodedModel`, and
+    the targets' wrappers around it pass them on), else the raw ones of `task`."""
+    names = getattr(model, "sapiens_output_names", None)
+    return list(names) if names else list(OUTPUT_NAMES[task])
+
+
 @dataclass
 class CalibrationData:
     """Normalized float32 (1, 3, H, W) batches for PTQ, produced lazily (stream, don't hoard)."""

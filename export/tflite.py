@@ -45,7 +45,7 @@ from sapiens_edge.manifest import TensorSpec
 from .capture import capture, output_specs, prepare_static_int8
 from .recipes import ActivationKind, Recipe, WeightDtype
 from .target_table import require_calibration, tool_versions
-from .targets import INPUT_NAME, OUTPUT_NAMES, CalibrationData, Lowered
+from .targets import INPUT_NAME, CalibrationData, Lowered, output_names
 
 MODEL_FILE = "model.tflite"
 # litert-torch logs every conversion stage at WARNING through the root logger and absl.
@@ -169,7 +169,7 @@ def lower(model: Any, recipe: Recipe, input_hw: tuple[int, int], workdir: Path,
     from sapiens_edge.quantize.policy import keep_float_keys
 
     task = model.sapiens_info.task
-    names = OUTPUT_NAMES[task]
+    names = output_names(model, task)
     rewrites = recipe.rewrites
     h, w = input_hw
     example = torch.zeros(1, h, w, 3)
@@ -185,7 +185,7 @@ def lower(model: Any, recipe: Recipe, input_hw: tuple[int, int], workdir: Path,
     else:
         program = capture(ChannelsLastIO(model.eval(), names), input_hw, rewrites=rewrites, exact_rope=exact,
                           rope_rounding="arith", progress=progress, example=example)
-    outputs = [channels_last(s) for s in output_specs(program, task)]
+    outputs = [channels_last(s) for s in output_specs(program, names)]
     options.update({"rewrites": list(rewrites), "layout": "NHWC input and image outputs",
                     "rope": "bf16-exact (fp32 ops, rounding by Veltkamp split)" if exact else "fp32"})
     user_keep = calibration.keep_float if calibration is not None else ()
@@ -253,3 +253,10 @@ def _quiet(litert_torch) -> Iterator[None]:
             yield
     finally:
         config.show_progress = shown
+
+
+def app_runtime(workdir: Path, lowered: Lowered) -> dict[str, Any]:
+    """The TF Lite runtime version the flatbuffer needs (`export.runtime_pins`)."""
+    from .runtime_pins import tflite_pins
+
+    return tflite_pins(workdir / lowered.model_file, lowered.tool_versions.get("ai-edge-litert"))

@@ -25,8 +25,9 @@ KEEP_FLOAT = ("patch_embed", "conv_seg", "conv_pose")
 KEEP_FLOAT_BY_TASK = {"seg": ("decode_head.",), "pose": ("decode_head.conv_layers.",)}
 # Export-rewrite helpers that are linears in form but not layers of the model: RMSNorm's mean of
 # squares (quantizing it would quantize the norm itself) and the Hadamard rotation in front of a
-# down projection (`export.rewrites.rotate_ffn_input`: it exists so that the int8 input comes after it).
-NEVER_QUANTIZE = ("mean_sq", "rotation")
+# down projection (`export.rewrites.rotate_ffn_input`: it exists so that the int8 input comes after it),
+# and the decoded outputs' decoding (`export.decode.Decoder`: DARK's blur is a conv, and its log map needs float).
+NEVER_QUANTIZE = ("mean_sq", "rotation", "decoder")
 
 
 def keep_float_keys(task: str | None, extra: tuple[str, ...] = ()) -> tuple[str, ...]:

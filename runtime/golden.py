@@ -30,8 +30,7 @@ import numpy as np
 
 from sapiens_edge import metadata
 
-from .dense import crop_pad, resize_to_hwc
-from .pose import heatmap_to_image
+from .decoded import decoded_normals, decoded_pose, decoded_seg_labels
 from .tasks import get_processor
 from .visualize import normal_to_rgb, overlay_seg
 
@@ -85,26 +84,6 @@ def smooth_logits(c: int, hw: tuple[int, int], seed: int) -> np.ndarray:
     f = rng.normal(size=(c, 3))
     logits = f[:, 0, None, None] * np.sin(3 * xx + f[:, 1, None, None]) + f[:, 2, None, None] * np.cos(4 * yy)
     return logits[None].astype(np.float32)
-
-
-# ----------------------------------------------------------------------------- the decoded contract
-def decoded_seg_labels(labels: np.ndarray, out_hw: tuple[int, int]) -> np.ndarray:
-    """(h, w) class ids -> (H, W) by nearest neighbour on pixel centres."""
-    h, w = labels.shape
-    ys = np.minimum(((np.arange(out_hw[0]) + 0.5) * h / out_hw[0]).astype(np.int64), h - 1)
-    xs = np.minimum(((np.arange(out_hw[1]) + 0.5) * w / out_hw[1]).astype(np.int64), w - 1)
-    return labels[ys[:, None], xs[None, :]]
-
-
-def decoded_pose(keypoints: np.ndarray, ctx: Any, heatmap_hw: tuple[int, int]) -> np.ndarray:
-    """(N, K, 2) heatmap-pixel keypoints -> image pixels with each box's centre and scale."""
-    return np.stack([heatmap_to_image(kp, ctx.centers[i], ctx.scales[i], heatmap_hw, ctx.input_hw)
-                     for i, kp in enumerate(keypoints)])
-
-
-def decoded_normals(normals: np.ndarray, pad: tuple[int, int, int, int], out_hw: tuple[int, int]) -> np.ndarray:
-    """(3, h, w) unit normals -> crop pad -> bilinear -> (H, W, 3)."""
-    return resize_to_hwc(crop_pad(np.asarray(normals, np.float32), pad), out_hw)
 
 
 # ----------------------------------------------------------------------------- writer

@@ -17,6 +17,7 @@ from sapiens_edge.errors import ArtifactError, InputShapeError, SapiensEdgeError
 from sapiens_edge.manifest import Manifest, TensorSpec, read_manifest
 
 from .backends import Session, open_session
+from .decoded import is_decoded
 from .image import ImageSource
 from .results import TaskResult
 from .tasks import PROCESSORS, run_task
@@ -171,7 +172,8 @@ class Predictor:
         Args:
             image: a path, bytes, a PIL image or an RGB uint8 array.
             boxes: pose only: person boxes x1,y1,x2,y2 (default: the whole image).
-            flip_test: pose only: average with the mirrored image (None: the task's default).
+            flip_test: pose only: average with the mirrored image (None: the task's default; off for an
+                artifact with decoded outputs, which refuses it: OptionError).
 
         Returns:
             The task result (seg mask, keypoints, normals or point map; ``runtime.results``).
@@ -185,7 +187,8 @@ class Predictor:
             raise SapiensEdgeError(f"{self.manifest.model} is a bare backbone (feature maps only); predict() "
                                    "needs a task artifact. Use run(x) for the raw features.")
         self._check_normalization()
-        return run_task(self.run, image, self.task, boxes=boxes, flip_test=flip_test, input_hw=self.input_hw)
+        return run_task(self.run, image, self.task, boxes=boxes, flip_test=flip_test, input_hw=self.input_hw,
+                        decoded=is_decoded(self.manifest))
 
     def _check_normalization(self) -> None:
         norm = self.manifest.normalization or {}

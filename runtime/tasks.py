@@ -14,8 +14,9 @@ from typing import Any, Protocol
 import numpy as np
 
 from sapiens_edge import metadata
-from sapiens_edge.errors import SapiensEdgeError
+from sapiens_edge.errors import OptionError, SapiensEdgeError
 
+from .decoded import HEATMAP_STRIDE, decoded_normals, decoded_pose, decoded_seg_labels
 from .image import ImageSource, load_image
 from .normal import postprocess_normal
 from .pointmap import focal_length, postprocess_pointmap
@@ -57,14 +58,17 @@ class TaskProcessor(Protocol):
                 input_hw: tuple[int, int] = metadata.INPUT_HW) -> Prepared: ...
 
     def finish(self, outputs: Sequence[np.ndarray], prepared: Prepared,
-               flipped_outputs: Sequence[np.ndarray] | None = None) -> TaskResult: ...
+               flipped_outputs: Sequence[np.ndarray] | None = None, *, decoded: bool = False) -> TaskResult:
+        """Raw outputs (or, `decoded`, the outputs of an artifact exported with decoded outputs:
+        runtime.decoded) -> the task's result."""
 
 
-def _output(outputs: Sequence[np.ndarray], i: int, task: str, ndim: int, n: int) -> np.ndarray:
-    """Fetch output ``i`` as float32 and check its rank and batch size (backend bugs show here)."""
+def _output(outputs: Sequence[np.ndarray], i: int, task: str, ndim: int, n: int,
+            dtype: Any = np.float32) -> np.ndarray:
+    """Fetch output ``i`` as `dtype` and check its rank and batch size (backend bugs show here)."""
     if len(outputs) <= i:
         raise SapiensEdgeError(f"The {task} model returned {len(outputs)} output(s); expected at least {i + 1}.")
-    a = np.asarray(outputs[i], dtype=np.float32)
+    a = np.asarray(outputs[i], dtype=dtype)
     if a.ndim != ndim or a.shape[0] != n:
         raise SapiensEdgeError(f"The {task} model's output {i} has shape {a.shape}; expected {ndim} "
                                f"dimensions with batch size {n}.")
@@ -87,9 +91,14 @@ class PoseProcessor:
         return Prepared(batch.inputs, ctx)
 
     def finish(self, outputs: Sequence[np.ndarray], prepared: Prepared,
-               flipped_outputs: Sequence[np.ndarray] | None = None) -> PoseResult:
+               flipped_outputs: Sequence[np.ndarray] | None = None, *, decoded: bool = False) -> PoseResult:
         ctx: PoseContext = prepared.context
         n = len(ctx.boxes)
+        if decoded:  # keypoints in heatmap pixels + scores; no flip test (run_task refuses it)
+            coords = _output(outputs, 0, self.task, 3, n)
+            hm_hw = (ctx.input_hw[0] // HEATMAP_STRIDE, ctx.input_hw[1] // HEATMAP_STRIDE)
+            return PoseResult(self.task, ctx.image_hw, ctx.input_hw, keypoints=decoded_pose(coords, ctx, hm_hw),
+                              scores=_output(outputs, 1, self.task, 2, n), boxes=ctx.boxes, flip_test=False)
         heatmaps = _output(outputs, 0, self.task, 4, n)
         if flipped_outputs is not None:
             flip = metadata.keypoints().flip_indices
@@ -118,8 +127,13 @@ class SegProcessor:
         return Prepared(preprocess_seg(image, input_hw), DenseContext(image.shape[:2], check_input_hw(input_hw)))
 
     def finish(self, outputs: Sequence[np.ndarray], prepared: Prepared,
-               flipped_outputs: Sequence[np.ndarray] | None = None) -> SegResult:
+               flipped_outputs: Sequence[np.ndarray] | None = None, *, decoded: bool = False) -> SegResult:
         ctx: DenseContext = prepared.context
+        if decoded:  # class ids at the model's resolution, to the image by nearest neighbour
+            ids = _output(outputs, 0, self.task, 3, 1, dtype=None)[0]
+            labels = decoded_seg_labels(ids, ctx.image_hw).astype(np.uint8)
+            return SegResult(self.task, ctx.image_hw, ctx.input_hw, labels=labels,
+                             fractions=class_fractions(labels, len(metadata.seg().names)))
         logits = _output(outputs, 0, self.task, 4, 1)[0]
         labels = seg_labels(logits, ctx.image_hw)
         return SegResult(self.task, ctx.image_hw, ctx.input_hw, labels=labels,
@@ -141,11 +155,12 @@ class NormalProcessor(_DenseProcessor):
     task = "normal"
 
     def finish(self, outputs: Sequence[np.ndarray], prepared: Prepared,
-               flipped_outputs: Sequence[np.ndarray] | None = None) -> NormalResult:
+               flipped_outputs: Sequence[np.ndarray] | None = None, *, decoded: bool = False) -> NormalResult:
         ctx: DenseContext = prepared.context
-        raw = _output(outputs, 0, self.task, 4, 1)[0]
-        return NormalResult(self.task, ctx.image_hw, ctx.input_hw,
-                            normals=postprocess_normal(raw, ctx.pad, ctx.image_hw))
+        out = _output(outputs, 0, self.task, 4, 1)[0]
+        normals = decoded_normals(out, ctx.pad, ctx.image_hw) if decoded else postprocess_normal(out, ctx.pad,
+                                                                                                  ctx.image_hw)
+        return NormalResult(self.task, ctx.image_hw, ctx.input_hw, normals=normals)
 
 
 class PointmapProcessor(_DenseProcessor):
@@ -155,7 +170,9 @@ class PointmapProcessor(_DenseProcessor):
     task = "pointmap"
 
     def finish(self, outputs: Sequence[np.ndarray], prepared: Prepared,
-               flipped_outputs: Sequence[np.ndarray] | None = None) -> PointmapResult:
+               flipped_outputs: Sequence[np.ndarray] | None = None, *, decoded: bool = False) -> PointmapResult:
+        if decoded:
+            raise SapiensEdgeError("Pointmap artifacts have no decoded outputs (export refuses --decode for them).")
         ctx: DenseContext = prepared.context
         raw = _output(outputs, 0, self.task, 4, 1)[0]
         scale = float(_output(outputs, 1, self.task, 2, 1).reshape(-1)[0])
@@ -178,13 +195,18 @@ def get_processor(task: str) -> TaskProcessor:
 
 
 def run_task(model_fn: ModelFn, image: ImageSource, task: str, boxes: Any = None,
-             flip_test: bool | None = None, input_hw: tuple[int, int] = metadata.INPUT_HW) -> TaskResult:
+             flip_test: bool | None = None, input_hw: tuple[int, int] = metadata.INPUT_HW,
+             decoded: bool = False) -> TaskResult:
     """Pre-process ``image``, run ``model_fn`` (and its flipped twin for pose), post-process.
 
     ``flip_test`` defaults to the processor's choice (on for pose, as upstream); only pose
-    supports it."""
+    supports it, and only with raw outputs. ``decoded``: ``model_fn`` returns decoded outputs
+    (runtime.decoded)."""
     proc = get_processor(task)
-    use_flip = proc.uses_flip_test if flip_test is None else bool(flip_test)
+    if decoded and flip_test:
+        raise OptionError("The flip test averages two raw heatmap batches; this artifact decodes keypoints in its "
+                          "graph. Leave the flip test off, or export without --decode to use it.")
+    use_flip = (proc.uses_flip_test and not decoded) if flip_test is None else bool(flip_test)
     if use_flip and not proc.uses_flip_test:
         raise SapiensEdgeError(f"Flip test is only supported for pose, not for '{task}'.")
     prepared = proc.prepare(load_image(image), boxes, input_hw)
@@ -192,4 +214,4 @@ def run_task(model_fn: ModelFn, image: ImageSource, task: str, boxes: Any = None
     flipped = None
     if use_flip:
         flipped = list(model_fn(np.ascontiguousarray(prepared.inputs[..., ::-1])))
-    return proc.finish(outputs, prepared, flipped)
+    return proc.finish(outputs, prepared, flipped, decoded=decoded)

@@ -92,6 +92,10 @@ def test_choices_come_from_the_tables():
     (["export", "sapiens2-0.1b-seg", "--recipe", "onnx-fp32", "-o", "x"], "needs --weights"),
     (["export", "sapiens2-0.1b-seg", "--recipe", "onnx-int8", "--random-weights", "-o", "x",
       "--calibration", "/nonexistent/photos"], "Calibration folder not found"),
+    (["export", "sapiens2-0.1b-pointmap", "--recipe", "onnx-fp32", "--random-weights", "-o", "x", "--decode"],
+     "dense geometry already"),
+    (["export", "sapiens2-0.1b-seg", "--recipe", "coreml-fp32", "--random-weights", "-o", "x", "--decode"],
+     "does not lower decoded outputs"),
 ])
 def test_export_user_errors(argv, needle, capsys, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)

@@ -155,7 +155,7 @@ def _cmd_export(args: argparse.Namespace) -> int:
     art = export(args.model, args.recipe, args.output, weights=args.weights, input_size=args.input_size,
                  calibration=args.calibration, calibration_limit=args.calibration_limit,
                  calibration_method=args.calibration_method, keep_float=tuple(args.keep_float),
-                 target_options=_key_values(args.target_option), force=args.force)
+                 target_options=_key_values(args.target_option), force=args.force, decode=args.decode)
     size = sum((art.path / f).stat().st_size for f in art.manifest.files) / 2**20
     print(f"{art.path}: {art.manifest.recipe} {art.manifest.model_file} ({size:,.1f} MiB) in {art.seconds:.1f} s")
     return 0

@@ -126,6 +126,9 @@ def build_parser(commands: Mapping[str, Callable[[argparse.Namespace], int]]) ->
                    help="target-specific option (repeatable): " + "; ".join(
                        f"{t.name} {k}={'|'.join(v)} (default {v[0]})" for t in TARGETS.values()
                        for k, v in t.options.items()))
+    e.add_argument("--decode", action="store_true",
+                   help="decode in the graph (app-sized outputs): seg class ids, pose keypoints + scores, unit "
+                        "normals (not pointmap; docs/decoded-outputs.md)")
     e.add_argument("--output", "-o", required=True, help="artifact folder to create")
     e.add_argument("--force", action="store_true", help="replace an existing artifact folder")
     e.set_defaults(func=commands["export"])

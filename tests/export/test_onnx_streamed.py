@@ -127,6 +127,9 @@ def test_streamed_int8_passes_the_recipe_gate(models, tiny_reference, monkeypatc
     graph = onnx.load(str(art.path / "model.onnx"), load_external_data=False).graph
     ops = Counter(n.op_type for n in graph.node)
     assert ops["DequantizeLinear"] > 0 and ops["QuantizeLinear"] > 0
+    # No stale data file: the artifact lists model.onnx.data exactly when the graph reads tensors from it.
+    external = [t for t in graph.initializer if t.data_location == onnx.TensorProto.EXTERNAL]
+    assert ("model.onnx.data" in art.manifest.files) == bool(external)
     if recipe.startswith("tensorrt"):
         report = check_tensorrt(art.path, "10.3")
         assert report.violations == (), [v.line() for v in report.violations]

@@ -15,16 +15,21 @@ pytest.importorskip("onnxruntime")
 from onnx import numpy_helper  # noqa: E402
 
 from sapiens_edge import runtime  # noqa: E402
+from sapiens_edge.errors import RecipeError  # noqa: E402
 from sapiens_edge.export import core  # noqa: E402
 from sapiens_edge.export.fused_attention import TokenMajorAttention, fused_attention  # noqa: E402
 from sapiens_edge.export.rewrites import SubPixelConvTranspose, subpixel_deconv  # noqa: E402
 from sapiens_edge.export.rewrites import hadamard as hadamard_matrix  # noqa: E402
+from sapiens_edge.export.targets import OUTPUT_NAMES  # noqa: E402
 from sapiens_edge.manifest import sha256_file  # noqa: E402
 from sapiens_edge.metadata import bundled_photo  # noqa: E402
 from sapiens_edge.validation import metrics as M  # noqa: E402
 from tests.export.shared import (  # noqa: E402
+    DECODED_TASKS,
+    assert_decoded_fp32_parity,
     assert_gate_fails,
     assert_passes_recipe_thresholds,
+    export_decoded,
     nan_weight,
     photo_input,
     scale_channels,
@@ -83,7 +88,7 @@ def test_fp32_matches_pytorch(models, task, tmp_path):
     ref = torch_outputs(model, x)
     with runtime.load(art.path) as p:
         out = p.run(x)
-        assert [o.name for o in p.manifest.outputs] == core.get_target("onnx").OUTPUT_NAMES[task]
+        assert [o.name for o in p.manifest.outputs] == OUTPUT_NAMES[task]
     assert [o.shape for o in out] == [r.shape for r in ref]
     assert [list(o.shape) for o in out] == [s.shape for s in art.manifest.outputs]
     for o, r in zip(out, ref, strict=True):
@@ -347,3 +352,57 @@ def test_keep_float_finds_linears_by_weight_whatever_the_graph_calls_them(models
     with pytest.raises(RecipeError, match="'q_norm' matches no Conv/MatMul/Gemm weight"):
         core.export(model, "onnx-int8", tmp_path / "qn", input_size=hw, calibration_limit=1,
                     keep_float=("q_norm",), **QUIET)
+
+
+@pytest.mark.parametrize("task", DECODED_TASKS)
+def test_decoded_fp32_matches_the_python_decoders_and_passes_the_gate(models, tiny_reference, task, tmp_path):
+    art = export_decoded(models[task], "onnx-fp32", tmp_path / task)
+    assert_decoded_fp32_parity(art, models[task], task)
+    report = validate_module.validate(art.path, progress=lambda _: None)
+    assert_passes_recipe_thresholds(report, "onnx-fp32", task, tensor_checked=task != "seg")
+
+
+@pytest.mark.parametrize("task", DECODED_TASKS)
+def test_decoded_int8_passes_the_gate(models, tiny_reference, task, tmp_path):
+    """The decoding stays float under int8 (it has no conv/linear for the quantizer): the gate's thresholds hold."""
+    art = export_decoded(models[task], "onnx-int8", tmp_path / task, calibration_limit=2)
+    assert art.manifest.export_options["decoded"] is True
+    report = validate_module.validate(art.path, progress=lambda _: None)
+    assert_passes_recipe_thresholds(report, "onnx-int8", task, tensor_checked=task != "seg")
+
+
+def test_older_opset_without_contrib_ops_for_an_older_onnx_runtime(models, tiny_reference, tmp_path):
+    """`--target-option opset=17 contrib_ops=no`: plain ai.onnx opset 17 (RMSNorm and attention spelled out),
+    pinned to the ONNX Runtime release of that opset, through the same gate; the default pins the release whose
+    kernels its opset-23 ops need, and names its contrib op."""
+    model = models["seg"]
+    art = core.export(model, "onnx-fp32", tmp_path / "old", input_size=model.sapiens_info.input_hw,
+                      target_options={"opset": "17", "contrib_ops": "no"}, **QUIET)
+    graph = onnx.load(str(art.path / "model.onnx"))
+    assert [(o.domain, o.version) for o in graph.opset_import] == [("", 17)]
+    assert {n.domain for n in graph.graph.node} <= {"", "ai.onnx"}
+    pins = art.manifest.export_options["app_runtime"]
+    assert (pins["min_version"], pins["opset"], pins["contrib_ops"], pins["kit_runs_it"]) == ("1.13.1", 17, [], True)
+    assert "ONNX Runtime 1.13.1 or newer" in (art.path / "README.md").read_text()
+    assert_passes_recipe_thresholds(validate_module.validate(art.path, progress=lambda _: None), "onnx-fp32", "seg")
+    default = core.export(model, "onnx-fp32", tmp_path / "new", input_size=model.sapiens_info.input_hw, **QUIET)
+    pins = default.manifest.export_options["app_runtime"]
+    assert (pins["opset"], pins["contrib_ops"]) == (23, ["com.microsoft.MultiHeadAttention"])
+    assert pins["min_version"] == "1.23.0"  # RMSNormalization-23's kernels
+
+
+def test_every_target_option_reaches_load_dtype():
+    """export() passes a zoo model's target options (defaults filled in) to load_dtype before loading it."""
+    from sapiens_edge.export import onnx as onnx_target
+    from sapiens_edge.export.recipes import get_recipe
+    from sapiens_edge.export.target_table import check_request
+
+    recipe = get_recipe("onnx-fp32")
+    options = check_request(recipe, target_options={"opset": "17", "contrib_ops": "no"})
+    assert onnx_target.load_dtype(recipe, 100_000_000, **options) == torch.float32
+
+
+def test_tensorrt_recipes_take_no_opset_option(models, tmp_path):
+    with pytest.raises(RecipeError, match="opset 17/19 without contrib ops already"):
+        core.export(models["seg"], "tensorrt-fp32", tmp_path / "a", input_size=models["seg"].sapiens_info.input_hw,
+                    target_options={"opset": "20"}, **QUIET)

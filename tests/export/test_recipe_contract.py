@@ -101,7 +101,8 @@ def test_tool_versions_outside_the_declared_ones_make_a_recipe_unavailable(monke
 def test_request_checks_fill_the_targets_defaults():
     assert check_request(get_recipe("coreml-fp16")) == {"input": "image"}
     assert check_request(get_recipe("coreml-fp16"), target_options={"input": "tensor"}) == {"input": "tensor"}
-    assert check_request(get_recipe("onnx-int8"), "entropy", ("decode_head.",)) == {"pipeline": "auto"}
+    assert check_request(get_recipe("onnx-int8"), "entropy", ("decode_head.",)) == {"pipeline": "auto", "opset": "23",
+                                                                             "contrib_ops": "yes"}
     with pytest.raises(RecipeError, match=r"no calibration method 'histogram' \(percentile, minmax, entropy\)"):
         check_request(get_recipe("onnx-int8"), "histogram")
     with pytest.raises(CalibrationError, match="tflite-int8 needs calibration data"):

@@ -20,10 +20,11 @@ from typing import Any
 import numpy as np
 
 from sapiens_edge import metadata, runtime
-from sapiens_edge.errors import ImageError, RecipeError, SapiensEdgeError, WeightsNotFoundError, option
+from sapiens_edge.errors import ImageError, OptionError, RecipeError, SapiensEdgeError, WeightsNotFoundError, option
 from sapiens_edge.fileio import refuse_overwrite
 from sapiens_edge.manifest import read_manifest, sha256_file
 from sapiens_edge.runtime import backends as runtime_backends
+from sapiens_edge.runtime.decoded import HEATMAP_STRIDE, decode_raw, is_decoded
 from sapiens_edge.runtime.predictor import nchw_shape
 
 from . import metrics as M
@@ -117,6 +118,13 @@ def validate(artifact_dir: str | Path, *, weights: str | Path | None = None,
         manifest = predictor.manifest
     task = manifest.task
     limits = resolve_thresholds(manifest.recipe, task, thresholds)
+    if flip_test and is_decoded(manifest):
+        raise OptionError(f"{artifact_dir} decodes keypoints in its graph: the flip test needs raw heatmaps. "
+                          f"Validate it without {option('--flip-test', 'flip_test=True')}.")
+    if is_decoded(manifest):
+        notes.append("Decoded outputs: the reference's raw outputs are decoded by the Python decoders "
+                     "(runtime.decoded.decode_raw) and compared with the artifact's; integer class ids are "
+                     "checked by the task metrics only.")
     input_hw = (int(manifest.input_hw[0]), int(manifest.input_hw[1]))
 
     ref_model, weights_info = _reference(manifest, weights, notes)
@@ -153,7 +161,7 @@ def validate(artifact_dir: str | Path, *, weights: str | Path | None = None,
         per_image, tensor_agg, task_agg, checks = [], {}, {}, []
     else:
         tensor_agg = {out: {m: _aggregate(m, [p["tensor"][out][m] for p in per_image], strict=True)
-                            for m in M.TENSOR_METRICS} for out in out_names}
+                            for m in M.TENSOR_METRICS} for out in out_names if out in per_image[0]["tensor"]}
         # Only metrics every image computed: a named one missing here fails its check (make_checks).
         task_agg = {m: _aggregate(m, [p["task"][m] for p in per_image], strict=False)
                     for m in M.TASK_METRICS.get(task, ()) if all(m in p["task"] for p in per_image)}
@@ -189,6 +197,7 @@ def _compare(sources: list[tuple[str, Any]], proc: Any, input_hw: tuple[int, int
     """Run the artifact on each image beside the reference's outputs; returns (names, sha256s, per-image
     metrics, the FATAL reason or None, output names)."""
     out_names = [o.name for o in manifest.outputs] if manifest.outputs else []
+    decoded = is_decoded(manifest)
     names: list[str] = []
     hashes: list[str] = []
     per_image: list[dict[str, Any]] = []
@@ -199,6 +208,8 @@ def _compare(sources: list[tuple[str, Any]], proc: Any, input_hw: tuple[int, int
         prepared = proc.prepare(runtime.load_image(src), input_hw=input_hw)
         x = np.ascontiguousarray(prepared.inputs, dtype=np.float32)
         ref_out, t_ref = reference.run(x)
+        if decoded:  # the reference in the artifact's form, by the Python decoders
+            ref_out = decode_raw(task, ref_out, manifest.outputs[0].dtype)
         ts = time.perf_counter()
         cand_out = [np.asarray(o) for o in predictor.run(x)]
         t_cand = time.perf_counter() - ts
@@ -214,8 +225,9 @@ def _compare(sources: list[tuple[str, Any]], proc: Any, input_hw: tuple[int, int
             break
         if not out_names or len(out_names) != len(ref_out):
             out_names = [f"output{k}" for k in range(len(ref_out))]
-        tensor = {out: M.tensor_metrics(r, c) for out, r, c in zip(out_names, ref_out, cand_out, strict=True)}
-        task_m = task_metrics(task, proc, prepared, ref_out, cand_out, ref_flip, cand_flip)
+        tensor = {out: M.tensor_metrics(r, c) for out, r, c in zip(out_names, ref_out, cand_out, strict=True)
+                  if np.issubdtype(r.dtype, np.floating)}  # class ids: the task metrics compare them
+        task_m = task_metrics(task, proc, prepared, ref_out, cand_out, ref_flip, cand_flip, decoded=decoded)
         per_image.append({"image": name, "sha256": hashes[-1], "tensor": tensor, "task": task_m,
                           "seconds_reference": round(t_ref, 4), "seconds_artifact": round(t_cand, 4)})
         say(f"[{i}/{len(sources)}] {Path(name).name}: " + ", ".join(_brief(tensor, task_m, limits))
@@ -329,14 +341,16 @@ def non_finite(cand: Sequence[np.ndarray], names: Sequence[str], prefix: str = "
 
 def task_metrics(task: str, proc: Any, prepared: Any, ref_out: list[np.ndarray], cand_out: list[np.ndarray],
                  ref_flip: list[np.ndarray] | None = None,
-                 cand_flip: list[np.ndarray] | None = None) -> dict[str, float]:
-    """Finish both output sets through the same task post-processing and compare the results."""
+                 cand_flip: list[np.ndarray] | None = None, decoded: bool = False) -> dict[str, float]:
+    """Finish both output sets (raw, or both `decoded`) through the same task post-processing and compare
+    the results."""
     if task not in M.TASK_METRICS:
         return {}
-    ref = proc.finish(ref_out, prepared, ref_flip)
-    cand = proc.finish(cand_out, prepared, cand_flip)
+    ref = proc.finish(ref_out, prepared, ref_flip, decoded=decoded)
+    cand = proc.finish(cand_out, prepared, cand_flip, decoded=decoded)
     if task == "pose":
-        hm_h, hm_w = ref_out[0].shape[2:]
+        input_h, input_w = prepared.context.input_hw
+        hm_h, hm_w = (input_h // HEATMAP_STRIDE, input_w // HEATMAP_STRIDE) if decoded else ref_out[0].shape[2:]
         scales = np.asarray(prepared.context.scales, dtype=np.float64).reshape(-1, 2)  # (P, 2): s_w, s_h
         units = np.stack([(hm_w - 1) / scales[:, 0], (hm_h - 1) / scales[:, 1]], axis=1)  # heatmap px per image px
         return M.pose_metrics(ref.keypoints, cand.keypoints, ref.scores, units_per_px=units)
