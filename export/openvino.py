@@ -36,7 +36,7 @@ from sapiens_edge.manifest import TensorSpec
 from .capture import capture, output_specs, prepare_static_int8
 from .recipes import ActivationKind, Recipe, WeightDtype
 from .target_table import require_calibration, tool_versions
-from .targets import INPUT_NAME, OUTPUT_NAMES, CalibrationData, Lowered
+from .targets import INPUT_NAME, OUTPUT_NAMES, CalibrationData, Lowered, output_names
 
 MODEL_FILE = "model.xml"
 WEIGHTS_FILE = "model.bin"
@@ -142,7 +142,7 @@ def lower(model: Any, recipe: Recipe, input_hw: tuple[int, int], workdir: Path,
     else:
         program = capture(model.eval(), input_hw, rewrites=recipe.rewrites, exact_rope=fp32, progress=progress)
     options["rope"] = "bf16-exact (fp32 ops, rounding casts)" if fp32 else "fp32"
-    outputs = output_specs(program, task)
+    outputs = output_specs(program, output_names(model, task))
     progress(f"converting to OpenVINO IR with openvino.convert_model ({recipe.precision}) ...")
     t0 = time.perf_counter()
     decoder = TorchFXPythonDecoder.from_exported_program(program, dynamic_shapes=False)

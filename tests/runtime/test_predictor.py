@@ -279,8 +279,8 @@ def test_a_gpu_provider_that_fails_to_start_is_an_error_not_a_cpu_run(artifact, 
 
 
 def test_unknown_target_names_what_can_run(tmp_path):
-    other = make_artifact(tmp_path / "openvino", target="openvino", recipe="openvino-fp16")
-    with pytest.raises(SapiensEdgeError, match="no runtime backend for 'openvino'"):
+    other = make_artifact(tmp_path / "tvm", target="tvm", recipe="tvm-fp16")
+    with pytest.raises(SapiensEdgeError, match="no runtime backend for 'tvm'"):
         runtime.load(other)
 
 
