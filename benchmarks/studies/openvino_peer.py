@@ -6,7 +6,7 @@
 The peer is what a user who skips this toolkit does: `openvino.convert_model(model, example_input=x)` of the
 PyTorch module and `compile_model(..., "CPU")` with OpenVINO's default settings (on a CPU with bf16 arithmetic
 its default inference precision is bf16), plus the same conversion with the f32 hint; and openvino-int8 with
-the bf16 hint. Everything else is `recipe_sweep.bench_model`: stand-in weights, each export in its own
+the bf16 hint (= openvino-int8-mixed on a bf16 CPU). Everything else is `recipe_sweep.bench_model`: stand-in weights, each export in its own
 process, interleaved rounds, parity with torch eager fp32 on the bundled photo. Threads: --threads for every
 engine, the peer included. --reuse times the artifacts of an earlier run in --workdir without exporting.
 """
@@ -36,13 +36,15 @@ FIELDS = {"config": "config", "latency_s": "latency s", "speedup_vs_torch_fp32":
 
 
 def int8_bf16(artifact: Path, x: np.ndarray, threads: int) -> dict[str, Callable[[], list[np.ndarray]]]:
-    """The openvino-int8 artifact with the bf16 hint (`--inference-precision bf16`): its float parts in bf16."""
+    """The openvino-int8 artifact with the bf16 hint (`--inference-precision bf16`): its float parts in bf16
+    but the pinned head. That is what `openvino-int8-mixed` exports (the same IR, only the manifest's hint
+    differs) on a CPU with bf16, timed without a second GPTQ export."""
     from sapiens_edge import runtime
 
     if not (artifact / "manifest.json").is_file():
         return {}
     p = runtime.load(artifact, threads=threads, inference_precision="bf16")
-    return {"openvino-int8, bf16 hint": lambda: p.run(x)}
+    return {"openvino-int8-mixed (openvino-int8's IR, bf16 hint)": lambda: p.run(x)}
 
 
 def peers(model: Any, x: np.ndarray, threads: int) -> dict[str, Callable[[], list[np.ndarray]]]:

@@ -32,14 +32,14 @@ from .errors import SapiensEdgeError
 # Log levels only (errors still print): nothing here changes what a library computes.
 NATIVE_ENV = {"TF_CPP_MIN_LOG_LEVEL": "2", "GLOG_minloglevel": "2"}
 LOGGERS = ("absl", "torch", "torchao", "executorch", "onnxruntime", "onnxscript", "onnx_ir", "coremltools",
-           "tensorflow", "litert_torch", "ai_edge_torch")
+           "tensorflow", "litert_torch", "ai_edge_torch", "nncf", "openvino")
 # Python packages whose writes to sys.stdout / sys.stderr are chatter, never an answer the user asked
 # for: logging handlers (sapiens_edge does not log; torch's and absl's handlers hold our stream when
 # those libraries are imported mid-command) and engines whose native logs are routed through Python
 # (ExecuTorch's cpuinfo lines come from executorch.runtime).
 CHATTY = {"logging", "absl", "torch", "torchao", "executorch", "onnxruntime", "onnx", "onnxscript",
           "onnx_ir", "onnxslim", "coremltools", "tensorflow", "litert_torch", "ai_edge_litert", "ai_edge_torch",
-          "tqdm"}
+          "tqdm", "nncf", "openvino", "rich"}  # rich: NNCF's progress bars
 TAIL_LINES = 40
 
 

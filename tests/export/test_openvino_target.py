@@ -29,7 +29,7 @@ from tests.helpers import ASTRONAUT
 
 validate_module = importlib.import_module("sapiens_edge.validation.validate")
 QUIET = {"progress": lambda _: None}
-RECIPES = ("openvino-fp32", "openvino-fp16", "openvino-int8")
+RECIPES = ("openvino-fp32", "openvino-fp16", "openvino-int8", "openvino-int8-mixed")
 
 
 @pytest.fixture(scope="module")
@@ -53,13 +53,15 @@ def test_ir_contract(artifacts, recipe):
     ir = _ir(artifacts[recipe])
     assert [p.get_any_name() for p in ir.inputs] == ["image"] and [p.get_any_name() for p in ir.outputs] == ["logits"]
     assert ir.inputs[0].get_partial_shape().is_static  # fixed input size: static shapes throughout
-    expected = {"openvino-fp32": "f32", "openvino-fp16": "reduced", "openvino-int8": "f32"}[recipe]
+    expected = {"openvino-fp32": "f32", "openvino-fp16": "reduced", "openvino-int8": "f32",
+                "openvino-int8-mixed": "reduced"}[recipe]
     assert m.export_options["inference_precision"] == expected
     # What the file stores, read from it: fp32 weights, fp16-compressed ones, int8 ones for the quantized layers.
     stored = weight_types(ir)
     assert m.export_options["weights_in_file"] == stored
     kinds = {k for per_op in stored.values() for k in per_op}
-    assert kinds == {"openvino-fp32": {"f32"}, "openvino-fp16": {"f16"}, "openvino-int8": {"i8", "f32"}}[recipe], stored
+    assert kinds == {"openvino-fp32": {"f32"}, "openvino-fp16": {"f16"},
+                     "openvino-int8": {"i8", "f32"}, "openvino-int8-mixed": {"i8", "f32"}}[recipe], stored
 
 
 def test_fp32_matches_pytorch_and_passes_its_gate(models, artifacts, tiny_reference):
@@ -104,6 +106,44 @@ def test_int8_keeps_the_policy_layers_float_and_passes_its_gate(models, artifact
     assert stored["MatMul"]["i8"] == 6 * depth and stored["MatMul"]["f32"] == depth, stored  # rotations float
     assert art.manifest.export_options["weight_rounding"]["layers"] == 6 * depth
     assert_passes_recipe_thresholds(validate_module.validate(art.path, progress=lambda _: None), "openvino-int8", "seg")
+
+
+def _runtime_precisions(compiled) -> dict[str, str]:
+    """Original op name -> the precision the CPU plugin runs it in, from the compiled model's graph."""
+    out = {}
+    for op in compiled.get_runtime_model().get_ordered_ops():
+        info = op.get_rt_info()
+        for name in info["originalLayersNames"].astype(str).split(","):
+            out[name] = info["runtimePrecision"].astype(str)
+    return out
+
+
+def test_head_is_pinned_to_f32_under_a_reduced_hint(models, artifacts, tiny_reference):
+    """Every recipe's IR carries OpenVINO's `precise` attribute on the head's ops but its transposed convs
+    (read back as the IR reader's DisablePrecisionConversion), nothing else. Compiled with the bf16 hint
+    on a CPU with bf16, the pinned ops run in f32 and the deconvs in bf16; openvino-int8-mixed passes the
+    int8 gate with that hint."""
+    art = artifacts["openvino-int8-mixed"]
+    ir = _ir(art)
+    pinned = {op.get_friendly_name(): op.get_type_name() for op in ir.get_ordered_ops()
+              if any(k.startswith("DisablePrecisionConversion") for k in op.get_rt_info().keys())}
+    assert len(pinned) == art.manifest.export_options["pinned_f32"]["ops"] > 0
+    assert "ConvolutionBackpropData" not in pinned.values() and "Convolution" in pinned.values(), pinned
+    # The head: its 3 convs (2 conv_layers + conv_seg) pinned; no op of the transformer blocks is.
+    assert list(pinned.values()).count("Convolution") == 3
+    assert sum(op.get_type_name() == "ConvolutionBackpropData" for op in ir.get_ordered_ops()) == 4
+    # The same rule for the f32-hint recipe (the pins act only if a user asks for bf16/f16):
+    assert artifacts["openvino-int8"].manifest.export_options["pinned_f32"] == art.manifest.export_options["pinned_f32"]
+    caps = list(ov.Core().get_property("CPU", "OPTIMIZATION_CAPABILITIES"))
+    if "BF16" in caps:  # the plugin honours the pins (on a CPU without bf16 everything runs f32 anyway)
+        compiled = ov.Core().compile_model(ir, "CPU", {"INFERENCE_PRECISION_HINT": "bf16"})
+        ran = _runtime_precisions(compiled)
+        deconvs = [n for n, t in ((o.get_friendly_name(), o.get_type_name()) for o in ir.get_ordered_ops())
+                   if t == "ConvolutionBackpropData"]
+        assert {ran[n] for n, t in pinned.items() if t == "Convolution" and n in ran} == {"f32"}, ran
+        assert {ran[n] for n in deconvs if n in ran} == {"bf16"}, ran
+    assert_passes_recipe_thresholds(validate_module.validate(art.path, progress=lambda _: None),
+                                    "openvino-int8-mixed", "seg")
 
 
 def _int8_weight(ir, index: int) -> np.ndarray:
