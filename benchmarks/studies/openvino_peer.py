@@ -5,10 +5,11 @@
 
 The peer is what a user who skips this toolkit does: `openvino.convert_model(model, example_input=x)` of the
 PyTorch module and `compile_model(..., "CPU")` with OpenVINO's default settings (on a CPU with bf16 arithmetic
-its default inference precision is bf16), plus the same conversion with the f32 hint; and openvino-int8 with
-the bf16 hint (= openvino-int8-mixed on a bf16 CPU). Everything else is `recipe_sweep.bench_model`: stand-in weights, each export in its own
-process, interleaved rounds, parity with torch eager fp32 on the bundled photo. Threads: --threads for every
-engine, the peer included. --reuse times the artifacts of an earlier run in --workdir without exporting.
+its default inference precision is bf16), plus the same conversion with the f32 hint; and openvino-int8 with the
+bf16 hint (= openvino-int8-mixed on a bf16 CPU). Everything else is `recipe_sweep.bench_model`: stand-in
+weights, each export in its own process, interleaved rounds, parity with torch eager fp32 on the bundled photo.
+Threads: --threads for every engine, the peer included. --reuse times the artifacts of an earlier run in
+--workdir without exporting.
 """
 
 from __future__ import annotations

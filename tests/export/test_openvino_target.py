@@ -126,7 +126,7 @@ def test_head_is_pinned_to_f32_under_a_reduced_hint(models, artifacts, tiny_refe
     art = artifacts["openvino-int8-mixed"]
     ir = _ir(art)
     pinned = {op.get_friendly_name(): op.get_type_name() for op in ir.get_ordered_ops()
-              if any(k.startswith("DisablePrecisionConversion") for k in op.get_rt_info().keys())}
+              if any(k.startswith("DisablePrecisionConversion") for k in op.get_rt_info().keys())}  # noqa: SIM118 (RTMap)
     assert len(pinned) == art.manifest.export_options["pinned_f32"]["ops"] > 0
     assert "ConvolutionBackpropData" not in pinned.values() and "Convolution" in pinned.values(), pinned
     # The head: its 3 convs (2 conv_layers + conv_seg) pinned; no op of the transformer blocks is.
