@@ -20,13 +20,13 @@ converter (`openvino.convert_model`) and `openvino.save_model`.
   parts compute in fp32 (hint "f32"): in bf16 they took 0.1b seg from 98.8 % to 97.7 % pixel agreement,
   under the int8 gate (docs/targets/openvino.md#measured). openvino-int8-mixed is the same IR with the
   "reduced" hint: its float parts in bf16/f16 but for the pinned head below.
-* Pinned f32 (every recipe; it only acts under a reduced hint): the task head's ops but its transposed
-  convolutions carry OpenVINO's `precise` runtime attribute, which the CPU and GPU plugins honour by keeping
-  the op in f32 whatever the hint. Measured on 0.1b seg at 1024x768 with int8 linears: everything else in
-  bf16 gave 97.96 % pixel agreement; with the head pinned but its up-sampling deconvs (the head's costly
-  ops, not its sensitive ones) 98.07 %; pinning the backbone's norms and residual adds changed nothing.
-  OpenVINO's Python API cannot create that attribute (a Python value under its name is ignored), so
-  `pin_f32` writes it into the saved `model.xml`, where the IR reader makes the real one.
+* Pinned f32 (every recipe; it only acts under a reduced hint): the task head's ops and every op downstream of
+  them, but the transposed convolutions, carry OpenVINO's `precise` runtime attribute, which the CPU and GPU
+  plugins honour by keeping the op in f32 whatever the hint. Measured on 0.1b seg at 1024x768 with int8
+  linears: everything else in bf16 gave 97.96 % pixel agreement; with the head pinned but its up-sampling
+  deconvs (the head's costly ops, not its sensitive ones) 98.07 %; pinning the backbone's norms and residual
+  adds changed nothing. OpenVINO's Python API cannot create that attribute (a Python value under its name is
+  ignored), so `pin_f32` writes it into the saved `model.xml`, where the IR reader makes the real one.
 """
 
 from __future__ import annotations
