@@ -15,7 +15,7 @@ from __future__ import annotations
 import contextlib
 import io
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +23,7 @@ import numpy as np
 
 from sapiens_edge.errors import CalibrationError, SapiensEdgeError
 from sapiens_edge.memory import release_memory
+from sapiens_edge.quantize import onnx_parts
 from sapiens_edge.scratch import scratch_dir
 
 # Ops quantized by default. Attention (fused, opset 23) and the norms stay fp32: ONNX Runtime has no
@@ -115,9 +116,75 @@ def _calibration_session(path: Path):
 def calibrate(model_path: Path, input_name: str, batches: Callable[[], Iterator[np.ndarray]], count: int, *,
               method: str = "minmax", op_types: tuple[str, ...] = STATIC_OPS, workdir: Path,
               progress: Callable[[str], None] = lambda _: None, percentile: float = 99.999,
-              skip_nodes: frozenset[str] = frozenset()):
-    """Activation ranges (ONNX Runtime `TensorsData`) of `model_path` over the calibration inputs."""
-    augmented = workdir / "augmented.onnx"
+              skip_nodes: frozenset[str] = frozenset(), max_part_bytes: int | None = None):
+    """Activation ranges (ONNX Runtime `TensorsData`) of `model_path` over the calibration inputs.
+    A model with more than `max_part_bytes` of weights (default `onnx_parts.PART_BYTES`) is calibrated part by part
+    (`quantize.onnx_parts`): every image through one part before the next part is loaded, so one
+    part's weights and activations are held at a time; the ranges are the same."""
+    from onnxruntime.quantization.calibrate import TensorsData
+
+    model = onnx_parts.PartedModel(model_path, workdir,
+                                   onnx_parts.PART_BYTES if max_part_bytes is None else max_part_bytes)
+    parts = model.parts
+    release_memory()  # an inline model's weights, read to plan
+    if len(parts) == 1:
+        ranges, _ = _calibrate_part(model_path, [input_name], _images(batches, input_name), count, method=method,
+                                    op_types=op_types, workdir=workdir, progress=progress, percentile=percentile,
+                                    skip_nodes=skip_nodes, augmented=workdir / "augmented.onnx")
+        return _as_float32(ranges)
+    merged: dict[str, Any] = {}
+    feeds: Iterable[dict[str, np.ndarray]] = _images(batches, input_name)
+    kind = None
+    for k, part in enumerate(parts):
+        path = model.write(k)  # beside the weights' data file, which its initializers point into
+        try:
+            label = f"part {k + 1}/{len(parts)}: "
+            ranges, crossed = _calibrate_part(
+                path, list(part.inputs), feeds, count, method=method, op_types=op_types, workdir=workdir,
+                progress=lambda text, label=label: progress(label + text), percentile=percentile,
+                skip_nodes=skip_nodes, augmented=workdir / f"augmented{k}.onnx",
+                carry=frozenset(part.outputs) if k < len(parts) - 1 else frozenset())
+        finally:
+            for leftover in (path, *workdir.glob(f"augmented{k}.onnx*")):
+                leftover.unlink(missing_ok=True)
+        kind = ranges.calibration_method
+        for name, value in ranges.items():
+            merged.setdefault(name, value)  # a tensor at a cut is seen by both parts, identically
+        feeds = crossed
+        release_memory()
+    return _as_float32(TensorsData(kind, merged))
+
+
+def _images(batches: Callable[[], Iterator[np.ndarray]], input_name: str) -> Iterator[dict[str, np.ndarray]]:
+    for x in batches():
+        yield {input_name: np.ascontiguousarray(x, dtype=np.float32)}
+
+
+class _Tap:
+    """The calibration session, keeping a copy of the outputs named in `names` from each run (what
+    the next part reads); everything else passes through to ONNX Runtime's session."""
+
+    def __init__(self, session, names: frozenset[str]) -> None:
+        self._session, self._names = session, names
+        self.taken: list[dict[str, np.ndarray]] = []
+
+    def run(self, output_names, feed, *args, **kwargs):
+        results = self._session.run(output_names, feed, *args, **kwargs)
+        names = output_names or [o.name for o in self._session.get_outputs()]
+        if self._names:
+            self.taken.append({n: np.array(v, copy=True) for n, v in zip(names, results, strict=True)
+                               if n in self._names})
+        return results
+
+    def __getattr__(self, name: str):
+        return getattr(self._session, name)
+
+
+def _calibrate_part(model_path: Path, input_names: list[str], feeds: Iterable[dict[str, np.ndarray]], count: int,
+                    *, method: str, op_types: tuple[str, ...], workdir: Path, progress: Callable[[str], None],
+                    percentile: float, skip_nodes: frozenset[str], augmented: Path,
+                    carry: frozenset[str] = frozenset()):
+    """Ranges of one model (or part) over `feeds`, and the `carry` outputs of each feed."""
     calibrator = _calibrator(model_path, op_types, augmented, method, percentile, skip_nodes)
     # After augmenting, the calibrator reads nothing from its ModelProto: swap it for the saved graph
     # without weights. Deleting the initializers in place would not do: protobuf keeps the bytes in
@@ -125,28 +192,40 @@ def calibrate(model_path: Path, input_name: str, batches: Callable[[], Iterator[
     calibrator.model = _without_weights(augmented)
     release_memory()
     if method != "minmax":  # the histogram methods read whole activations back
-        narrow_outputs(augmented)
-    calibrator.infer_session = _calibration_session(augmented)
+        narrow_outputs(augmented, keep=carry)
+    tap = _Tap(_calibration_session(augmented), carry)
+    calibrator.infer_session = tap
     # One image at a time, folded into the running statistics before the next (ORT's collect_data
     # keeps what it collected until then; its max_intermediate_outputs option drops data in ORT 1.2x-1.3x).
     t0, seen = time.perf_counter(), 0
-    for x in batches():
-        feed = {input_name: np.ascontiguousarray(x, dtype=np.float32)}
-        if method == "minmax":
-            calibrator.collect_data(_OneInput(feed))
+    try:
+        for feed in feeds:
+            feed = {name: feed[name] for name in input_names}
+            if method == "minmax":
+                calibrator.collect_data(_OneInput(feed))
+            else:
+                _collect_histograms(calibrator, feed)
+            seen += 1
+            # The image's activations are freed but glibc keeps the pages (its mmap threshold has risen to
+            # their size), and the next image's peak lands on top of them: 1.5 GiB on 0.4b.
+            release_memory()
+            elapsed = time.perf_counter() - t0
+            eta = elapsed / seen * (count - seen)
+            progress(f"calibrating ({method}) {seen}/{count} images, {elapsed:.0f} s elapsed, ~{eta:.0f} s left")
+        if seen == 0:
+            raise CalibrationError("The calibration set produced no inputs.")
+        collector = getattr(calibrator, "collector", None)
+        if method != "minmax" and (collector is None or not collector.histogram_dict):
+            # a part with nothing to calibrate (a head left in float), run only for what it hands on
+            from onnxruntime.quantization.calibrate import TensorsData
+
+            ranges = TensorsData(_ort_method(method), {})
         else:
-            _collect_histograms(calibrator, feed)
-        seen += 1
-        # The image's activations are freed but glibc keeps the pages (its mmap threshold has risen to
-        # their size), and the next image's peak lands on top of them: 1.5 GiB on 0.4b.
-        release_memory()
-        elapsed = time.perf_counter() - t0
-        eta = elapsed / seen * (count - seen)
-        progress(f"calibrating ({method}) {seen}/{count} images, {elapsed:.0f} s elapsed, ~{eta:.0f} s left")
-    if seen == 0:
-        raise CalibrationError("The calibration set produced no inputs.")
-    with contextlib.redirect_stdout(io.StringIO()):  # ORT prints its settings here
-        return _as_float32(calibrator.compute_data())
+            with contextlib.redirect_stdout(io.StringIO()):  # ORT prints its settings here
+                ranges = calibrator.compute_data()
+    finally:
+        calibrator.infer_session = None  # the session and its buffers go before the next part's
+    return ranges, tap.taken
 
 
 def _without_weights(path: Path):
@@ -182,13 +261,15 @@ def _collect_histograms(calibrator, feed: dict[str, np.ndarray]) -> None:
             del value
 
 
-def narrow_outputs(path: Path) -> int:
+def narrow_outputs(path: Path, keep: frozenset[str] = frozenset()) -> int:
     """Make the augmented model hand its calibrated activations back as float16 (a Cast in the
     graph, under the same names). The histogram methods get every calibrated activation of an image
     at once: 2.1 GB for 0.4b at 1024x768, the largest part of calibration's peak, halved. Rounding
     to fp16 moves a value by at most 2^-11 of itself, far below a uint8 step (1/255 of the range),
     so the histograms and the ranges drawn from them do not change in any way that matters.
-    Graph inputs (the image) stay float32. Returns how many outputs were narrowed."""
+    Graph inputs (the image) stay float32, and so do the outputs in `keep` (what the next part of a
+    model calibrated part by part reads: rounded, they would change its activations). Returns how many
+    outputs were narrowed."""
     import onnx
     from onnx import TensorProto, helper
 
@@ -200,7 +281,8 @@ def narrow_outputs(path: Path) -> int:
     casts = []
     for out in graph.output:
         name = out.name
-        if out.type.tensor_type.elem_type != TensorProto.FLOAT or name in graph_inputs or name not in producers:
+        if out.type.tensor_type.elem_type != TensorProto.FLOAT or name in graph_inputs or name in keep \
+                or name not in producers:
             continue
         wide = name + "__fp32"
         node = producers[name]

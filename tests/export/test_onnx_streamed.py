@@ -249,3 +249,42 @@ def test_pretransposed_linears_leave_no_weight_transpose_for_the_exporter_to_fol
     with torch.no_grad():
         torch.testing.assert_close(module(x), expected, rtol=0, atol=1e-6)
     assert weight_transposes(module) == 0
+
+
+def test_streamed_int8_calibrated_in_parts_gets_the_whole_graphs_scales(models, monkeypatch, tmp_path):
+    """A large model's calibration runs part by part (quantize.onnx_parts; the part size lowered here so
+    that a tiny model is cut): the cuts fall between transformer blocks, and the int8 model's scales
+    are those of calibrating the whole graph."""
+    from onnx import numpy_helper
+
+    from sapiens_edge.quantize import onnx_parts
+
+    monkeypatch.setattr(onnx_streamed, "PROTOBUF_LIMIT", 1024)
+    model = models["seg"]
+    whole = export(model, "onnx-int8", tmp_path / "w")
+    monkeypatch.setattr(onnx_parts, "PART_BYTES", sum(p.numel() for p in model.parameters()) * 4 // 4)
+    planned, lines = [], []
+    real = onnx_parts.PartedModel
+
+    def spy(*args, **kwargs):
+        parted = real(*args, **kwargs)
+        planned.append(parted.parts)
+        return parted
+
+    monkeypatch.setattr(onnx_parts, "PartedModel", spy)
+    parted = core.export(model, "onnx-int8", tmp_path / "p", input_size=model.sapiens_info.input_hw,
+                         target_options=STREAMED, progress=lines.append)
+    (parts,) = planned
+    assert len(parts) >= 3
+    assert all(len(p.inputs) == 1 for p in parts), parts  # the image, then the residual stream between two blocks
+    assert any(line.startswith(f"part {len(parts)}/{len(parts)}: calibrating") for line in lines)
+
+    def scales(art):
+        graph = onnx.load(str(art.path / "model.onnx")).graph
+        wanted = {n.input[1] for n in graph.node if n.op_type == "QuantizeLinear"}
+        return {t.name: numpy_helper.to_array(t) for t in graph.initializer if t.name in wanted}
+
+    expected, got = scales(whole), scales(parted)
+    assert expected.keys() == got.keys() and len(expected) > 10
+    for name, value in expected.items():
+        np.testing.assert_allclose(got[name], value, rtol=1e-5, err_msg=name)
