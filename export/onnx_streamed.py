@@ -45,9 +45,10 @@ from .targets import INPUT_NAME, OUTPUT_NAMES
 STREAM_ABOVE_PARAMS = 600_000_000
 STREAMED_DTYPES = {WeightDtype.FP32: torch.float32, WeightDtype.FP16: torch.float16}
 FLOAT = 1  # onnx.TensorProto.FLOAT
-# int8 peaks in calibration: the session's fp32 weights plus an image's activations; 1b seg at 1024x768: 15.3 GiB
-# for 5.9 GB of fp32 weights (docs/design/export-memory.md#int8-of-the-large-models).
-INT8_PEAK_PER_FP32_BYTE = 2.4
+# int8 peaks in GPTQ, with the fp32 model loaded, now that calibration runs part by part (quantize.onnx_parts):
+# 1b seg at 1024x768, 7.9 GiB for 5.9 GB of fp32 weights (15.3 GiB when calibration held the whole model;
+# docs/design/export-memory.md#int8-of-the-large-models).
+INT8_PEAK_PER_FP32_BYTE = 1.3
 
 
 def is_streamed(recipe: Recipe, params: int, pipeline: str = "auto") -> bool:
@@ -67,7 +68,7 @@ def storage_dtype(recipe: Recipe) -> torch.dtype:
 def peak_estimate(params: int, recipe: Recipe) -> int:
     """The streamed route's peak resident memory: the stored weights once, half again for the exporter's
     transient tensors, plus the interpreter, torch and the graph (measured: docs/design/export-memory.md).
-    int8 recipes peak later, in calibration, at ~2.4x the fp32 weights (measured there)."""
+    int8 recipes peak in GPTQ, at ~1.3x the fp32 weights (measured there)."""
     nbytes = params * storage_dtype(recipe).itemsize
     if recipe.weights.dtype is WeightDtype.INT8:
         return int(INT8_PEAK_PER_FP32_BYTE * nbytes + 2 * GIB)

@@ -73,16 +73,16 @@ def _constants(graph) -> set[str]:
 
 def plan(model, max_part_bytes: int = PART_BYTES) -> list[Part]:
     """The parts of `model` (a ModelProto with inferred shapes; weights may stay external), each
-    holding at most about `max_part_bytes` of weights where the graph can be cut so. One part when
-    the weights fit in one."""
+    holding about `max_part_bytes` of weights (from half to 1.5 times an equal share) where the graph
+    can be cut so. One part when the weights fit in one, or the graph has control flow."""
     graph = model.graph
     nodes = list(graph.node)
     sizes = {init.name: _initializer_bytes(init) for init in graph.initializer}
     total = sum(sizes.values())
     whole = [Part(0, len(nodes), tuple(i.name for i in graph.input), tuple(o.name for o in graph.output))]
     count = math.ceil(total / max_part_bytes) if max_part_bytes > 0 else 1
-    if count <= 1 or len(nodes) < 2:
-        return whole
+    if count <= 1 or len(nodes) < 2 or any(a.type in (a.GRAPH, a.GRAPHS) for n in nodes for a in n.attribute):
+        return whole  # (a subgraph may read outer tensors that its node does not list as inputs)
     const = _constants(graph)
     infos = {vi.name: vi for vi in (*graph.value_info, *graph.input, *graph.output)}
     producer = {name: -1 for name in (i.name for i in graph.input)}

@@ -103,3 +103,14 @@ def test_layers_left_float_stay_uncalibrated_in_parts(tmp_path):
     _residual_blocks(tmp_path / "m.onnx", external=True)
     parted, _ = _ranges(tmp_path / "m.onnx", tmp_path / "w", "minmax", BLOCK_BYTES, skip=frozenset({"fc2_1"}))
     assert "r1" not in parted and "r0" in parted and "n1" in parted
+
+
+def test_graphs_with_control_flow_stay_whole(tmp_path):
+    """A subgraph (If/Loop) may read tensors its node does not list as inputs: no cut is safe to plan."""
+    _residual_blocks(tmp_path / "m.onnx", external=True)
+    model = onnx.load(str(tmp_path / "m.onnx"), load_external_data=False)
+    branch = helper.make_graph([helper.make_node("Identity", ["x1"], ["b"])], "branch", [],
+                               [helper.make_tensor_value_info("b", TensorProto.FLOAT, [1, TOKENS, DIM])])
+    model.graph.initializer.append(numpy_helper.from_array(np.array(True), "cond"))
+    model.graph.node.append(helper.make_node("If", ["cond"], ["z"], then_branch=branch, else_branch=branch))
+    assert len(onnx_parts.plan(onnx.shape_inference.infer_shapes(model), BLOCK_BYTES)) == 1
