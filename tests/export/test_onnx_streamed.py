@@ -251,18 +251,18 @@ def test_pretransposed_linears_leave_no_weight_transpose_for_the_exporter_to_fol
     assert weight_transposes(module) == 0
 
 
-def test_streamed_int8_calibrated_in_parts_gets_the_whole_graphs_scales(models, monkeypatch, tmp_path):
-    """A large model's calibration runs part by part (quantize.onnx_parts; the part size lowered here so
-    that a tiny model is cut): the cuts fall between transformer blocks, and the int8 model's scales
-    are those of calibrating the whole graph."""
-    from onnx import numpy_helper
-
-    from sapiens_edge.quantize import onnx_parts
+def test_calibration_by_parts_cuts_a_real_graph_between_blocks_with_the_same_ranges(models, monkeypatch, tmp_path):
+    """A large model's calibration runs part by part (quantize.onnx_parts; the part size lowered here so that
+    a tiny model is cut): on the streamed fp32 graph of a Sapiens2 model the cuts fall between transformer
+    blocks (only the residual stream crosses them), and the ranges are those of the whole graph."""
+    from sapiens_edge.export.calibration import calibration_data
+    from sapiens_edge.export.targets import INPUT_NAME
+    from sapiens_edge.quantize import onnx_parts, onnx_ptq
 
     monkeypatch.setattr(onnx_streamed, "PROTOBUF_LIMIT", 1024)
     model = models["seg"]
-    whole = export(model, "onnx-int8", tmp_path / "w")
-    monkeypatch.setattr(onnx_parts, "PART_BYTES", sum(p.numel() for p in model.parameters()) * 4 // 4)
+    art = export(model, "onnx-fp32", tmp_path / "a")  # external data, the parameters' names kept
+    calib = calibration_data("seg", model.sapiens_info.input_hw, limit=2)
     planned, lines = [], []
     real = onnx_parts.PartedModel
 
@@ -272,19 +272,22 @@ def test_streamed_int8_calibrated_in_parts_gets_the_whole_graphs_scales(models, 
         return parted
 
     monkeypatch.setattr(onnx_parts, "PartedModel", spy)
-    parted = core.export(model, "onnx-int8", tmp_path / "p", input_size=model.sapiens_info.input_hw,
-                         target_options=STREAMED, progress=lines.append)
-    (parts,) = planned
+
+    def ranges(name, part_bytes):
+        (tmp_path / name).mkdir()
+        found = onnx_ptq.calibrate(art.path / "model.onnx", INPUT_NAME, calib.batches, calib.count,
+                                   method="percentile", workdir=tmp_path / name, max_part_bytes=part_bytes,
+                                   progress=lines.append)
+        return {k: np.asarray(v.range_value, np.float64) for k, v in found.items()}
+
+    weights = sum(p.numel() for p in model.parameters()) * 4
+    whole, parted = ranges("whole", 2 * weights), ranges("parted", weights // 4)
+    assert len(planned[0]) == 1
+    parts = planned[1]
     assert len(parts) >= 3
     assert all(len(p.inputs) == 1 for p in parts), parts  # the image, then the residual stream between two blocks
     assert any(line.startswith(f"part {len(parts)}/{len(parts)}: calibrating") for line in lines)
-
-    def scales(art):
-        graph = onnx.load(str(art.path / "model.onnx")).graph
-        wanted = {n.input[1] for n in graph.node if n.op_type == "QuantizeLinear"}
-        return {t.name: numpy_helper.to_array(t) for t in graph.initializer if t.name in wanted}
-
-    expected, got = scales(whole), scales(parted)
-    assert expected.keys() == got.keys() and len(expected) > 10
-    for name, value in expected.items():
-        np.testing.assert_allclose(got[name], value, rtol=1e-5, err_msg=name)
+    assert whole.keys() == parted.keys() and len(whole) > 10
+    for name, value in whole.items():
+        np.testing.assert_allclose(parted[name], value, rtol=1e-5, err_msg=name)
+    assert not [f for f in art.path.iterdir() if ".part" in f.name]  # the parts' files are gone
