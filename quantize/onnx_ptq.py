@@ -4,8 +4,10 @@ Static QDQ: weights int8 per-channel symmetric, activations uint8 calibrated (U8
 ONNX Runtime's CPU kernels are fastest with, VNNI or not). Calibration streams: one image through
 the augmented model at a time, and its statistics are folded in before the next one, so memory
 stays at one inference whatever the number of images (ONNX Runtime's own `quantize_static` keeps
-every intermediate output of every image; at 1024x768 that exhausts 21 GB). The ranges are then
-handed to `quantize_static` through its calibration cache.
+every intermediate output of every image; at 1024x768 that exhausts 21 GB). A model with over 1 GiB
+of weights is calibrated part by part besides (`quantize.onnx_parts`), so that a 1b's calibration holds
+one sixth of its weights at a time. The ranges are then handed to `quantize_static` through its
+calibration cache.
 
 Dynamic: `quantize_dynamic`, int8 weights and run-time activation ranges; no calibration.
 """
