@@ -71,6 +71,10 @@ def _constants(graph) -> set[str]:
     return const
 
 
+def _whole(graph) -> list[Part]:
+    return [Part(0, len(graph.node), tuple(i.name for i in graph.input), tuple(o.name for o in graph.output))]
+
+
 def plan(model, max_part_bytes: int = PART_BYTES) -> list[Part]:
     """The parts of `model` (a ModelProto with inferred shapes; weights may stay external), each
     holding about `max_part_bytes` of weights (from half to 1.5 times an equal share) where the graph
@@ -79,7 +83,7 @@ def plan(model, max_part_bytes: int = PART_BYTES) -> list[Part]:
     nodes = list(graph.node)
     sizes = {init.name: _initializer_bytes(init) for init in graph.initializer}
     total = sum(sizes.values())
-    whole = [Part(0, len(nodes), tuple(i.name for i in graph.input), tuple(o.name for o in graph.output))]
+    whole = _whole(graph)
     count = math.ceil(total / max_part_bytes) if max_part_bytes > 0 else 1
     if count <= 1 or len(nodes) < 2 or any(a.type in (a.GRAPH, a.GRAPHS) for n in nodes for a in n.attribute):
         return whole  # (a subgraph may read outer tensors that its node does not list as inputs)
@@ -202,8 +206,7 @@ class PartedModel:
         total = sum(_initializer_bytes(init) for init in proto.graph.initializer)
         self.model_path, self.graph = model_path, None
         if max_part_bytes <= 0 or total <= max_part_bytes:
-            self.parts = [Part(0, len(proto.graph.node), tuple(i.name for i in proto.graph.input),
-                               tuple(o.name for o in proto.graph.output))]
+            self.parts = _whole(proto.graph)
             return
         self.folder = model_path.parent
         if not any(init.data_location == init.EXTERNAL for init in proto.graph.initializer):
