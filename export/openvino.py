@@ -150,6 +150,7 @@ def _name_io(ov_model: Any, task: str) -> None:
 
 
 def _range_estimator(method: str) -> Any:
+    """NNCF's estimator for `method` (mean-quantile's quantiles computed in the graph: see quantize())."""
     from nncf.quantization.range_estimator import RangeEstimatorParametersSet as S
 
     return {"mean-minmax": S.MEAN_MINMAX, "minmax": S.MINMAX, "mean-quantile": S.MEAN_QUANTILE}[method]
@@ -162,14 +163,18 @@ def quantize(ov_model: Any, batches: Callable[[], Iterable[np.ndarray]], count: 
     import nncf
     from nncf.quantization.advanced_parameters import AdvancedQuantizationParameters, AdvancedSmoothQuantParameters
 
+    from sapiens_edge.quantize.openvino_ranges import in_graph_quantiles
+
     progress(f"NNCF post-training quantization on {count} calibration image(s) ({method}) ...")
     t0 = time.perf_counter()
     # SmoothQuant off: it rescales the weights, which would move the GPTQ-rounded ones off NNCF's grid.
     advanced = AdvancedQuantizationParameters(activations_range_estimator_params=_range_estimator(method),
                                               smooth_quant_alphas=AdvancedSmoothQuantParameters(matmul=-1))
     dataset = nncf.Dataset(list(batches()))  # iterated once per statistics pass
-    quantized = nncf.quantize(ov_model, dataset, model_type=nncf.ModelType.TRANSFORMER, subset_size=count,
-                              ignored_scope=nncf.IgnoredScope(names=ignored), advanced_parameters=advanced)
+    # NNCF's own quantiles hold every activation of an image at once (0.4b: 15.8 GiB): ours reduce in the graph.
+    with in_graph_quantiles():
+        quantized = nncf.quantize(ov_model, dataset, model_type=nncf.ModelType.TRANSFORMER, subset_size=count,
+                                  ignored_scope=nncf.IgnoredScope(names=ignored), advanced_parameters=advanced)
     fq = [op for op in quantized.get_ordered_ops() if op.get_type_name() == "FakeQuantize"]
     return quantized, {"quantizer": f"NNCF {nncf.__version__} post-training quantization (transformer model type)",
                        "weights": "int8 symmetric per output channel",

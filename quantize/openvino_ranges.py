@@ -1,0 +1,116 @@
+"""NNCF's `mean-quantile` activation ranges at the memory of its min/max ones.
+
+NNCF reduces min/max statistics inside the OpenVINO graph, but quantiles outside it: for each
+calibration image it asks OpenVINO for every quantized activation whole (0.4b at 1024x768: ~2.7 GB of
+q/k/v, FFN and attention inputs per image) and sorts copies of them, which took the 0.4b export from
+8.0 to 15.8 GiB. The same estimator fits in the graph: the q-quantile of N values, with numpy's linear
+interpolation, lies between the order statistics t = q (N - 1) places from the end and the next one, so
+a TopK of the k = floor(t) + 2 most extreme values holds it exactly and each image returns one number
+per activation.
+
+`in_graph_quantiles()` gives NNCF's OpenVINO backend that reducer for the duration of a
+`nncf.quantize` call; everything else (where the FakeQuantize ops go, symmetric or asymmetric ranges,
+zero-point tuning, scales unified across a concat's inputs, the mean over images) stays NNCF's own.
+NNCF's reducer registry is internal API, so tests/quantize/test_openvino_ranges.py checks the result
+against NNCF's own mean-quantile on a tiny model, range by range.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+from collections.abc import Iterator
+from typing import Any
+
+import numpy as np
+
+# NNCF's RangeEstimatorParametersSet.MEAN_QUANTILE (StatisticsCollectorParameters.quantile_outlier_prob).
+OUTLIER_PROB = 1e-4
+
+
+def order_statistics(count: int, q: float) -> tuple[int, float]:
+    """(k, frac): the q-quantile of `count` values is d[k-2] (1 - frac) + d[k-1] frac over their k most
+    extreme values d, most extreme first (the largest for q >= 0.5, else the smallest): numpy's linear
+    interpolation. k is 1 (frac 0) for a single value."""
+    t = min(q, 1.0 - q) * (count - 1)
+    i = math.floor(t)
+    if i + 1 >= count:
+        return count, 0.0
+    return i + 2, t - i
+
+
+def quantile_from_top(top: np.ndarray, frac: float) -> float:
+    """The quantile from `order_statistics`' k extreme values, most extreme first (numpy's version of
+    what the graph computes)."""
+    top = np.asarray(top, np.float64).reshape(-1)
+    if top.size == 1:
+        return float(top[0])
+    return float(top[-2] * (1.0 - frac) + top[-1] * frac)
+
+
+def quantile_op(value: Any, q: float, name: str) -> Any:
+    """OpenVINO ops computing the q-quantile of all elements of `value` (a static-shape output), shaped
+    [1] * rank as NNCF's keep-dims reductions are; the last op is called `name`."""
+    import openvino.opset13 as ops
+
+    shape = list(value.get_shape())
+    k, frac = order_statistics(math.prod(shape), q)
+    flat = ops.reshape(value, np.array([-1], np.int64), special_zero=False)
+    top = ops.topk(flat, np.array(k, np.int64), axis=0, mode="max" if q >= 0.5 else "min", sort="value").output(0)
+    last = ops.gather(top, np.array([k - 1], np.int64), np.array(0, np.int64))
+    if k > 1:
+        before = ops.gather(top, np.array([k - 2], np.int64), np.array(0, np.int64))
+        last = ops.add(ops.multiply(before, np.array([1.0 - frac], np.float32)),
+                       ops.multiply(last, np.array([frac], np.float32)))
+    return ops.reshape(last, np.array([1] * len(shape), np.int64), special_zero=False, name=name)
+
+
+def _reducer_class() -> type:
+    from nncf.common.tensor_statistics.collectors import AxesMode, determine_reduction_axes
+    from nncf.openvino.statistics.collectors import OVQuantileReducer
+
+    class InGraphQuantileReducer(OVQuantileReducer):
+        """NNCF's quantile reducer, computed by OpenVINO (in place) instead of numpy."""
+
+        def __init__(self, axes: Any = None, axes_mode: Any = AxesMode.REDUCTION, quantile: Any = None,
+                     inplace: bool = False):
+            super().__init__(axes, axes_mode, quantile, inplace)
+            self._inplace = True
+
+        def get_inplace_fn(self) -> Any:
+            (q,) = self._quantile  # min_max asks one quantile per reducer
+
+            def insert(node: Any, port: int, name: str) -> Any:
+                value = node.output(port)
+                shape = list(value.get_shape())
+                axes = determine_reduction_axes(len(shape), self._axes, self._axes_mode)
+                kept = [d for a, d in enumerate(shape) if a not in tuple(axes)]
+                if any(d != 1 for d in kept):  # per-channel or batched statistics: not what min_max asks here
+                    raise RuntimeError(f"in-graph quantile over axes {axes} of a {shape} tensor is not implemented")
+                return quantile_op(value, float(q), name)
+
+            return insert
+
+    return InGraphQuantileReducer
+
+
+def _nncf_version() -> str:
+    import nncf
+
+    return nncf.__version__
+
+
+@contextlib.contextmanager
+def in_graph_quantiles() -> Iterator[None]:
+    """Within this block, NNCF's OpenVINO statistics compute quantiles in the graph (see the module)."""
+    from nncf.openvino.statistics import collectors
+
+    keys = [k for k, v in collectors.OV_REDUCERS_MAP.items() if v is collectors.OVQuantileReducer]
+    if len(keys) != 1:
+        raise RuntimeError(f"NNCF {_nncf_version()}: no single quantile reducer to replace in its OpenVINO registry")
+    (key,) = keys
+    collectors.OV_REDUCERS_MAP[key] = _reducer_class()
+    try:
+        yield
+    finally:
+        collectors.OV_REDUCERS_MAP[key] = collectors.OVQuantileReducer

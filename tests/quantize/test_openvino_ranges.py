@@ -1,0 +1,99 @@
+"""mean-quantile activation ranges computed in the OpenVINO graph (quantize.openvino_ranges): the order
+statistics against numpy's quantile, and the ranges of a whole quantized tiny seg IR against NNCF's own
+mean-quantile on the same model and images."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+pytest.importorskip("openvino")
+pytest.importorskip("nncf")
+
+import nncf
+import openvino as ov
+from nncf.quantization.advanced_parameters import AdvancedQuantizationParameters, AdvancedSmoothQuantParameters
+from nncf.quantization.range_estimator import RangeEstimatorParametersSet
+
+from sapiens_edge.quantize.openvino_ranges import OUTLIER_PROB, in_graph_quantiles, order_statistics, quantile_from_top
+from tests.export.shared import photo_input, tiny_model
+
+
+@pytest.mark.parametrize("count", [2, 3, 17, 1000, 12345, 3 * 64 * 48])
+@pytest.mark.parametrize("q", [OUTLIER_PROB, 0.01, 0.3])
+def test_quantile_from_the_extreme_values_is_numpys(count, q):
+    x = np.random.default_rng(count).standard_t(3, count).astype(np.float32)
+    for upper in (True, False):
+        k, frac = order_statistics(count, 1 - q if upper else q)
+        top = np.sort(x)[::-1][:k] if upper else np.sort(x)[:k]
+        want = np.quantile(x.astype(np.float64), 1 - q if upper else q)
+        assert quantile_from_top(top, frac) == pytest.approx(want, rel=1e-9, abs=1e-12)
+        assert k <= q * count + 2  # a few values per tensor, not the tensor
+
+
+def _quantize(ir, images, estimator):
+    return nncf.quantize(ir, nncf.Dataset(images), model_type=nncf.ModelType.TRANSFORMER, subset_size=len(images),
+                         advanced_parameters=AdvancedQuantizationParameters(
+                             activations_range_estimator_params=estimator,
+                             smooth_quant_alphas=AdvancedSmoothQuantParameters(matmul=-1)))
+
+
+def _ranges(model) -> dict[str, tuple[float, float, int]]:
+    """Activation FakeQuantize -> (input low, input high, levels), keyed by the op output it reads."""
+    out = {}
+    for fq in model.get_ordered_ops():
+        src = fq.input_value(0) if fq.get_type_name() == "FakeQuantize" else None
+        if src is None or src.get_node().get_type_name() == "Constant":
+            continue
+        lo, hi, olo, ohi = (float(np.asarray(fq.input_value(i).get_node().get_data()).reshape(-1)[0])
+                            for i in range(1, 5))
+        assert (lo, hi) == (olo, ohi)
+        out[f"{src.get_node().get_friendly_name()}:{src.get_index()}"] = (lo, hi, int(fq.get_attributes()["levels"]))
+    return out
+
+
+def test_in_graph_mean_quantile_is_nncfs(monkeypatch):
+    """The tiny seg IR quantized by NNCF with mean-quantile ranges: with the quantiles computed in the graph,
+    every activation range is NNCF's own (1e-5 relative; NNCF's numpy sorts float32), while OpenVINO hands
+    NNCF a few numbers per activation instead of the activations (the memory this saves). The ranges also
+    differ from min/max ones, so the comparison can fail."""
+    import torch
+    from nncf.openvino.engine import OVNativeEngine
+    from openvino.frontend.pytorch.fx_decoder import TorchFXPythonDecoder
+
+    from sapiens_edge.export.capture import capture
+
+    model = tiny_model("seg")
+    hw = model.sapiens_info.input_hw
+    x = photo_input("seg", hw)
+    noisy = (0.7 * x + 0.3 * np.random.default_rng(0).standard_normal(x.shape)).astype(np.float32)
+    images = [x, x[..., ::-1].copy(), noisy]
+    with torch.no_grad():
+        program = capture(model, hw, exact_rope=False)
+    ir = ov.convert_model(TorchFXPythonDecoder.from_exported_program(program, dynamic_shapes=False))
+
+    returned = []  # per inference: (outputs, bytes) OpenVINO hands NNCF besides the model's own outputs
+    infer = OVNativeEngine.infer
+    outputs = {name for port in ir.outputs for name in port.get_names()}
+
+    def counting_infer(self, data):
+        out = infer(self, data)
+        returned.append((len(out), sum(np.asarray(v).nbytes for k, v in out.items() if k not in outputs)))
+        return out
+
+    monkeypatch.setattr(OVNativeEngine, "infer", counting_infer)
+    stock = _ranges(_quantize(ir, images, RangeEstimatorParametersSet.MEAN_QUANTILE))
+    stock_bytes, returned[:] = max(returned)[1], []  # the statistics pass: the most outputs
+    with in_graph_quantiles():
+        ours = _ranges(_quantize(ir, images, RangeEstimatorParametersSet.MEAN_QUANTILE))
+    ours_bytes = max(returned)[1]
+    from nncf.openvino.statistics import collectors  # NNCF's registry is back as it was
+    assert collectors.OVQuantileReducer in collectors.OV_REDUCERS_MAP.values()
+    minmax = _ranges(_quantize(ir, images, RangeEstimatorParametersSet.MINMAX))
+
+    assert ours.keys() == stock.keys() == minmax.keys() and len(stock) > 10
+    for key, (lo, hi, levels) in stock.items():
+        assert ours[key][2] == levels
+        assert ours[key][:2] == pytest.approx((lo, hi), rel=1e-5, abs=1e-7), key
+    assert sum(minmax[k][1] > 1.01 * stock[k][1] for k in stock) > len(stock) // 2  # quantiles clip the tails
+    assert ours_bytes * 10 < stock_bytes, (ours_bytes, stock_bytes)
