@@ -23,11 +23,9 @@ from tests.export.shared import (
     DECODED_FP32_LOOSE,
     DECODED_TASKS,
     assert_decoded_fp32_parity,
-    assert_gate_fails,
     assert_passes_recipe_thresholds,
     export_decoded,
     photo_input,
-    scale_channels,
     tiny_model,
     torch_outputs,
     wrecked_copy,
@@ -128,9 +126,11 @@ def test_int8_dynamic_linears(artifacts, models, tiny_reference):
     assert errors["executorch-xnnpack-int8-dynamic"] < errors["executorch-xnnpack-int8"], errors
 
 
-@pytest.mark.parametrize("recipe", ["executorch-xnnpack-int8", "executorch-xnnpack-int8-dynamic"])
+@pytest.mark.parametrize("recipe", ["executorch-xnnpack-int8-dynamic"])
 def test_int8_pose_passes_the_recipe_gate(models, tiny_reference, recipe, tmp_path):
-    """Pose on the well-conditioned stand-in: keypoints within the recipe's 1 heatmap px, PCK >= 0.95."""
+    """Pose on the well-conditioned stand-in: keypoints within the recipe's 1 heatmap px, PCK >= 0.95. The static
+    recipe's pose gate is test_decoded_int8_passes_the_gate[pose]: the same int8 network, its heatmaps decoded in
+    the graph (float), checked on the keypoints and their tensors (one ~40 s lowering fewer)."""
     model = models["pose"]
     art = core.export(model, recipe, tmp_path / "a", input_size=model.sapiens_info.input_hw, calibration_limit=2,
                       **QUIET)
@@ -157,14 +157,6 @@ def test_damaged_program_is_a_clear_error(artifacts, tmp_path):
         runtime.load(bad)  # caught by the manifest's hashes
     with pytest.raises(ArtifactError, match="ExecuTorch could not load"):
         runtime.load(bad, verify=False)  # and by the runtime itself
-
-
-def test_broken_normal_head_fails_the_gate(models, tiny_reference, tmp_path):
-    """The normal head's x channel scaled 4x before export: every normal turns, the angle check fails."""
-    model = models["normal"]
-    bad = scale_channels(model, "conv_normal", slice(0, 1), 4.0)
-    art = core.export(bad, "executorch-xnnpack-fp32", tmp_path / "a", input_size=model.sapiens_info.input_hw, **QUIET)
-    assert_gate_fails(validate_module.validate(art.path, progress=lambda _: None), "FAILED", "angle_mean_deg")
 
 
 def test_delegate_friendly_rewrites_are_exact():

@@ -32,6 +32,7 @@ from tests.export.shared import (  # noqa: E402
     export_decoded,
     nan_weight,
     photo_input,
+    reshaped,
     scale_channels,
     tiny_model,
     torch_outputs,
@@ -203,9 +204,15 @@ def test_tampered_quantized_model_is_caught_by_validation(models, tiny_reference
     # one NaN weight of the classifier: its class's logits are NaN at every pixel (128 x 96 of 29 x 128 x 96)
     ("seg", lambda m: nan_weight(m, "conv_seg"), "FATAL",
      "output 0 (logits): 12288 of 356352 values are not finite (12288 NaN, 0 Inf)"),
-], ids=["pose-negated-heatmaps", "seg-nan-weight"])
+    # the normal head's x channel scaled 4x: every normal turns
+    ("normal", lambda m: scale_channels(m, "conv_normal", slice(0, 1), 4.0), "FAILED", "angle_mean_deg"),
+    # heatmaps transposed (H and W swapped) inside the model: the gate compares nothing and says why
+    ("pose", lambda m: reshaped(m, "conv_pose", lambda o: o.transpose(2, 3)), "FATAL",
+     "output 0 (heatmaps): shape (1, 308, 24, 32) from the artifact vs (1, 308, 32, 24) from the reference"),
+], ids=["pose-negated-heatmaps", "seg-nan-weight", "normal-turned", "pose-transposed"])
 def test_broken_model_fails_the_gate(models, tiny_reference, task, damage, verdict, reason, tmp_path):
-    """Broken before export, validated against the intact model: the gate must refuse the artifact."""
+    """Broken before export, validated against the intact model: the gate must refuse the artifact. The gate is
+    the same for every target: these run on the quickest export (ONNX)."""
     model = models[task]
     art = core.export(damage(model), "onnx-fp32", tmp_path / "a", input_size=model.sapiens_info.input_hw, **QUIET)
     assert_gate_fails(validate_module.validate(art.path, progress=lambda _: None), verdict, reason)

@@ -97,3 +97,35 @@ def test_in_graph_mean_quantile_is_nncfs(monkeypatch):
         assert ours[key][:2] == pytest.approx((lo, hi), rel=1e-5, abs=1e-7), key
     assert sum(minmax[k][1] > 1.01 * stock[k][1] for k in stock) > len(stock) // 2  # quantiles clip the tails
     assert ours_bytes * 10 < stock_bytes, (ours_bytes, stock_bytes)
+
+
+def test_per_channel_quantiles_are_refused_not_miscomputed():
+    """min_max asks per-tensor quantiles; a reduction that keeps a channel axis would need one TopK per channel,
+    which quantile_op does not build: it must say so instead of returning one number for all channels."""
+    import openvino.opset13 as ops
+
+    from sapiens_edge.quantize.openvino_ranges import _reducer_class
+
+    x = ops.parameter([1, 4, 6], np.float32)
+    reducer = _reducer_class()(axes=(0, 2), quantile=[0.99])
+    with pytest.raises(RuntimeError, match="not implemented"):
+        reducer.get_inplace_fn()(x, 0, "per_channel")
+    per_tensor = _reducer_class()(axes=(0, 1, 2), quantile=[0.99])
+    node = per_tensor.get_inplace_fn()(x, 0, "per_tensor")
+    assert list(node.get_output_shape(0)) == [1, 1, 1] and node.get_friendly_name() == "per_tensor"
+
+
+def test_registry_is_restored_after_an_error_and_checked_before_use(monkeypatch):
+    from nncf.openvino.statistics import collectors
+
+    before = dict(collectors.OV_REDUCERS_MAP)
+    with pytest.raises(ValueError), in_graph_quantiles():
+        assert collectors.OVQuantileReducer not in collectors.OV_REDUCERS_MAP.values()
+        raise ValueError("a failed nncf.quantize")
+    assert dict(collectors.OV_REDUCERS_MAP) == before
+    # An NNCF whose registry no longer holds the quantile reducer (its internals moved): refuse, change nothing.
+    monkeypatch.setattr(collectors, "OV_REDUCERS_MAP",
+                        {k: v for k, v in before.items() if v is not collectors.OVQuantileReducer})
+    with pytest.raises(RuntimeError, match="no single quantile reducer"), in_graph_quantiles():
+        pass
+    assert collectors.OVQuantileReducer not in collectors.OV_REDUCERS_MAP.values()
