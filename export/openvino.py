@@ -163,7 +163,7 @@ def quantize(ov_model: Any, batches: Callable[[], Iterable[np.ndarray]], count: 
     import nncf
     from nncf.quantization.advanced_parameters import AdvancedQuantizationParameters, AdvancedSmoothQuantParameters
 
-    from sapiens_edge.quantize.openvino_ranges import in_graph_quantiles
+    from sapiens_edge.quantize.openvino_ranges import in_graph_quantiles, statistics_beside_producers
 
     progress(f"NNCF post-training quantization on {count} calibration image(s) ({method}) ...")
     t0 = time.perf_counter()
@@ -172,7 +172,8 @@ def quantize(ov_model: Any, batches: Callable[[], Iterable[np.ndarray]], count: 
                                               smooth_quant_alphas=AdvancedSmoothQuantParameters(matmul=-1))
     dataset = nncf.Dataset(list(batches()))  # iterated once per statistics pass
     # NNCF's own quantiles hold every activation of an image at once (0.4b: 15.8 GiB): ours reduce in the graph.
-    with in_graph_quantiles():
+    # And its statistics model runs each reduction beside the activation it reads, not after the whole network.
+    with in_graph_quantiles(), statistics_beside_producers(ov_model):
         quantized = nncf.quantize(ov_model, dataset, model_type=nncf.ModelType.TRANSFORMER, subset_size=count,
                                   ignored_scope=nncf.IgnoredScope(names=ignored), advanced_parameters=advanced)
     fq = [op for op in quantized.get_ordered_ops() if op.get_type_name() == "FakeQuantize"]
