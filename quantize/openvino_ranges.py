@@ -58,15 +58,40 @@ def quantile_from_top(top: np.ndarray, frac: float) -> float:
     return float(top[-2] * (1.0 - frac) + top[-1] * frac)
 
 
+# Chunks a large activation's TopK is split into (the largest of these dividing its size, chunks >= k values).
+CHUNKS = (64, 32, 16, 8, 4, 2)
+
+
+def _chunks(count: int, k: int) -> int:
+    return next((c for c in CHUNKS if count % c == 0 and count // c >= max(k, 4096)), 1)
+
+
 def quantile_op(value: Any, q: float, name: str) -> Any:
     """OpenVINO ops computing the q-quantile of all elements of `value` (a static-shape output), shaped
     [1] * rank as NNCF's keep-dims reductions are; the last op is called `name`."""
+    import openvino as ov
     import openvino.opset13 as ops
 
     shape = list(value.get_shape())
-    k, frac = order_statistics(math.prod(shape), q)
-    flat = ops.reshape(value, np.array([-1], np.int64), special_zero=False)
-    top = ops.topk(flat, np.array(k, np.int64), axis=0, mode="max" if q >= 0.5 else "min", sort="value").output(0)
+    count = math.prod(shape)
+    k, frac = order_statistics(count, q)
+    mode = "max" if q >= 0.5 else "min"
+    chunks = _chunks(count, k)
+    if chunks > 1:
+        # The k most extreme of all lie among the k most extreme of each chunk (k <= chunk size): a TopK per
+        # chunk inside a TensorIterator, whose body (and TopK scratch) is one chunk, then one over the
+        # chunks' k each. OpenVINO's CPU TopK keeps a scratch buffer the size of its input per node.
+        rows = ops.reshape(value, np.array([chunks, count // chunks], np.int64), special_zero=False)
+        loop = ops.tensor_iterator()
+        part = ops.parameter([1, count // chunks], value.get_element_type())
+        body_top = ops.result(ops.topk(part, np.array(k, np.int64), axis=1, mode=mode, sort="none").output(0))
+        loop.set_body(ov.Model([body_top], [part]))
+        loop.set_sliced_input(part, rows.output(0), 0, 1, 1, -1, 0)
+        candidates = loop.get_concatenated_slices(body_top.output(0), 0, 1, 1, -1, 0)  # [chunks, k]
+        flat = ops.reshape(candidates, np.array([-1], np.int64), special_zero=False)
+    else:
+        flat = ops.reshape(value, np.array([-1], np.int64), special_zero=False)
+    top = ops.topk(flat, np.array(k, np.int64), axis=0, mode=mode, sort="value").output(0)
     last = ops.gather(top, np.array([k - 1], np.int64), np.array(0, np.int64))
     if k > 1:
         before = ops.gather(top, np.array([k - 2], np.int64), np.array(0, np.int64))

@@ -198,3 +198,22 @@ def test_producers_first_orders_outputs_and_keeps_the_nodes():
     assert sorted(names[:2]) == ["max_a", "max_b"] and names[2] == b.get_friendly_name()  # the model's own last
     assert len(reordered.get_ordered_ops()) == len(model.get_ordered_ops())  # the same graph, outputs reordered
     assert producers_first(reordered, {"y"}) is reordered  # already in order: returned as it is
+
+
+@pytest.mark.parametrize("shape", [(1, 64, 4096), (3, 5, 7)])
+@pytest.mark.parametrize("q", [OUTLIER_PROB, 1 - OUTLIER_PROB, 0.3])
+def test_quantile_op_in_chunks_is_numpys(shape, q):
+    """quantile_op as OpenVINO runs it, on a large tensor (its TopK split into 64 chunks in a TensorIterator)
+    and a small one (one TopK), against numpy's quantile of the same values."""
+    import openvino.opset13 as ops
+
+    from sapiens_edge.quantize.openvino_ranges import _chunks, quantile_op
+
+    x = ops.parameter(list(shape), np.float32)
+    model = ov.Model([ops.result(quantile_op(x.output(0), q, "q"))], [x])
+    count = int(np.prod(shape))
+    assert (_chunks(count, order_statistics(count, q)[0]) > 1) == (count > 4096)  # 64 chunks, 2 for q = 0.3
+    data = np.random.default_rng(count).standard_t(3, shape).astype(np.float32)
+    got = ov.Core().compile_model(model, "CPU", {"INFERENCE_PRECISION_HINT": "f32"})({0: data})[0]
+    assert got.shape == (1,) * len(shape)
+    assert float(got.reshape(-1)[0]) == pytest.approx(np.quantile(data.astype(np.float64), q), rel=1e-6, abs=1e-7)
