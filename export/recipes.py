@@ -190,7 +190,7 @@ def _palettized(bits: int) -> Weights:
 
 ORT_METHODS = ("percentile", "minmax", "entropy")  # ONNX Runtime's calibrators
 PT2E_METHODS = ("histogram", "minmax")  # torchao PT2E observers
-NNCF_METHODS = ("mean-minmax", "minmax", "mean-quantile")  # NNCF's range estimators (export.openvino)
+NNCF_METHODS = ("mean-quantile", "mean-minmax", "minmax")  # NNCF's range estimators (export.openvino); quantiles in the graph
 STATIC_ORT = Activations(ActivationKind.STATIC_INT8, ORT_METHODS)
 STATIC_PT2E = Activations(ActivationKind.STATIC_INT8, PT2E_METHODS)
 DYNAMIC = Activations(ActivationKind.DYNAMIC_INT8)
