@@ -190,7 +190,8 @@ def _palettized(bits: int) -> Weights:
 
 ORT_METHODS = ("percentile", "minmax", "entropy")  # ONNX Runtime's calibrators
 PT2E_METHODS = ("histogram", "minmax")  # torchao PT2E observers
-NNCF_METHODS = ("mean-quantile", "mean-minmax", "minmax")  # NNCF's range estimators (export.openvino); quantiles in the graph
+# NNCF's range estimators (export.openvino; the quantiles computed in the graph, quantize.openvino_ranges)
+NNCF_METHODS = ("mean-quantile", "mean-minmax", "minmax")
 STATIC_ORT = Activations(ActivationKind.STATIC_INT8, ORT_METHODS)
 STATIC_PT2E = Activations(ActivationKind.STATIC_INT8, PT2E_METHODS)
 DYNAMIC = Activations(ActivationKind.DYNAMIC_INT8)
