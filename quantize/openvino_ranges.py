@@ -61,7 +61,8 @@ def quantile_from_top(top: np.ndarray, frac: float) -> float:
     return float(top[-2] * (1.0 - frac) + top[-1] * frac)
 
 
-# Chunks a large activation's TopK is split into (the largest of these dividing its size, chunks >= k values).
+# Chunks a large activation's TopK is split into: the largest of these that divides its size and leaves each
+# chunk at least k values (exactness) and 4096 (below that one TopK is cheap).
 CHUNKS = (64, 32, 16, 8, 4, 2)
 
 

@@ -32,8 +32,6 @@ def seg01(tmp_path_factory):
     return model, files
 
 
-
-
 @pytest.fixture(autouse=True, scope="module")
 def _long_lived_objects_out_of_gc_reach():
     """What is alive when a test module starts (the imported libraries, session fixtures) is moved out of
