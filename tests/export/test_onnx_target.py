@@ -136,6 +136,11 @@ def test_reduced_precision_passes_the_recipe_gate(models, tiny_reference, task, 
 
 
 def test_int8_is_smaller_and_records_calibration(models, tmp_path):
+    import gc
+
+    # forget_rewriter_graphs finds the matchers with gc.get_objects(), which skips what tests/conftest.py froze at
+    # the module's start: unfrozen here, as in a process that never froze anything (the CLI).
+    gc.unfreeze()
     model = models["seg"]
     hw = model.sapiens_info.input_hw
     fp32 = core.export(model, "onnx-fp32", tmp_path / "fp32", input_size=hw, **QUIET)
@@ -162,12 +167,12 @@ def test_int8_is_smaller_and_records_calibration(models, tmp_path):
     assert not any(p.is_meta for p in model.parameters())
     # onnxscript's and onnxslim's module-level pattern matchers kept the last graph they matched, with
     # every weight (a second copy of the model under the rest of the export); forget_rewriter_graphs drops it.
-    import gc
-
     from onnxscript.rewriter._matcher import PatternMatcher
     from onnxslim.core.pattern import PatternMatcher as SlimMatcher
 
     objects = gc.get_objects()
+    gc.collect()
+    gc.freeze()  # as tests/conftest.py left it at the start
     holding = [m for m in objects if issubclass(type(m), PatternMatcher) and getattr(m, "_graph", None) is not None]
     assert holding == []
     slim = [m for m in objects if issubclass(type(m), SlimMatcher)]
