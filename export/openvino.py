@@ -19,13 +19,15 @@ converter (`openvino.convert_model`) and `openvino.save_model`.
   float are NNCF's ignored scope; SmoothQuant off (it would rescale the weights off that grid). The float
   parts compute in fp32 (hint "f32"): in bf16 they took 0.1b seg from 98.8 % to 97.7 % pixel agreement,
   under the int8 gate (docs/targets/openvino.md#measured). openvino-int8-mixed is the same IR with the
-  "reduced" hint: its float parts in bf16/f16 but for the pinned head below.
-* Pinned f32 (every recipe; it only acts under a reduced hint): the task head's ops and every op downstream of
-  them, but the transposed convolutions, carry OpenVINO's `precise` runtime attribute, which the CPU and GPU
-  plugins honour by keeping the op in f32 whatever the hint. Measured on 0.1b seg at 1024x768 with int8
-  linears: everything else in bf16 gave 97.96 % pixel agreement; with the head pinned but its up-sampling
-  deconvs (the head's costly ops, not its sensitive ones) 98.07 %; pinning the backbone's norms and residual
-  adds changed nothing. OpenVINO's Python API cannot create that attribute (a Python value under its name is
+  "reduced" hint: its float parts in bf16/f16 but for the pinned output layers below.
+* Pinned f32 (every recipe; it only acts under a reduced hint): the output layers (the weighted ops nearest the
+  model's outputs, such as seg's classifier conv) and every op after them carry OpenVINO's `precise` runtime
+  attribute, which the CPU and GPU plugins honour by keeping the op in f32 whatever the hint, so the outputs
+  that decoding reads (argmax, heatmap peaks) are not rounded to bf16's 8 bits. Measured on 0.1b seg at 1024x768,
+  int8 linears, bf16 hint, against the peer (OpenVINO's own bf16 conversion) in one run: nothing pinned 98.06 %
+  pixel agreement at 1.24x the peer; the output layer pinned 98.09 % at 1.20x; the whole head but its deconvs
+  (the rule before) 98.15 % at 1.01x. Pins on the backbone's element-wise ops do nothing: the CPU plugin fuses
+  them into bf16 subgraphs. OpenVINO's Python API cannot create that attribute (a Python value under its name is
   ignored), so `pin_f32` writes it into the saved `model.xml`, where the IR reader makes the real one.
 """
 
@@ -55,9 +57,8 @@ WEIGHTS_FILE = "model.bin"
 # backend's `inference_precision` overrides it).
 HINTS = {"fp32": "f32", "fp16": "reduced", "int8": "f32"}
 HINTS_BY_RECIPE = {"openvino-int8-mixed": "reduced"}
-# Pinned f32 under a reduced hint: ops of the layers under this prefix, but for these op types.
-PINNED_LAYERS = "decode_head."
-UNPINNED_TYPES = ("ConvolutionBackpropData", "Constant", "Parameter", "Result", "FakeQuantize")
+# Never pinned f32 (pinned_ops): what has no arithmetic to pin.
+UNPINNED_TYPES = ("Constant", "Parameter", "Result", "FakeQuantize")
 # OpenVINO ops that carry a layer's weights: what NNCF quantizes and what the ignored scope names.
 WEIGHTED_OPS = ("MatMul", "Convolution", "ConvolutionBackpropData", "GroupConvolution")
 
@@ -102,12 +103,29 @@ def weight_types(ov_model: Any) -> dict[str, dict[str, int]]:
     return out
 
 
-def pinned_ops(ov_model: Any, layers: dict[str, str]) -> list[str]:
-    """Names of the ops kept in f32 under a reduced hint: the head's (PINNED_LAYERS) and every op downstream
-    of them (the converter's own ops, such as a decomposed norm's, carry no layer name), but for the
-    transposed convolutions and constants (see the module docstring)."""
-    ordered = ov_model.get_ordered_ops()
-    frontier = [op for op in ordered if layers.get(op.get_friendly_name().split("/")[0], "").startswith(PINNED_LAYERS)]
+def output_layers(ov_model: Any) -> list[Any]:
+    """The weighted ops nearest the model's outputs: walking up from each Result through unweighted ops, the
+    first weighted op (WEIGHTED_OPS) on every path (the classifier conv of seg, the heatmap conv of pose, the
+    scale MLP's last Linear of pointmap)."""
+    found: dict[str, Any] = {}
+    seen: set[str] = set()
+    frontier = [result.input_value(0).get_node() for result in ov_model.get_results()]
+    while frontier:
+        node = frontier.pop()
+        if node.get_friendly_name() in seen:
+            continue
+        seen.add(node.get_friendly_name())
+        if node.get_type_name() in WEIGHTED_OPS:
+            found[node.get_friendly_name()] = node
+        else:
+            frontier.extend(value.get_node() for value in node.input_values())
+    return list(found.values())
+
+
+def pinned_ops(ov_model: Any) -> list[str]:
+    """Names of the ops kept in f32 under a reduced hint: the output layers (`output_layers`) and every op
+    downstream of them (bias adds, decoding), not constants (see the module docstring)."""
+    frontier = output_layers(ov_model)
     reached = {op.get_friendly_name() for op in frontier}
     while frontier:
         for output in frontier.pop().outputs():
@@ -116,7 +134,7 @@ def pinned_ops(ov_model: Any, layers: dict[str, str]) -> list[str]:
                 if node.get_friendly_name() not in reached:
                     reached.add(node.get_friendly_name())
                     frontier.append(node)
-    return [op.get_friendly_name() for op in ordered
+    return [op.get_friendly_name() for op in ov_model.get_ordered_ops()
             if op.get_friendly_name() in reached and op.get_type_name() not in UNPINNED_TYPES]
 
 
@@ -224,11 +242,11 @@ def lower(model: Any, recipe: Recipe, input_hw: tuple[int, int], workdir: Path,
         ov_model, options["quantization"] = quantize(ov_model, calibration.batches, calibration.count, method,
                                                      ignored, progress)
         options["quantization"]["weighted_ops"] = len(ops)
-    pinned = pinned_ops(ov_model, layers)
+    pinned = pinned_ops(ov_model)
     # save_model compresses float weights to fp16 unless told not to: fp16 only (on an int8 model OpenVINO
     # leaves the float layers' weights fp32 anyway).
     ov.save_model(ov_model, str(workdir / MODEL_FILE), compress_to_fp16=recipe.weights.dtype is WeightDtype.FP16)
-    options["pinned_f32"] = {"layers": f"{PINNED_LAYERS}* and downstream, but {UNPINNED_TYPES[0]}",
+    options["pinned_f32"] = {"layers": "the output layers and downstream",
                              "ops": pin_f32(workdir / MODEL_FILE, pinned)}
     options["weights_in_file"] = weight_types(ov.Core().read_model(str(workdir / MODEL_FILE)))
     options["inference_precision"] = HINTS_BY_RECIPE.get(recipe.name, HINTS[recipe.precision])

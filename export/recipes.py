@@ -296,8 +296,9 @@ RECIPES: dict[str, Recipe] = {r.name: r for r in [
             "(NNCF ignored scope), fp32 for the float parts", INT8, rewrites=_ROTATE, weights=INT8_GPTQ_W,
             activations=Activations(ActivationKind.STATIC_INT8, NNCF_METHODS)),
     _recipe("openvino-int8-mixed", "openvino", "openvino-int8's IR with reduced inference precision for the float "
-            "parts (bf16 on CPUs with AVX512-BF16/AMX, fp16 on Intel GPUs/NPUs) but the task head, pinned to fp32; "
-            "faster than openvino-int8 where bf16/fp16 is, less accurate", INT8, rewrites=_ROTATE,
+            "parts (bf16 on CPUs with AVX512-BF16/AMX, fp16 on Intel GPUs/NPUs) but the output layer (seg's "
+            "classifier, pose's heatmap conv), pinned to fp32; faster than openvino-int8 where bf16/fp16 is, "
+            "less accurate", INT8, rewrites=_ROTATE,
             weights=INT8_GPTQ_W, activations=Activations(ActivationKind.STATIC_INT8, NNCF_METHODS)),
 ]}
 

@@ -38,7 +38,7 @@ FIELDS = {"config": "config", "latency_s": "latency s", "speedup_vs_torch_fp32":
 
 def int8_bf16(artifact: Path, x: np.ndarray, threads: int) -> dict[str, Callable[[], list[np.ndarray]]]:
     """The openvino-int8 artifact with the bf16 hint (`--inference-precision bf16`): its float parts in bf16
-    but the pinned head. That is what `openvino-int8-mixed` exports (the same IR, only the manifest's hint
+    but the pinned output layer. That is what `openvino-int8-mixed` exports (the same IR, only the manifest's hint
     differs) on a CPU with bf16, timed without a second GPTQ export."""
     from sapiens_edge import runtime
 

@@ -56,6 +56,15 @@ def resolve_precision(hint: str, device: str, capabilities: list[str]) -> str:
     return "bf16" if "BF16" in capabilities else "f16" if "FP16" in capabilities else "f32"
 
 
+def _compiles(core: Any, model: Any, device: str, config: dict[str, Any]) -> bool:
+    """Whether OpenVINO compiles `model` with `config` (to tell a bad precision request from damaged files)."""
+    try:
+        core.compile_model(model, device, config)
+    except RuntimeError:
+        return False
+    return True
+
+
 class OpenVinoSession:
     def __init__(self, manifest: Any, artifact_dir: Path, *, device: str | None = None, threads: int | None = None,
                  inference_precision: str | None = None) -> None:
@@ -79,10 +88,19 @@ class OpenVinoSession:
         config: dict[str, Any] = {"INFERENCE_PRECISION_HINT": self.precision}
         if threads is not None:
             config["INFERENCE_NUM_THREADS"] = threads
+        model = None
         try:
             model = core.read_model(str(self.path))
             self.compiled = core.compile_model(model, self.device, config)
-        except RuntimeError as exc:  # OpenVINO's error for an unreadable XML or a short/garbled .bin
+        except RuntimeError as exc:  # OpenVINO's error for an unreadable XML or a short/garbled .bin, or ...
+            if inference_precision is not None and self.precision != "f32" and model is not None \
+                    and _compiles(core, model, self.device, {**config, "INFERENCE_PRECISION_HINT": "f32"}):
+                # ... the precision the caller asked for (OpenVINO 2026.4 cannot build int8 IRs in f16 on CPUs)
+                raise OptionError(f"OpenVINO {ov.get_version()} could not compile {self.path} for {self.device} with "
+                                  f"inference precision {self.precision}: {str(exc).strip()[:300]}. The artifact "
+                                  f"compiles in f32: pass another inference_precision (--inference-precision), or "
+                                  f"none for the manifest's hint "
+                                  f"({manifest.export_options.get('inference_precision', 'f32')}).") from exc
             raise ArtifactError(f"OpenVINO could not load {self.path} (+ .bin): {str(exc).strip()[:400]}. The files "
                                 f"are damaged or were written by an incompatible OpenVINO; re-export the artifact.") \
                 from exc
