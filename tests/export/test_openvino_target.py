@@ -118,7 +118,7 @@ def _runtime_precisions(compiled) -> dict[str, str]:
     return out
 
 
-def test_head_is_pinned_to_f32_under_a_reduced_hint(models, artifacts, tiny_reference):
+def test_output_layer_is_pinned_to_f32_under_a_reduced_hint(models, artifacts, tiny_reference):
     """Every recipe's IR carries OpenVINO's `precise` attribute (read back as the IR reader's
     DisablePrecisionConversion) on the output layer, seg's classifier conv, and its bias add: nothing else.
     Compiled with the bf16 hint on a CPU with bf16, the classifier runs in f32 and the head's other convs and
