@@ -7,7 +7,6 @@ Importing this module does not import torch; `validate()` does (it runs the refe
 
 from __future__ import annotations
 
-import re
 import sys
 import tempfile
 import time
@@ -19,8 +18,8 @@ from typing import Any
 
 import numpy as np
 
-from sapiens_edge import metadata, runtime
-from sapiens_edge.errors import ImageError, OptionError, RecipeError, SapiensEdgeError, WeightsNotFoundError, option
+from sapiens_edge import runtime
+from sapiens_edge.errors import OptionError, WeightsNotFoundError, option
 from sapiens_edge.fileio import refuse_overwrite
 from sapiens_edge.manifest import read_manifest, sha256_file
 from sapiens_edge.runtime import backends as runtime_backends
@@ -28,10 +27,12 @@ from sapiens_edge.runtime.decoded import HEATMAP_STRIDE, decode_raw, is_decoded
 from sapiens_edge.runtime.predictor import nchw_shape
 
 from . import metrics as M
+from .images import image_sources
 from .reference_outputs import LiveReference, StoredReference, too_big_together
-from .report import MetricResult, ValidationReport, report_paths
-
-_KEY = re.compile(r"^(?P<metric>.+)_(?P<kind>min|max)$")
+from .report import ValidationReport, report_paths
+from .thresholds import THRESHOLD_KEY as _KEY
+from .thresholds import aggregate as _aggregate
+from .thresholds import make_checks, resolve_thresholds
 
 
 def load_model(name: str, weights: str | Path | None = None, *, seed: int = 0):
@@ -236,65 +237,6 @@ def _compare(sources: list[tuple[str, Any]], proc: Any, input_hw: tuple[int, int
     return names, hashes, per_image, fatal, out_names
 
 
-# ---------------------------------------------------------------------------- thresholds / checks
-
-def resolve_thresholds(recipe: str, task: str, overrides: dict[str, float | None] | None = None) -> dict[str, float]:
-    """The recipe's limits for ``task`` with ``overrides`` merged over them (None drops a key)."""
-    from sapiens_edge.export.recipes import get_recipe
-
-    try:
-        base = get_recipe(recipe).thresholds_for(task)
-    except RecipeError:
-        if not overrides:
-            raise
-        base = {}
-    merged = {**base, **(overrides or {})}
-    valid = set(M.TENSOR_METRICS) | set(M.TASK_METRICS.get(task, ()))
-    out: dict[str, float] = {}
-    for key, value in merged.items():
-        match = _KEY.match(key)
-        if match is None or match["metric"] not in valid:
-            raise SapiensEdgeError(
-                f"Unknown threshold {key!r} for a {task} artifact. Thresholds are <metric>_min or <metric>_max "
-                f"with metric one of: {', '.join(sorted(valid))}.")
-        if value is not None:
-            out[key] = float(value)
-    return out
-
-
-def make_checks(limits: dict[str, float], tensor_agg: dict[str, dict[str, dict[str, float]]],
-                task_agg: dict[str, dict[str, float]]) -> list[MetricResult]:
-    """One check per task threshold, and per output for tensor thresholds ("cosine[logits]")."""
-    checks = []
-    for key, limit in limits.items():
-        match = _KEY.match(key)
-        metric, kind = match["metric"], match["kind"]
-        if metric in M.TENSOR_METRICS:
-            for out, ms in tensor_agg.items():
-                checks.append(MetricResult.check(f"{metric}[{out}]", ms[metric]["mean"], limit, kind,
-                                                 ms[metric]["worst"]))
-        elif metric in task_agg:
-            agg = task_agg[metric]
-            checks.append(MetricResult.check(metric, agg["mean"], limit, kind, agg["worst"]))
-        else:  # named but not computed: a renamed metric must not silently drop its limit
-            checks.append(MetricResult.missing(metric, limit, kind))
-    return checks
-
-
-def _aggregate(metric: str, values: list[float], strict: bool) -> dict[str, float]:
-    """Mean and worst image. strict: any NaN makes both NaN (non-finite outputs must fail);
-    otherwise images where the metric was not computable are left out."""
-    a = np.asarray(values, dtype=np.float64)
-    if not strict:
-        a = a[~np.isnan(a)]
-    if a.size == 0 or np.isnan(a).any():
-        return {"mean": float("nan"), "worst": float("nan")}
-    with np.errstate(invalid="ignore", over="ignore"):
-        mean = float(np.mean(a))
-    worst = float(a.min() if metric in M.HIGHER_IS_BETTER else a.max())
-    return {"mean": mean, "worst": worst}
-
-
 # ---------------------------------------------------------------------------- per-image work
 
 def structure_mismatch(ref: Sequence[np.ndarray], cand: Sequence[np.ndarray], manifest: Any,
@@ -378,44 +320,6 @@ def _array_sha256(image: Any) -> str:
 
 def _names(items: list[str], n: int = 3) -> str:
     return ", ".join(Path(i).name for i in items[:n]) + (" ..." if len(items) > n else "")
-
-
-# ---------------------------------------------------------------------------- inputs
-
-def image_sources(images: str | Path | Sequence[Any] | None) -> list[tuple[str, Any]]:
-    """(name, source) pairs: the bundled photo, a folder's images (sorted), one file, or a list of
-    files/arrays. Every file is checked to decode before any model work starts."""
-    if images is None:
-        photo = metadata.bundled_photo()
-        return [(str(photo), photo)]
-    if isinstance(images, str | Path):
-        path = Path(images)
-        if path.is_dir():
-            try:
-                files = runtime.image_files(path)
-            except ImageError as exc:
-                raise ImageError(f"{exc} Or {option('leave --images out', 'pass images=None')} to use the bundled "
-                                 f"photo.") from None
-        elif path.exists():
-            files = [path]
-        else:
-            raise ImageError(f"Validation images not found: {path}. Pass a folder of photos or an image file.")
-        pairs: list[tuple[str, Any]] = [(str(p), p) for p in files]
-    else:
-        pairs = [(str(s), Path(s)) if isinstance(s, str | Path) else (f"image[{k}]", s)
-                 for k, s in enumerate(images)]
-        if not pairs:
-            raise ImageError("No validation images given (an empty list).")
-    from PIL import Image
-
-    for name, src in pairs:
-        if isinstance(src, Path):
-            try:
-                with Image.open(src) as im:
-                    im.verify()
-            except Exception as exc:  # PIL raises many types for broken files
-                raise ImageError(f"Validation image {name} cannot be read ({exc}); remove or fix it.") from exc
-    return pairs
 
 
 def _reference(manifest: Any, weights: str | Path | None, notes: list[str]):
