@@ -7,6 +7,7 @@ import json
 import re
 import shutil
 
+import numpy as np
 import pytest
 
 pytest.importorskip("onnxruntime")
@@ -55,6 +56,23 @@ def test_a_first_run_needs_no_photo(artifact, tmp_path, capsys):
     err = capsys.readouterr().err
     assert "no image given: using the bundled photo" in err and "astronaut.jpg" in err
     assert json.loads((tmp_path / "run" / "astronaut.json").read_text())["recipe"] == "onnx-fp32"
+
+
+def test_run_and_validate_in_pieces(artifact, tmp_path, capsys):
+    """--pieces N runs the graph as N ONNX Runtime sessions, one at a time: the same labels as one session, and
+    the validate report records the pieces (a 0.1b with inline weights: planned on a scratch copy)."""
+    out, files = artifact
+    assert main(["run", str(out), str(ASTRONAUT), "--output", str(tmp_path / "one"), "--threads", "1"]) == 0
+    assert main(["run", str(out), str(ASTRONAUT), "--output", str(tmp_path / "three"), "--threads", "1",
+                 "--pieces", "3"]) == 0
+    one, three = (json.loads((tmp_path / d / "astronaut.json").read_text()) for d in ("one", "three"))
+    assert one["runtime"]["pieces"] is None and three["runtime"]["pieces"] == 3 and "in 3 pieces" in three["backend"]
+    assert one["class_fractions"] == three["class_fractions"]
+    np.testing.assert_array_equal(np.load(tmp_path / "one" / "astronaut_seg.npy"),
+                                  np.load(tmp_path / "three" / "astronaut_seg.npy"))
+    report = tmp_path / "report.json"
+    assert main(["validate", str(out), "--weights", str(files["fp32"]), "--pieces", "2", "--report", str(report)]) == 0
+    assert json.loads(report.read_text())["backend_info"]["pieces"] == 2
 
 
 def test_validate_no_verify(artifact, tmp_path, capsys):

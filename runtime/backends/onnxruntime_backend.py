@@ -8,6 +8,7 @@ the accelerator lacks is normal ONNX Runtime behaviour and is reported by ``desc
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
@@ -48,7 +49,7 @@ GRAPH_OPTIMIZATION = {
     "extended": "ORT_ENABLE_EXTENDED",
     "all": "ORT_ENABLE_ALL",
 }
-OPTIONS = ("provider", "threads", "graph_optimization", "profile", "provider_options")
+OPTIONS = ("provider", "threads", "graph_optimization", "profile", "provider_options", "pieces")
 
 _ORT_TYPES = {"tensor(float)": "float32", "tensor(float16)": "float16", "tensor(double)": "float64",
               "tensor(uint8)": "uint8", "tensor(int8)": "int8", "tensor(int32)": "int32",
@@ -94,7 +95,8 @@ class OrtSession:
 
     def __init__(self, manifest: Any, artifact_dir: Path, *, provider: str | None = None,
                  threads: int | None = None, graph_optimization: str = "all",
-                 profile: str | Path | None = None, provider_options: dict[str, Any] | None = None) -> None:
+                 profile: str | Path | None = None, provider_options: dict[str, Any] | None = None,
+                 pieces: int | None = None) -> None:
         ort = _import_ort()
         self.manifest = manifest
         self.model_path = Path(artifact_dir) / manifest.model_file
@@ -111,10 +113,19 @@ class OrtSession:
         if not self.model_path.is_file():
             raise ArtifactError(f"{artifact_dir} is missing {manifest.model_file}; copy the whole artifact folder.")
 
-        opts = ort.SessionOptions()
-        opts.graph_optimization_level = getattr(ort.GraphOptimizationLevel, GRAPH_OPTIMIZATION[graph_optimization])
-        if threads is not None:
-            opts.intra_op_num_threads = threads
+        pieces = positive_int_option("pieces", pieces, "one session")
+        if pieces and pieces > 1 and (ort_name != "CPUExecutionProvider" or profile is not None):
+            raise OptionError("pieces (running the graph as several sessions, one at a time, to fit memory) works "
+                              "with the CPU provider and without profiling only; drop --pieces or those options.")
+
+        def make_options():
+            o = ort.SessionOptions()
+            o.graph_optimization_level = getattr(ort.GraphOptimizationLevel, GRAPH_OPTIMIZATION[graph_optimization])
+            if threads is not None:
+                o.intra_op_num_threads = threads
+            return o
+
+        opts = make_options()
         self.profile_prefix = None
         if profile is not None:
             prefix = Path(profile)
@@ -125,9 +136,19 @@ class OrtSession:
             opts.profile_file_prefix = str(prefix)
             self.profile_prefix = str(prefix)
         self.profile_file: str | None = None
+        self.pieces: list | None = None
+        if not pieces and ort_name == "CPUExecutionProvider":
+            check_fits(self.model_path, graph_optimization)
         try:
-            self._sess = ort.InferenceSession(str(self.model_path), sess_options=opts,
-                                              providers=_provider_list(ort_name, available, provider_options))
+            if pieces and pieces > 1:
+                self._sess = _open_pieces(self.model_path, pieces, graph_optimization, make_options,
+                                          [o.name for o in manifest.outputs])
+                self.pieces = self._sess.pieces
+            else:
+                self._sess = ort.InferenceSession(str(self.model_path), sess_options=opts,
+                                                  providers=_provider_list(ort_name, available, provider_options))
+        except SapiensEdgeError:
+            raise
         except Exception as exc:  # onnxruntime raises its own pybind exception types
             raise ArtifactError(
                 f"ONNX Runtime {ort.__version__} could not open {self.model_path} with {ort_name}: {exc}. "
@@ -188,8 +209,10 @@ class OrtSession:
             "threads": self.threads,  # None = ONNX Runtime's default (one per physical core)
             "graph_optimization": self.graph_optimization,
             "profile": self.profile_file or self.profile_prefix,
+            "pieces": len(self.pieces) if self.pieces else None,
             "summary": f"onnxruntime {self.version} ({self.requested}, {threads}, "
-                       f"graph optimization {self.graph_optimization})",
+                       f"graph optimization {self.graph_optimization}"
+                       + (f", in {len(self.pieces)} pieces one session at a time" if self.pieces else "") + ")",
         }
 
     def end_profiling(self) -> str | None:
@@ -201,8 +224,60 @@ class OrtSession:
     def close(self) -> None:
         if not self._closed:
             self.end_profiling()
+            getattr(self._sess, "close", lambda: None)()
             self._closed = True
             self._sess = _ClosedSession(self._sess.get_providers())
+
+
+def check_fits(model_path: Path, graph_optimization: str) -> None:
+    """Refuse, before ONNX Runtime starts, a CPU session that would not fit in the memory available (a bare
+    "Killed" otherwise): InsufficientMemoryError with its estimate and how many pieces would fit. Artifacts
+    whose files are small next to the memory available are not planned (`worth_planning`)."""
+    from sapiens_edge.errors import InsufficientMemoryError
+    from sapiens_edge.memory import SKIP_ENV, available_bytes
+
+    from .onnx_plan import load_graph, pieces_to_fit, whole_estimate, worth_planning
+
+    available = available_bytes()
+    if os.environ.get(SKIP_ENV, "") not in ("", "0") or available is None or not worth_planning(model_path, available):
+        return
+
+    graph = load_graph(model_path, optimised=graph_optimization != "disable")
+    need = whole_estimate(graph)
+    if need <= available:
+        return
+    n = pieces_to_fit(graph, available)  # raises when not even pieces fit
+    raise InsufficientMemoryError(
+        f"running {model_path.parent.name} in ONNX Runtime needs about {need / 2**30:.1f} GiB (its weights and "
+        f"activations in one session) and {available / 2**30:.1f} GiB is available. Run it in pieces, one session "
+        f"at a time: --pieces {n} (pieces={n}); `validate` does this itself. Or close other programs "
+        f"(set {SKIP_ENV}=1 to try anyway).", phase="opening the ONNX Runtime session", needed=need,
+        available=available)
+
+
+def _open_pieces(model_path: Path, pieces: int, graph_optimization: str, make_options, output_names: list[str]):
+    import tempfile
+
+    from sapiens_edge.scratch import make_scratch_dir
+
+    from .onnx_pieces import PiecewiseSession, externalize
+    from .onnx_plan import has_inline_weights, load_graph, plan_count
+
+    optimised = graph_optimization != "disable"
+    graph = load_graph(model_path, optimised)
+    scratch = None
+    if has_inline_weights(graph):
+        scratch = make_scratch_dir(tempfile.gettempdir(), "sapiens-pieces")
+        try:
+            model_path = externalize(model_path, scratch)
+            graph = load_graph(model_path, optimised)
+        except BaseException:
+            import shutil
+
+            shutil.rmtree(scratch, ignore_errors=True)
+            raise
+    return PiecewiseSession(model_path, plan_count(graph, pieces), graph, make_options, ["CPUExecutionProvider"],
+                            output_names, scratch=scratch)
 
 
 class _ClosedSession:

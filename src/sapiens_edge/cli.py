@@ -175,6 +175,8 @@ def _backend_options(args: argparse.Namespace) -> dict:
         opts["graph_optimization"] = args.graph_optimization
     if getattr(args, "compute_units", None):
         opts["compute_units"] = args.compute_units
+    if getattr(args, "pieces", None):
+        opts["pieces"] = args.pieces
     for key in ("device", "inference_precision"):  # the openvino backend's
         if getattr(args, key, None):
             opts[key] = getattr(args, key)

@@ -133,7 +133,7 @@ def build_parser(commands: Mapping[str, Callable[[argparse.Namespace], int]]) ->
     e.add_argument("--force", action="store_true", help="replace an existing artifact folder")
     e.set_defaults(func=commands["export"])
 
-    def backend_args(sp: argparse.ArgumentParser, several_providers: bool = False) -> None:
+    def backend_args(sp: argparse.ArgumentParser, several_providers: bool = False, pieces: bool = False) -> None:
         sp.add_argument("--backend", help="runtime backend (default: from the manifest, e.g. onnxruntime; "
                                           "tensorrt: a TensorRT engine built from an onnx artifact)")
         if several_providers:
@@ -149,6 +149,10 @@ def build_parser(commands: Mapping[str, Callable[[argparse.Namespace], int]]) ->
         sp.add_argument("--graph-optimization", choices=("all", "extended", "basic", "disable"),
                         help="ONNX Runtime graph optimisation level (default all); disable keeps an fp16 model's "
                              "weights mapped from disk instead of converted copies (large models on CPU)")
+        if pieces:
+            sp.add_argument("--pieces", type=int, metavar="N",
+                            help="ONNX Runtime on the CPU: run the graph as N consecutive sessions, one at a time, "
+                                 "for models one session cannot hold in memory (validate picks N itself)")
         sp.add_argument("--compute-units", choices=tuple(COMPUTE_UNITS),
                         help="Core ML compute units (coreml backend, macOS)")
         sp.add_argument("--device", metavar="DEVICE",
@@ -165,7 +169,7 @@ def build_parser(commands: Mapping[str, Callable[[argparse.Namespace], int]]) ->
     u.add_argument("artifact", help="artifact folder written by `sapiens-edge export`")
     u.add_argument("images", nargs="*", help="image files or folders of them (default: the bundled photo, said so)")
     u.add_argument("--output", "-o", required=True, help="folder for JSON, overlays and arrays")
-    backend_args(u)
+    backend_args(u, pieces=True)
     u.add_argument("--no-verify", action="store_true", help="skip the sha256 check of the artifact files")
     u.add_argument("--box", type=_parse_box, action="append", help="pose: person box x1,y1,x2,y2")
     u.add_argument("--no-flip", action="store_true", help="pose: disable the flip test")
@@ -178,7 +182,7 @@ def build_parser(commands: Mapping[str, Callable[[argparse.Namespace], int]]) ->
     v.add_argument("--images", help="folder of test images (default: the bundled photo)")
     v.add_argument("--report", help="write the report here (.json, plus .md beside it)")
     v.add_argument("--force", action="store_true", help="replace an existing report")
-    backend_args(v)
+    backend_args(v, pieces=True)
     v.add_argument("--no-verify", action="store_true", help="skip the sha256 check of the artifact files")
     v.set_defaults(func=commands["validate"])
     c = command("check", help="check an ONNX artifact against TensorRT's ONNX parser, statically "

@@ -25,7 +25,7 @@ PACKAGE_DIRS = {pkg: ROOT / folder for pkg, folder in _SETUPTOOLS["package-dir"]
 ALLOWED_THIRD_PARTY = {"numpy", "PIL"}
 # Core modules the runtime may import; they are fenced like the runtime itself (their imports checked too).
 ALLOWED_OWN = {"sapiens_edge", "sapiens_edge.errors", "sapiens_edge.metadata", "sapiens_edge.fileio",
-               "sapiens_edge.manifest"}
+               "sapiens_edge.manifest", "sapiens_edge.memory", "sapiens_edge.scratch"}
 # A backend may import its own engine (inside functions, when an artifact of its kind is loaded):
 # ExecuTorch's Python runtime is the one engine that brings torch along (documented in docs/runtime.md).
 # The TensorRT backend's engine side: cuda-python, and the static TensorRT check it runs before a build (which
@@ -33,6 +33,9 @@ ALLOWED_OWN = {"sapiens_edge", "sapiens_edge.errors", "sapiens_edge.metadata", "
 ENGINE_IMPORTS = {"sapiens_edge.runtime.backends.executorch_backend": {"executorch"},
                   "sapiens_edge.runtime.backends.tflite_backend": {"ai_edge_litert", "tflite_runtime"},
                   "sapiens_edge.runtime.backends.tensorrt_cuda": {"cuda"},
+                  # ONNX Runtime's pieces (large models): the graph read with `onnx` to plan them
+                  "sapiens_edge.runtime.backends.onnx_plan": {"onnx"},
+                  "sapiens_edge.runtime.backends.onnx_pieces": {"onnx", "onnxruntime"},
                   "sapiens_edge.runtime.backends.tensorrt_build": {"sapiens_edge.export.tensorrt_check",
                                                                    "sapiens_edge.export.tensorrt_rules"}}
 BLOCKED = ("torch", "cv2", "scipy")

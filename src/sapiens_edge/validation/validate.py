@@ -27,6 +27,7 @@ from sapiens_edge.runtime.decoded import HEATMAP_STRIDE, decode_raw, is_decoded
 from sapiens_edge.runtime.predictor import nchw_shape
 
 from . import metrics as M
+from .fit import fit_pieces
 from .images import image_sources
 from .reference_outputs import LiveReference, StoredReference, too_big_together
 from .report import ValidationReport, report_paths
@@ -107,6 +108,7 @@ def validate(artifact_dir: str | Path, *, weights: str | Path | None = None,
     notes: list[str] = []
     if reference_first is None:
         reference_first = too_big_together(artifact_dir, weights)
+    backend_options = fit_pieces(artifact_dir, backend, backend_options, notes, say)
     if reference_first:  # the artifact opens after the reference is freed; its files and backend are checked now
         manifest = read_manifest(artifact_dir, verify=verify)
         runtime_backends.check_target(runtime_backends.get_backend(
