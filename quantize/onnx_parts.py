@@ -22,6 +22,8 @@ from pathlib import Path
 
 import numpy as np
 
+from sapiens_edge.runtime.backends.onnx_plan import save_external, weight_derived
+
 # Weights per part: 1 GiB of fp32 weights keeps a 1b's calibration session (six parts) small beside the
 # rest of the export; 0.1b (0.46 GB) stays whole.
 PART_BYTES = 1 << 30
@@ -62,13 +64,7 @@ def _initializer_bytes(init) -> int:
 
 def _constants(graph) -> set[str]:
     """Initializers and the outputs of nodes that read only constants (and have no subgraph)."""
-    const = {init.name for init in graph.initializer}
-    for node in graph.node:
-        if any(a.type in (a.GRAPH, a.GRAPHS) for a in node.attribute):
-            continue
-        if all(not name or name in const for name in node.input):
-            const.update(node.output)
-    return const
+    return {init.name for init in graph.initializer} | set(weight_derived(graph))
 
 
 def _whole(graph) -> list[Part]:
@@ -211,8 +207,7 @@ class PartedModel:
         self.folder = model_path.parent
         if not any(init.data_location == init.EXTERNAL for init in proto.graph.initializer):
             self.folder = workdir
-            # Saving as external data moves each tensor's bytes to the file and clears them in `proto`.
-            onnx.save(proto, str(workdir / "parted.onnx"), save_as_external_data=True, location="parted.onnx.data")
+            save_external(proto, workdir / "parted.onnx")
         self.graph = onnx.shape_inference.infer_shapes(proto)
         del proto
         self.parts = plan(self.graph, max_part_bytes)

@@ -19,6 +19,7 @@ import json
 import os
 import platform
 import shlex
+import shutil
 import subprocess
 import sys
 import time
@@ -95,6 +96,14 @@ def measure(model: str, recipe: str, workdir: Path, input_size: str | None, stan
             "artifact s/image": per_image[0].get("seconds_artifact", ""), "gate": status, "metrics": metrics}
 
 
+def remove_job_files(workdir: Path, model: str, recipe: str, input_size: str | None) -> None:
+    """The job's artifact folder and stand-in checkpoint, once measured (its gate report stays)."""
+    shutil.rmtree(workdir / (f"{model}-{recipe}" + ("" if input_size is None else f"-{input_size}")),
+                  ignore_errors=True)
+    for standin in workdir.glob(f"{model}-standin-*.safetensors"):
+        standin.unlink()
+
+
 def write_csv(path: Path, rows: list[dict], command: str, notes: str) -> None:
     import onnxruntime
     import torch
@@ -124,6 +133,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--validate-option", action="append", default=[], help="passed to `sapiens-edge validate`")
     p.add_argument("--export-option", action="append", default=[], help="passed to `sapiens-edge export`")
     p.add_argument("--notes", default="", help="the CSV's notes line")
+    p.add_argument("--remove-files", action="store_true",
+                   help="delete each job's artifact and stand-in once measured (a 5b job writes ~21 GB; reports kept)")
     args = p.parse_args(argv)
     workdir = Path(args.workdir)
     workdir.mkdir(parents=True, exist_ok=True)
@@ -133,6 +144,8 @@ def main(argv: list[str] | None = None) -> int:
         rows.append(measure(model, recipe, workdir, size[0] if size else args.input_size, args.standin_dtype,
                             args.validate_option, args.export_option))
         print(json.dumps(rows[-1]), file=sys.stderr, flush=True)
+        if args.remove_files:
+            remove_job_files(workdir, model, recipe, size[0] if size else args.input_size)
         write_csv(Path(args.csv), rows, "python -m sapiens_edge.benchmarks.studies.large_models "
                   + shlex.join(argv if argv is not None else sys.argv[1:]), args.notes)
     return 0

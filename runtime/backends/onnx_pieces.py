@@ -59,7 +59,7 @@ class PiecewiseSession:
     def __init__(self, model_path: Path, pieces: list[Piece], graph: GraphPlan, make_options, providers,
                  output_names: list[str], scratch: Path | None = None) -> None:
         self.model_path = Path(model_path)
-        # a scratch copy of an inline-weights model (`externalize`), removed on close or when collected
+        # a scratch copy of an inline-weights model (`onnx_plan.save_external`), removed on close or when collected
         self._cleanup = weakref.finalize(self, shutil.rmtree, scratch, True) if scratch else None
         self.pieces = pieces
         self._last_use = dict(graph.last_use)
@@ -125,19 +125,3 @@ _ORT_TYPE_NAMES = {1: "float", 2: "uint8", 3: "int8", 6: "int32", 7: "int64", 10
 
 def _arg(value_info: Any) -> _Arg:
     return _Arg(value_info.name, f"tensor({_ORT_TYPE_NAMES.get(value_info.type.tensor_type.elem_type, '?')})")
-
-
-def externalize(model_path: Path, folder: Path) -> Path:
-    """A copy of the model in `folder` with its weights in an external data file, so that each piece's session
-    reads only its own weights from it (with the weights inline, every piece's model would carry them)."""
-    import onnx
-
-    from sapiens_edge.memory import release_memory
-
-    model = onnx.load(str(model_path))
-    out = folder / model_path.name
-    onnx.save_model(model, str(out), save_as_external_data=True, all_tensors_to_one_file=True,
-                    location=model_path.name + ".data", size_threshold=1024)
-    del model
-    release_memory()
-    return out

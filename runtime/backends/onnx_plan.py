@@ -17,12 +17,16 @@ from sapiens_edge.errors import ArtifactError, InsufficientMemoryError, require
 _ITEMSIZE = {1: 4, 2: 1, 3: 1, 4: 2, 5: 2, 6: 4, 7: 8, 9: 1, 10: 2, 11: 8, 12: 4, 13: 8, 16: 2}
 _FP16, _BF16 = 10, 16
 _FUSED_WITH_CONSUMER = {"QuantizeLinear", "DequantizeLinear", "Cast"}
-# How much session memory a piece takes per byte of what the graph declares, on ONNX Runtime's CPU provider
-# (measured, docs/design/export-memory.md#validating-the-5b-in-pieces): its fp16 weights converted to fp32
-# copies when graph optimisation folds the inserted Casts (off: the fp16 bytes, cast per use); every
-# activation computed in fp32 (a half-precision tensor counts twice its bytes), plus the cast copies and
-# the arena's slack.
-WEIGHTS_OPTIMISED_FP16 = 2.2
+# How much session memory each stored weight byte takes on ONNX Runtime's CPU provider, by the weight's type,
+# with graph optimisation off / on. Half-precision weights: ONNX Runtime has no fp16 kernels for most ops there
+# and inserts Casts; on, it folds them into fp32 copies (2.2x the file, measured on the 0.8b seg); off, it runs
+# them, and the fp32 outputs of weight-only nodes, which run first, live until their consumers do (the 5b seg
+# in one session: 23.0 GiB for 10.2 GB of fp16 weights). int8 weights behind DequantizeLinear: on, fused into
+# integer kernels; off, dequantized to fp32 the same way.
+WEIGHT_FACTORS = {"half": (3.0, 2.2), "int8": (5.0, 1.5), "other": (1.0, 1.0)}
+# Activations: computed in fp32 on the CPU (a half-precision tensor counts twice its bytes), times 2 for the
+# Cast copies and the arena's slack. Conservative for pieces, which run without the arena (measured in
+# docs/design/export-memory.md#validating-the-5b-in-pieces).
 ACTIVATION_FACTOR = 2.0
 SESSION_OVERHEAD = 300 * 2**20
 
@@ -58,14 +62,12 @@ class GraphPlan:
         # Nodes computed from weights and constants only (Constant, a weight's DequantizeLinear or Cast, ...)
         # are not cut points: exporters put them first, so they would cross every cut. Each piece computes
         # the ones it reads itself (they are cheap, and ONNX Runtime folds or fuses them anyway).
-        self.derived: dict[str, tuple[int, Any]] = {}  # output -> (position in the file, node)
-        self.nodes = []
-        for pos, node in enumerate(graph.node):
-            if all(not t or t in self.init_bytes or t in self.derived for t in node.input):
-                self.derived.update({t: (pos, node) for t in node.output if t})
-            else:
-                self.nodes.append(node)
-        self.init_half = {t.name for t in graph.initializer if t.data_type in (_FP16, _BF16)}
+        self.derived = weight_derived(graph)  # output -> (position in the file, node)
+        derived_nodes = {id(node) for _, node in self.derived.values()}
+        self.nodes = [node for node in graph.node if id(node) not in derived_nodes]
+        kind = {_FP16: "half", _BF16: "half", 2: "int8", 3: "int8"}  # uint8 / int8
+        column = 1 if optimised else 0
+        self.weight_factor = {t.name: WEIGHT_FACTORS[kind.get(t.data_type, "other")][column] for t in graph.initializer}
         self.types = _value_types(model)
         self.value_bytes = _value_bytes(self.types)
         self.graph_inputs = [i.name for i in graph.input if i.name not in self.init_bytes]
@@ -83,7 +85,6 @@ class GraphPlan:
                     self.last_use.setdefault(t, k)
         for t in self.graph_outputs:
             self.last_use[t] = n  # kept to the end, whichever piece makes it
-        half_fold = WEIGHTS_OPTIMISED_FP16 if optimised else 1.0
         # crossing[i]: activation bytes made before compute node i and used at or after it
         delta = np.zeros(n + 2, dtype=np.int64)
         for t, k in self.made.items():
@@ -109,7 +110,7 @@ class GraphPlan:
         self.half = np.cumsum(half)[:n + 1] > 0
         # per node: the activation bytes live while it runs, and the weights it reads as a session holds them
         self.acts = [int(self.crossing[k]) + sum(self._act(t) for t in self.nodes[k].output if t) for k in range(n)]
-        self.weights = [{t: int(self.init_bytes[t] * (half_fold if t in self.init_half else 1.0))
+        self.weights = [{t: int(self.init_bytes[t] * self.weight_factor[t])
                          for t in self.reads(node.input) if t in self.init_bytes} for node in self.nodes]
 
     def reads(self, names) -> set[str]:
@@ -222,6 +223,30 @@ def pieces_to_fit(graph: GraphPlan, budget: int) -> int:
 
 def _estimate(weight_bytes: int, activation_bytes: int) -> int:
     return int(weight_bytes + ACTIVATION_FACTOR * activation_bytes + SESSION_OVERHEAD)
+
+
+def weight_derived(graph: Any) -> dict[str, tuple[int, Any]]:
+    """The outputs of the nodes computed from weights and constants alone (Constant, a weight's DequantizeLinear
+    or Cast, and what follows from those), each with its node and the node's position in the file. Nodes
+    holding a subgraph are never counted (a subgraph may read outer tensors its node does not list)."""
+    weights = {t.name for t in graph.initializer}
+    derived: dict[str, tuple[int, Any]] = {}
+    for pos, node in enumerate(graph.node):
+        if any(a.type in (a.GRAPH, a.GRAPHS) for a in node.attribute):
+            continue
+        if all(not t or t in weights or t in derived for t in node.input):
+            derived.update({t: (pos, node) for t in node.output if t})
+    return derived
+
+
+def save_external(model: Any, path: Path) -> Path:
+    """Save `model` at `path` with every weight over 1 KiB in one external data file beside it (PATH.data).
+    onnx moves each tensor's bytes to the file and clears them in `model`, so no second copy is made."""
+    import onnx
+
+    onnx.save_model(model, str(path), save_as_external_data=True, all_tensors_to_one_file=True,
+                    location=path.name + ".data", size_threshold=1024)
+    return path
 
 
 def load_graph(model_path: Path, optimised: bool) -> GraphPlan:

@@ -260,17 +260,17 @@ def _open_pieces(model_path: Path, pieces: int, graph_optimization: str, make_op
 
     from sapiens_edge.scratch import make_scratch_dir
 
-    from .onnx_pieces import PiecewiseSession, externalize
-    from .onnx_plan import has_inline_weights, load_graph, plan_count
+    from .onnx_pieces import PiecewiseSession
+    from .onnx_plan import GraphPlan, has_inline_weights, load_graph, plan_count, save_external
 
     optimised = graph_optimization != "disable"
     graph = load_graph(model_path, optimised)
     scratch = None
-    if has_inline_weights(graph):
+    if has_inline_weights(graph):  # else every piece's model would carry all the weights
         scratch = make_scratch_dir(tempfile.gettempdir(), "sapiens-pieces")
         try:
-            model_path = externalize(model_path, scratch)
-            graph = load_graph(model_path, optimised)
+            model_path = save_external(graph.model, scratch / model_path.name)
+            graph = GraphPlan(graph.model, optimised=optimised)  # its weights now point into the scratch copy
         except BaseException:
             import shutil
 

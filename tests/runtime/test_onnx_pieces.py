@@ -23,6 +23,7 @@ from sapiens_edge.runtime.backends.onnx_pieces import PiecewiseSession, piece_mo
 from sapiens_edge.runtime.backends.onnx_plan import GraphPlan, load_graph, plan, plan_count, whole_estimate  # noqa: E402
 
 MIB = 2**20
+INT8_HELD = int(onnx_plan.WEIGHT_FACTORS["int8"][0])  # graph optimisation off
 
 
 def chain_model(blocks: int = 6, width: int = 256) -> onnx.ModelProto:
@@ -77,7 +78,7 @@ def test_cuts_fall_between_blocks_and_each_piece_holds_its_own_weights(tmp_path)
         model = onnx.load_from_string(p.model or piece_model(graph, p).SerializeToString())
         assert {t.name for t in model.graph.initializer} == {f"w{b}_{s}" for b in blocks for s in "qs"}
         assert {n.name for n in model.graph.node if n.op_type == "DequantizeLinear"} == {f"dq{b}" for b in blocks}
-        assert p.weight_bytes == len(blocks) * (256 * 256 + 4)
+        assert p.weight_bytes == len(blocks) * (INT8_HELD * 256 * 256 + 4)
     assert pieces[0].inputs == ["x"] and pieces[-1].outputs == ["h5"]
 
 
@@ -102,9 +103,9 @@ def test_a_node_too_big_for_the_budget_is_insufficient_memory(tmp_path):
     assert err.value.phase == "planning pieces" and "no cut into pieces fits" in str(err.value)
 
 
-def test_the_estimate_counts_weights_once_and_half_precision_activations_as_fp32():
+def test_the_estimate_counts_weights_once_as_the_session_holds_them():
     graph = GraphPlan(chain_model(blocks=3))
-    weights = 3 * (256 * 256 + 4)
+    weights = 3 * (INT8_HELD * 256 * 256 + 4)  # off: the int8 weights and their dequantized fp32 copies
     acts = max(graph.acts)
     assert whole_estimate(graph) == int(weights + onnx_plan.ACTIVATION_FACTOR * acts + onnx_plan.SESSION_OVERHEAD)
     # while add0 runs: x (read again by nothing later), m0's Relu output r0, h0 made; x and r0 are its inputs
@@ -179,3 +180,18 @@ def test_validate_runs_in_pieces_when_one_session_does_not_fit_and_says_so(expor
     assert pieced.backend_info["pieces"] == 2 and whole.backend_info["pieces"] is None
     assert any(n.startswith("In pieces") for n in pieced.notes) and any("2 pieces" in line for line in lines)
     assert [(c.metric, c.value) for c in pieced.checks] == [(c.metric, c.value) for c in whole.checks]
+
+
+def test_beside_a_live_reference_the_artifact_has_what_the_reference_leaves(exported, monkeypatch):
+    from sapiens_edge.validation.fit import fit_pieces
+
+    _, art = exported["seg", "onnx-fp32"]
+    need = whole_estimate(load_graph(art / "model.onnx", optimised=True))
+    monkeypatch.setattr(memory, "available_bytes", lambda: need + 100 * MIB)
+    notes: list[str] = []
+    assert fit_pieces(art, None, {}, notes, lambda _: None) == {} and not notes
+    assert fit_pieces(art, None, {}, notes, lambda _: None, reserve=100 * MIB + 1)["pieces"] >= 2
+    assert notes and notes[0].startswith("In pieces")
+    # asked for, or on another provider: left as given
+    assert fit_pieces(art, None, {"pieces": 3}, [], lambda _: None, reserve=200 * MIB) == {"pieces": 3}
+    assert fit_pieces(art, None, {"provider": "cuda"}, [], lambda _: None, reserve=200 * MIB) == {"provider": "cuda"}

@@ -15,9 +15,10 @@ from sapiens_edge.runtime import backends as runtime_backends
 
 
 def fit_pieces(artifact_dir: str | Path, backend: str | None, options: dict[str, Any], notes: list[str],
-               say: Callable[[str], None]) -> dict[str, Any]:
+               say: Callable[[str], None], reserve: int = 0) -> dict[str, Any]:
     """`options` with `pieces` set when the artifact runs on ONNX Runtime's CPU provider, none was asked for, and
-    one session would not fit; unchanged otherwise. InsufficientMemoryError when not even pieces fit."""
+    one session would not fit in the memory available less `reserve` (a live reference's weights); unchanged
+    otherwise. InsufficientMemoryError when not even pieces fit."""
     from sapiens_edge.memory import SKIP_ENV, available_bytes
 
     if options.get("pieces") or options.get("provider") not in (None, "cpu", "CPUExecutionProvider"):
@@ -29,6 +30,7 @@ def fit_pieces(artifact_dir: str | Path, backend: str | None, options: dict[str,
         return options
     model_path = Path(artifact_dir) / str(manifest.model_file)
     available = available_bytes()
+    available = None if available is None else available - reserve
     if name != "onnxruntime" or not model_path.is_file() or available is None \
             or os.environ.get(SKIP_ENV, "") not in ("", "0"):
         return options

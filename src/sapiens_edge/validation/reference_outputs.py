@@ -68,23 +68,31 @@ def too_big_together(artifact_dir: str | Path, weights: str | Path | None) -> bo
     """Whether the reference and the artifact would not fit in the memory available together: the
     reference's weights (fp32, or as stored in a bf16/fp16 checkpoint) plus the artifact's files 2.5x
     (ONNX Runtime's optimised session of an fp16 model holds 2.2x its file on x86: fp32 copies)."""
-    from sapiens_edge.checkpoint import read_header
-    from sapiens_edge.errors import SapiensEdgeError, UnknownModelError
     from sapiens_edge.memory import available_bytes
-    from sapiens_edge.zoo import get_model_info
 
     available = available_bytes()
+    reference = reference_bytes(artifact_dir, weights)
+    if available is None or reference is None:
+        return False
+    manifest = read_manifest(artifact_dir, verify=False)
+    files = sum((Path(artifact_dir) / f).stat().st_size for f in manifest.files if f.startswith("model."))
+    return reference + 2.5 * files > available
+
+
+def reference_bytes(artifact_dir: str | Path, weights: str | Path | None) -> int | None:
+    """The memory the reference's weights take (fp32, or as stored in a bf16/fp16 checkpoint, +10 %); None when
+    the artifact's model is unknown (runtime.load reports an unreadable artifact properly)."""
+    from sapiens_edge.checkpoint import read_header
+    from sapiens_edge.errors import SapiensEdgeError, UnknownModelError
+    from sapiens_edge.zoo import get_model_info
+
     try:
-        manifest = read_manifest(artifact_dir, verify=False)
-        params = get_model_info(manifest.model).params
-    except (SapiensEdgeError, UnknownModelError):  # runtime.load reports an unreadable artifact properly
-        return False
-    if available is None:
-        return False
+        params = get_model_info(read_manifest(artifact_dir, verify=False).model).params
+    except (SapiensEdgeError, UnknownModelError):
+        return None
     itemsize = 4
     path = Path(str(weights)) if weights is not None else None
     if (path is not None and path.is_file() and path.suffix == ".safetensors"
             and {d for k, d in read_header(path).dtypes.items() if not k.endswith("periods")} <= {"BF16", "F16"}):
         itemsize = 2
-    files = sum((Path(artifact_dir) / f).stat().st_size for f in manifest.files if f.startswith("model."))
-    return params * itemsize * 1.1 + 2.5 * files > available
+    return int(params * itemsize * 1.1)

@@ -29,7 +29,7 @@ from sapiens_edge.runtime.predictor import nchw_shape
 from . import metrics as M
 from .fit import fit_pieces
 from .images import image_sources
-from .reference_outputs import LiveReference, StoredReference, too_big_together
+from .reference_outputs import LiveReference, StoredReference, reference_bytes, too_big_together
 from .report import ValidationReport, report_paths
 from .thresholds import THRESHOLD_KEY as _KEY
 from .thresholds import aggregate as _aggregate
@@ -108,7 +108,9 @@ def validate(artifact_dir: str | Path, *, weights: str | Path | None = None,
     notes: list[str] = []
     if reference_first is None:
         reference_first = too_big_together(artifact_dir, weights)
-    backend_options = fit_pieces(artifact_dir, backend, backend_options, notes, say)
+    # beside a live reference the artifact has what the reference's weights leave
+    reserve = 0 if reference_first else (reference_bytes(artifact_dir, weights) or 0)
+    backend_options = fit_pieces(artifact_dir, backend, backend_options, notes, say, reserve=reserve)
     if reference_first:  # the artifact opens after the reference is freed; its files and backend are checked now
         manifest = read_manifest(artifact_dir, verify=verify)
         runtime_backends.check_target(runtime_backends.get_backend(
