@@ -51,7 +51,7 @@ def check_decode(task: str) -> None:
 def blur(heatmaps: torch.Tensor) -> torch.Tensor:
     """mmpose's Gaussian blur of every map (11 taps, zero border; runtime.pose._blur_boxes): two depthwise convs,
     columns then rows. The only convs of the decoding: every int8 recipe keeps them float (`decoder` in
-    quantize.policy.NEVER_QUANTIZE for PT2E; the ONNX target excludes `onnx.decoder_nodes`)."""
+    quantize.policy.NEVER_QUANTIZE for PT2E; the ONNX target excludes `onnx_float.decoder_nodes`)."""
     k = heatmaps.shape[1]
     g = torch.tensor(_G, dtype=heatmaps.dtype)
     t = F.conv2d(heatmaps, g.view(1, 1, 1, _BLUR).expand(k, 1, 1, _BLUR), padding=(0, _R), groups=k)

@@ -17,7 +17,8 @@ import numpy as np
 from sapiens_edge.memory import release_memory
 from sapiens_edge.scratch import scratch_dir
 
-from .onnx import MODEL_FILE, OPSET, as_lowered, float_nodes, graph_output_specs, save
+from .onnx import MODEL_FILE, OPSET, as_lowered, graph_output_specs, save
+from .onnx_float import float_nodes
 from .recipes import ActivationKind, Recipe
 from .target_table import require_calibration
 from .targets import INPUT_NAME, CalibrationData, Lowered

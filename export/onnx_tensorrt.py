@@ -40,13 +40,14 @@ from sapiens_edge.memory import drop_weights, release_memory, require_memory
 from sapiens_edge.scratch import scratch_dir
 
 from .capture import prepare_static_int8
+from .onnx_float import float_nodes, weight_sources
+from .onnx_opset17 import OPSET, downgrade_to_17, set_opset
 from .onnx_streamed import Fp32IO, is_streamed, peak_estimate, save_graph, write_int8_source, write_streamed
 from .recipes import Recipe, WeightDtype
 from .rewrites import REWRITES
 from .target_table import require_calibration
 from .targets import INPUT_NAME, CalibrationData, Lowered
 
-OPSET = 17  # fp32 / fp16: LayerNormalization is in, every op TensorRT 10.3 parses
 INT8_OPSET = 19  # fp16 Q/DQ scales
 EXPORT_OPSET = 18  # the dynamo exporter's lowest
 FLOAT, FLOAT16 = 1, 10  # onnx.TensorProto enum values
@@ -56,9 +57,6 @@ INT8_KEEP_FP32 = ("QuantizeLinear", "DequantizeLinear", "Softmax", "LayerNormali
 # symmetric: the pose head's deconvs read SiLU outputs (>= -0.28, half of a symmetric grid unused); int8, the
 # well-conditioned tiny pose stand-in moved 1.3 heatmap px (PCK 0.75), kept float 0.09 px (PCK 1.0).
 SYMMETRIC_KEEP_FLOAT = {"pose": ("decode_head.",)}
-# Reduce ops whose axes became an input at opset 18 (ReduceSum's did at 13).
-_AXES_TO_ATTRIBUTE = frozenset({"ReduceMean", "ReduceMax", "ReduceMin", "ReduceProd", "ReduceL1", "ReduceL2",
-                                "ReduceLogSum", "ReduceLogSumExp", "ReduceSumSquare"})
 # Ops revised at opset 19 that we may emit, and why the revision leaves them unchanged for us: types added
 # (Cast/CastLike: float8 and `saturate`; Q/DQ: fp16 scales; Shape/Size/Reshape/Identity/Constant/Equal:
 # float8 or string), Pad's new `wrap` mode, AveragePool's dilations, Resize's half_pixel_symmetric.
@@ -80,64 +78,6 @@ def fp16_program(model: nn.Module, rewrites: tuple[str, ...]) -> Fp32IO:
     program = Fp32IO(module.half(), torch.float16)
     program.sapiens_disposable = True  # ours: to_onnx_fp32 frees it once captured
     return program
-
-
-def _constant_ints(proto, name: str) -> list[int] | None:
-    from onnx import numpy_helper
-
-    for t in proto.graph.initializer:
-        if t.name == name:
-            return numpy_helper.to_array(t).astype(int).tolist()
-    for n in proto.graph.node:
-        if n.op_type == "Constant" and n.output[0] == name:
-            return numpy_helper.to_array(n.attribute[0].t).astype(int).tolist()
-    return None
-
-
-def downgrade_to_17(proto) -> Any:
-    """Opset 18 -> 17 in place: the Reduce ops' constant axes input -> `axes` attribute, Split's
-    `num_outputs` -> a sizes input; every other op must have the same schema at 17 and 18."""
-    import numpy as np
-    from onnx import defs, helper, numpy_helper
-
-    shapes = {v.name: [d.dim_value for d in v.type.tensor_type.shape.dim]
-              for v in (*proto.graph.value_info, *proto.graph.input, *proto.graph.output)}
-    for node in proto.graph.node:
-        if node.domain not in ("", "ai.onnx"):
-            continue
-        if node.op_type in _AXES_TO_ATTRIBUTE and len(node.input) > 1 and node.input[1]:
-            axes = _constant_ints(proto, node.input[1])
-            if axes is None:
-                raise RuntimeError(f"{node.op_type} {node.name!r}: its axes are not a constant "
-                                   f"(a bug: please report it).")
-            del node.input[1:]
-            # `noop_with_empty_axes` (new at 18) only matters without axes
-            kept = [a for a in node.attribute if a.name != "noop_with_empty_axes"]
-            del node.attribute[:]
-            node.attribute.extend([*kept, helper.make_attribute("axes", [int(a) for a in np.atleast_1d(axes)])])
-        elif node.op_type == "Split" and any(a.name == "num_outputs" for a in node.attribute):
-            count = next(a.i for a in node.attribute if a.name == "num_outputs")
-            axis = next((a.i for a in node.attribute if a.name == "axis"), 0)
-            dim = shapes.get(node.input[0], [])[axis]
-            if dim <= 0 or dim % count:
-                raise RuntimeError(f"Split {node.name!r}: no static size to split evenly (a bug: please report it).")
-            sizes = numpy_helper.from_array(np.full(count, dim // count, np.int64), f"{node.name}/split_sizes")
-            proto.graph.initializer.append(sizes)
-            kept = [a for a in node.attribute if a.name != "num_outputs"]
-            del node.attribute[:]
-            node.attribute.extend(kept)
-            node.input.append(sizes.name)
-        elif defs.get_schema(node.op_type, 18).since_version == 18:
-            raise RuntimeError(f"{node.op_type} {node.name!r} changed at opset 18 and has no downgrade to 17 "
-                               f"(export.onnx_tensorrt.downgrade_to_17): please report it.")
-    _set_opset(proto, OPSET)
-    return proto
-
-
-def _set_opset(proto, version: int) -> None:
-    for o in proto.opset_import:
-        if o.domain in ("", "ai.onnx"):
-            o.version = version
 
 
 def op_counts(proto) -> dict[str, int]:
@@ -187,14 +127,14 @@ def quantized_to_fp16(proto) -> Any:
     writes fp16, through fp16 scales (opset 19), instead of the converter's Casts either side."""
     from onnxruntime.transformers.float16 import DEFAULT_OP_BLOCK_LIST, convert_float_to_float16
 
-    from .onnx import topological_sort
+    from .onnx_float import topological_sort
 
     block = sorted(set(DEFAULT_OP_BLOCK_LIST) | set(INT8_KEEP_FP32))
     proto = convert_float_to_float16(proto, keep_io_types=True, op_block_list=block,
                                      node_block_list=_rms_statistics(proto), disable_shape_infer=True)
     _skip_round_trips(proto)
     _fp16_qdq(proto)
-    _set_opset(proto, INT8_OPSET)
+    set_opset(proto, INT8_OPSET)
     return topological_sort(proto)
 
 
@@ -301,7 +241,7 @@ def lower(model: Any, recipe: Recipe, input_hw: tuple[int, int], workdir: Path,
             if is_streamed(recipe, model.sapiens_info.params, pipeline):  # large models: one copy of the weights
                 proto, done, rounding = write_int8_source(model, recipe, input_hw, fp32_path, EXPORT_OPSET,
                                                           calibration, progress)
-                keep = target.float_nodes(proto, task, extra)  # parameter-named initializers
+                keep = float_nodes(proto, task, extra)  # parameter-named initializers
                 big = done["external_data"]
                 options.update({"pipeline": "streamed", "simplifier": None, **done})
             else:
@@ -311,7 +251,7 @@ def lower(model: Any, recipe: Recipe, input_hw: tuple[int, int], workdir: Path,
                 _, proto = target.to_onnx_fp32(source, input_hw, task, exact_rope=False, progress=progress,
                                                digests=digests, opset=EXPORT_OPSET)
                 del source
-                keep = target.float_nodes(proto, task, extra, target.weight_sources(proto, digests))
+                keep = float_nodes(proto, task, extra, weight_sources(proto, digests))
                 big = not target._small_enough_to_measure(proto)
                 target.save(proto, fp32_path)
             outputs = target.graph_output_specs(proto)

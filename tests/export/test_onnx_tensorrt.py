@@ -16,7 +16,7 @@ pytest.importorskip("onnxruntime")
 from onnx import TensorProto, helper, numpy_helper  # noqa: E402
 
 from sapiens_edge.export import core  # noqa: E402
-from sapiens_edge.export.onnx_tensorrt import downgrade_to_17  # noqa: E402
+from sapiens_edge.export.onnx_opset17 import downgrade_to_17  # noqa: E402
 from sapiens_edge.export.tensorrt_check import check_tensorrt  # noqa: E402
 from tests.export.shared import WELL_CONDITIONED, tiny_model  # noqa: E402
 
