@@ -29,7 +29,7 @@ ALLOWED_OWN = {"sapiens_edge", "sapiens_edge.errors", "sapiens_edge.metadata", "
 # A backend may import its own engine (inside functions, when an artifact of its kind is loaded):
 # ExecuTorch's Python runtime is the one engine that brings torch along (documented in docs/runtime.md).
 # The TensorRT backend's engine side: cuda-python, and the static TensorRT check it runs before a build (which
-# reads the graph with `onnx`; its torch-free run is tests/runtime/test_tensorrt_backend.py's, torch blocked).
+# reads the graph with `onnx`; its torch-free run is tests/runtime/test_tensorrt_cli.py's, torch blocked).
 ENGINE_IMPORTS = {"sapiens_edge.runtime.backends.executorch_backend": {"executorch"},
                   "sapiens_edge.runtime.backends.tflite_backend": {"ai_edge_litert", "tflite_runtime"},
                   "sapiens_edge.runtime.backends.tensorrt_cuda": {"cuda"},

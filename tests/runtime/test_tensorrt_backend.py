@@ -1,7 +1,7 @@
 """The tensorrt backend against a faked TensorRT and cuda-python (tests/runtime/fake_tensorrt.py; no GPU here):
 the engine cache (built once, then loaded; rebuilt for another GPU, TensorRT, recipe or model, or a damaged
 file; never a foreign engine), the strongly typed build, parser errors and the static check as typed errors,
-a missing TensorRT, and `run` / `validate` / `bench --backend tensorrt` equal to the onnxruntime backend.
+a missing TensorRT (the CLI and the torch-free process: test_tensorrt_cli.py).
 The fake engine runs the ONNX model it was built from with ONNX Runtime on the CPU, so the numbers are real."""
 
 from __future__ import annotations
@@ -18,7 +18,6 @@ import pytest
 
 pytest.importorskip("onnxruntime")
 onnx = pytest.importorskip("onnx")
-from onnx import TensorProto, helper, numpy_helper  # noqa: E402
 
 from sapiens_edge import runtime  # noqa: E402
 from sapiens_edge.errors import (  # noqa: E402
@@ -29,76 +28,11 @@ from sapiens_edge.errors import (  # noqa: E402
     PlatformUnavailableError,
     SapiensEdgeError,
 )
-from sapiens_edge.export.artifact import write_artifact  # noqa: E402
-from sapiens_edge.manifest import Manifest, TensorSpec, read_manifest  # noqa: E402
+from sapiens_edge.manifest import read_manifest  # noqa: E402
 from sapiens_edge.runtime.backends import tensorrt_backend  # noqa: E402
 from sapiens_edge.runtime.backends.tensorrt_build import rules_version  # noqa: E402
 from sapiens_edge.runtime.backends.tensorrt_cache import EngineSlot, engine_key  # noqa: E402
-from tests.runtime.fake_tensorrt import FakeGpu  # noqa: E402
-
-H, W, C = 8, 6, 4
-RNG = np.random.default_rng(0)
-WEIGHTS = [(RNG.normal(size=(C, 3, 1, 1)).astype(np.float32), RNG.normal(size=C).astype(np.float32))
-           for _ in range(2)]
-X = RNG.normal(size=(1, 3, H, W)).astype(np.float32)
-
-
-def conv_model(path: Path, weight: np.ndarray, bias: np.ndarray, rms: bool = False) -> None:
-    """image (1, 3, H, W) -> logits (1, C, H, W): a 1x1 convolution, its weights in model.onnx.data (as the
-    exports store them); `rms` adds an opset-23 RMSNormalization over W (TensorRT parses it from 10.15)."""
-    nodes = [helper.make_node("Conv", ["image", "w", "b"], ["conv" if rms else "logits"], name="head/conv")]
-    inits = [numpy_helper.from_array(weight, "w"), numpy_helper.from_array(bias, "b")]
-    if rms:
-        nodes.append(helper.make_node("RMSNormalization", ["conv", "scale"], ["logits"], name="head/rms", axis=-1))
-        inits.append(numpy_helper.from_array(np.linspace(0.5, 1.5, W, dtype=np.float32), "scale"))
-    graph = helper.make_graph(nodes, "seg", [helper.make_tensor_value_info("image", TensorProto.FLOAT, [1, 3, H, W])],
-                              [helper.make_tensor_value_info("logits", TensorProto.FLOAT, [1, C, H, W])], inits)
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 23 if rms else 17)])
-    model.ir_version = 10 if rms else 8
-    onnx.save_model(model, str(path), save_as_external_data=True, location="model.onnx.data", size_threshold=0)
-
-
-def reference(weights: int = 0, rms: bool = False) -> np.ndarray:
-    weight, bias = WEIGHTS[weights]
-    out = np.einsum("oc,nchw->nohw", weight[:, :, 0, 0], X) + bias.reshape(1, C, 1, 1)
-    if rms:
-        out = out / np.sqrt(np.mean(out**2, axis=-1, keepdims=True) + 1e-5) * np.linspace(0.5, 1.5, W)
-    return out
-
-
-def make_artifact(folder: Path, weights: int = 0, rms: bool = False) -> Path:
-    def build(work: Path) -> Manifest:
-        conv_model(work / "model.onnx", *WEIGHTS[weights], rms=rms)
-        return Manifest(model="sapiens2-0.1b-seg", task="seg", recipe="onnx-fp32", target="onnx", precision="fp32",
-                        input_hw=[H, W], files={}, model_file="model.onnx",
-                        inputs=[TensorSpec("image", [1, 3, H, W], "float32")],
-                        outputs=[TensorSpec("logits", [1, C, H, W], "float32")],
-                        normalization={}, source_weights={"random": True}, tool_versions={})
-
-    write_artifact(folder, build)
-    return folder
-
-
-@pytest.fixture
-def artifact(tmp_path) -> Path:
-    return make_artifact(tmp_path / "seg")
-
-
-@pytest.fixture
-def install(monkeypatch):
-    """install(**gpu) puts a fresh fake GPU's tensorrt and cuda-python into sys.modules and returns it."""
-    def install(**kw) -> FakeGpu:
-        gpu = FakeGpu(**kw)
-        for name, module in gpu.modules.items():
-            monkeypatch.setitem(sys.modules, name, module)
-        return gpu
-
-    return install
-
-
-def run_once(folder: Path, **options) -> tuple[np.ndarray, dict]:
-    with runtime.load(folder, backend="tensorrt", **options) as p:
-        return p.run(X)[0], p.describe()
+from tests.runtime.tensorrt_artifacts import X, make_artifact, reference, run_once  # noqa: E402
 
 
 def test_first_open_builds_and_caches_the_engine_then_later_opens_load_it(artifact, install):
@@ -312,132 +246,3 @@ def test_a_failed_build_says_what_tensorrt_said(artifact, install):
     with pytest.raises(SapiensEdgeError, match=r"(?s)could not build .*\n  out of device memory\n.*workspace_mib"):
         runtime.load(artifact, backend="tensorrt")
     assert not list((artifact / "engines").glob("*.engine"))
-
-
-# --- the CLI on a real export ---------------------------------------------------------------------------------
-
-@pytest.fixture(scope="module")
-def fp16_seg(tmp_path_factory):
-    """The tiny seg model of the export tests and its onnx-fp16 export: standard Attention and RMSNormalization
-    at opset 23, which TensorRT 10.15+ parses (docs/jetson.md), so the fake installs 10.16 for it."""
-    pytest.importorskip("torch")
-    from sapiens_edge.export import core
-    from tests.export.shared import tiny_model
-
-    model = tiny_model("seg")
-    out = tmp_path_factory.mktemp("trt") / "seg-fp16"
-    core.export(model, "onnx-fp16", out, input_size=model.sapiens_info.input_hw, progress=lambda _: None)
-    return model, out
-
-
-def test_run_validate_and_bench_with_backend_tensorrt_equal_onnxruntime(fp16_seg, install, monkeypatch, tmp_path,
-                                                                         capsys):
-    import importlib
-
-    from sapiens_edge.cli import main
-    from tests.helpers import ASTRONAUT
-
-    model, art = fp16_seg
-    gpu = install(version="10.16.0.1")
-    validate_module = importlib.import_module("sapiens_edge.validation.validate")
-    monkeypatch.setattr(validate_module, "load_model", lambda name, weights=None, seed=0: model)
-    cache = tmp_path / "engines"
-
-    assert main(["run", str(art), str(ASTRONAUT), "--output", str(tmp_path / "ort")]) == 0
-    assert main(["run", str(art), str(ASTRONAUT), "--backend", "tensorrt", "--engine-cache", str(cache),
-                 "--output", str(tmp_path / "trt")]) == 0
-    assert gpu.count("build") == 1 and "building a TensorRT 10.16.0.1 engine" in capsys.readouterr().err
-    arrays = sorted(p.name for p in (tmp_path / "ort").glob("*.npy"))
-    assert arrays and arrays == sorted(p.name for p in (tmp_path / "trt").glob("*.npy"))
-    for name in arrays:  # the fake engine is ONNX Runtime on the CPU: the same numbers
-        np.testing.assert_allclose(np.load(tmp_path / "trt" / name), np.load(tmp_path / "ort" / name),
-                                   rtol=1e-6, atol=1e-6)
-
-    reports = {}
-    for backend in ("onnxruntime", "tensorrt"):
-        path = tmp_path / f"val-{backend}.json"
-        extra = ["--engine-cache", str(cache)] if backend == "tensorrt" else []
-        assert main(["validate", str(art), "--backend", backend, *extra, "--report", str(path)]) == 0
-        reports[backend] = json.loads(path.read_text())
-    trt_report = reports["tensorrt"]
-    assert trt_report["passed"] and trt_report["backend"] == "tensorrt"
-    assert trt_report["backend_info"]["engine_cache"] == "hit" and gpu.count("build") == 1  # run's engine
-    for kind in ("tensor_metrics", "task_metrics"):
-        trt_values, ort_values = (_leaves(reports[b][kind]) for b in ("tensorrt", "onnxruntime"))
-        assert trt_values.keys() == ort_values.keys() and trt_values
-        np.testing.assert_allclose([trt_values[k] for k in ort_values], list(ort_values.values()), rtol=1e-6)
-
-    assert main(["bench", str(art), "--backend", "tensorrt", "--engine-cache", str(cache), "--runs", "1",
-                 "--no-plots", "--output", str(tmp_path / "bench")]) == 0
-    (row,) = json.loads((tmp_path / "bench" / "bench.json").read_text())["rows"]
-    assert row["status"] == "ok" and row["backend"] == "tensorrt" and "TensorRT 10.16.0.1" in row["backend_summary"]
-    assert gpu.count("build") == 1
-
-    # the TensorRT options without the backend they configure: a usage error, before anything loads
-    assert main(["run", str(art), "--engine-cache", str(cache), "--output", str(tmp_path / "x")]) == 2
-    assert "go with --backend tensorrt" in capsys.readouterr().err
-
-
-def _leaves(tree: dict, prefix: str = "") -> dict[str, float]:
-    out = {}
-    for key, value in tree.items():
-        out.update(_leaves(value, f"{prefix}{key}.") if isinstance(value, dict) else {prefix + key: value})
-    return out
-
-
-def test_cli_without_tensorrt_exits_2_with_the_install_hint(artifact, monkeypatch, tmp_path, capsys):
-    from sapiens_edge.cli import main
-
-    monkeypatch.setitem(sys.modules, "tensorrt", None)
-    assert main(["run", str(artifact), "--backend", "tensorrt", "--output", str(tmp_path / "out")]) == 2
-    assert "python3-libnvinfer" in capsys.readouterr().err
-
-
-def test_the_whole_tensorrt_path_is_torch_free(tmp_path):
-    """Check, build, cache and run in a process where torch, OpenCV and scipy cannot be imported (the board has
-    none of them): the fence in test_runtime_torch_free.py lets this backend import the static check."""
-    import subprocess
-
-    folder = make_artifact(tmp_path / "seg")
-    np.save(tmp_path / "x.npy", X)
-    root = Path(__file__).resolve().parents[2]
-    code = f"""
-import sys
-sys.path.insert(0, {str(root)!r})
-for m in ("torch", "cv2", "scipy"):
-    sys.modules[m] = None
-import numpy as np
-from tests.runtime.fake_tensorrt import FakeGpu
-gpu = FakeGpu()
-sys.modules.update(gpu.modules)
-from sapiens_edge import runtime
-for _ in range(2):
-    with runtime.load({str(folder)!r}, backend="tensorrt") as p:
-        np.save({str(tmp_path / "out.npy")!r}, p.run(np.load({str(tmp_path / "x.npy")!r}))[0])
-assert gpu.count("build") == 1
-assert [m for m in ("torch", "cv2", "scipy") if sys.modules.get(m) is not None] == []
-print("ok")
-"""
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
-    assert proc.returncode == 0 and proc.stdout.strip().endswith("ok"), proc.stderr[-3000:]
-    np.testing.assert_allclose(np.load(tmp_path / "out.npy"), reference(), rtol=1e-5, atol=1e-5)
-
-
-def test_tensorrt_older_than_10_is_refused(artifact, install):
-    gpu = install(version="8.6.2.3")  # JetPack 5
-    with pytest.raises(PlatformUnavailableError, match=r"TensorRT 8\.6\.2\.3 is too old .* JetPack 6"):
-        runtime.load(artifact, backend="tensorrt")
-    assert gpu.count("create_network") == 0 and gpu.streams == set()
-
-
-def test_bench_memory_measures_the_named_backend(artifact):
-    """`bench --memory` loads each artifact again in a fresh process: in the row's backend, not the default one
-    (here, without TensorRT, that process fails and says why instead of measuring ONNX Runtime)."""
-    import subprocess
-
-    from sapiens_edge.benchmarks.runtime_memory import measure
-
-    assert measure(artifact, 1, {}, backend="onnxruntime")["after_run_mib"] > 0
-    with pytest.raises(subprocess.CalledProcessError) as err:
-        measure(artifact, 1, {}, backend="tensorrt")
-    assert "No module named 'tensorrt'" in err.value.stderr  # the engine, imported first for the baseline
