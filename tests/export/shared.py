@@ -160,6 +160,23 @@ def export_decoded(model: torch.nn.Module, recipe: str, folder, **options):
                        progress=lambda _: None, **options)
 
 
+def assert_decoded_export_passes(model: torch.nn.Module, recipe: str, task: str, folder, *,
+                                 fp32_tolerances: dict | None = None) -> None:
+    """`model` exported with `recipe` and decoded outputs passes the gate with the recipe's thresholds. A float
+    recipe also equals the Python decoders (`fp32_tolerances`: assert_decoded_fp32_parity's, default tight);
+    an int8 one (2 calibration images) keeps the decoding float: it has no conv/linear for the quantizer."""
+    import importlib
+
+    int8 = "int8" in recipe
+    art = export_decoded(model, recipe, folder, **({"calibration_limit": 2} if int8 else {}))
+    if int8:
+        assert art.manifest.export_options["decoded"] is True
+    else:
+        assert_decoded_fp32_parity(art, model, task, **(fp32_tolerances or {}))
+    report = importlib.import_module("sapiens_edge.validation.validate").validate(art.path, progress=lambda _: None)
+    assert_passes_recipe_thresholds(report, recipe, task, tensor_checked=task != "seg")
+
+
 def assert_decoded_fp32_parity(art, model: torch.nn.Module, task: str, keypoint_px: float = DECODED_FP32["keypoint_px"],
                                rtol: float = DECODED_FP32["rtol"],
                                normal_atol: float = DECODED_FP32["normal_atol"]) -> None:

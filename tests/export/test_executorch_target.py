@@ -22,9 +22,8 @@ from sapiens_edge.validation import metrics as M
 from tests.export.shared import (
     DECODED_FP32_LOOSE,
     DECODED_TASKS,
-    assert_decoded_fp32_parity,
+    assert_decoded_export_passes,
     assert_passes_recipe_thresholds,
-    export_decoded,
     photo_input,
     tiny_model,
     torch_outputs,
@@ -207,16 +206,10 @@ def test_coreml_delegate_lowers_here_and_refuses_to_run_off_apple(models, tmp_pa
 
 @pytest.mark.parametrize("task", DECODED_TASKS)
 def test_decoded_fp32_matches_the_python_decoders_and_passes_the_gate(models, tiny_reference, task, tmp_path):
-    art = export_decoded(models[task], "executorch-xnnpack-fp32", tmp_path / task)
-    assert_decoded_fp32_parity(art, models[task], task, **DECODED_FP32_LOOSE)
-    report = validate_module.validate(art.path, progress=lambda _: None)
-    assert_passes_recipe_thresholds(report, "executorch-xnnpack-fp32", task, tensor_checked=task != "seg")
+    assert_decoded_export_passes(models[task], "executorch-xnnpack-fp32", task, tmp_path / task,
+                                 fp32_tolerances=DECODED_FP32_LOOSE)
 
 
 @pytest.mark.parametrize("task", DECODED_TASKS)
 def test_decoded_int8_passes_the_gate(models, tiny_reference, task, tmp_path):
-    """The decoding stays float under int8 (it has no conv/linear for the quantizer): the gate's thresholds hold."""
-    art = export_decoded(models[task], "executorch-xnnpack-int8", tmp_path / task, calibration_limit=2)
-    assert art.manifest.export_options["decoded"] is True
-    report = validate_module.validate(art.path, progress=lambda _: None)
-    assert_passes_recipe_thresholds(report, "executorch-xnnpack-int8", task, tensor_checked=task != "seg")
+    assert_decoded_export_passes(models[task], "executorch-xnnpack-int8", task, tmp_path / task)

@@ -24,10 +24,9 @@ from sapiens_edge.metadata import bundled_photo  # noqa: E402
 from sapiens_edge.validation import metrics as M  # noqa: E402
 from tests.export.shared import (  # noqa: E402
     DECODED_TASKS,
-    assert_decoded_fp32_parity,
+    assert_decoded_export_passes,
     assert_gate_fails,
     assert_passes_recipe_thresholds,
-    export_decoded,
     nan_weight,
     photo_input,
     reshaped,
@@ -296,19 +295,12 @@ def test_keep_float_finds_linears_by_weight_whatever_the_graph_calls_them(models
 
 @pytest.mark.parametrize("task", DECODED_TASKS)
 def test_decoded_fp32_matches_the_python_decoders_and_passes_the_gate(models, tiny_reference, task, tmp_path):
-    art = export_decoded(models[task], "onnx-fp32", tmp_path / task)
-    assert_decoded_fp32_parity(art, models[task], task)
-    report = validate_module.validate(art.path, progress=lambda _: None)
-    assert_passes_recipe_thresholds(report, "onnx-fp32", task, tensor_checked=task != "seg")
+    assert_decoded_export_passes(models[task], "onnx-fp32", task, tmp_path / task)
 
 
 @pytest.mark.parametrize("task", DECODED_TASKS)
 def test_decoded_int8_passes_the_gate(models, tiny_reference, task, tmp_path):
-    """The decoding stays float under int8 (it has no conv/linear for the quantizer): the gate's thresholds hold."""
-    art = export_decoded(models[task], "onnx-int8", tmp_path / task, calibration_limit=2)
-    assert art.manifest.export_options["decoded"] is True
-    report = validate_module.validate(art.path, progress=lambda _: None)
-    assert_passes_recipe_thresholds(report, "onnx-int8", task, tensor_checked=task != "seg")
+    assert_decoded_export_passes(models[task], "onnx-int8", task, tmp_path / task)
 
 
 def test_older_opset_without_contrib_ops_for_an_older_onnx_runtime(models, tiny_reference, tmp_path):

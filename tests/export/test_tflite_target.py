@@ -22,9 +22,8 @@ from sapiens_edge.validation import metrics as M
 from tests.export.shared import (
     DECODED_FP32_LOOSE,
     DECODED_TASKS,
-    assert_decoded_fp32_parity,
+    assert_decoded_export_passes,
     assert_passes_recipe_thresholds,
-    export_decoded,
     photo_input,
     torch_outputs,
     wrecked_copy,
@@ -187,16 +186,9 @@ def test_concat_kv_expansion_is_exact():
 
 @pytest.mark.parametrize("task", DECODED_TASKS)
 def test_decoded_fp32_matches_the_python_decoders_and_passes_the_gate(models, tiny_reference, task, tmp_path):
-    art = export_decoded(models[task], "tflite-fp32", tmp_path / task)
-    assert_decoded_fp32_parity(art, models[task], task, **DECODED_FP32_LOOSE)
-    report = validate_module.validate(art.path, progress=lambda _: None)
-    assert_passes_recipe_thresholds(report, "tflite-fp32", task, tensor_checked=task != "seg")
+    assert_decoded_export_passes(models[task], "tflite-fp32", task, tmp_path / task, fp32_tolerances=DECODED_FP32_LOOSE)
 
 
 @pytest.mark.parametrize("task", DECODED_TASKS)
 def test_decoded_int8_passes_the_gate(models, tiny_reference, task, tmp_path):
-    """The decoding stays float under int8 (it has no conv/linear for the quantizer): the gate's thresholds hold."""
-    art = export_decoded(models[task], "tflite-int8", tmp_path / task, calibration_limit=2)
-    assert art.manifest.export_options["decoded"] is True
-    report = validate_module.validate(art.path, progress=lambda _: None)
-    assert_passes_recipe_thresholds(report, "tflite-int8", task, tensor_checked=task != "seg")
+    assert_decoded_export_passes(models[task], "tflite-int8", task, tmp_path / task)
