@@ -9,6 +9,9 @@ Options:
 - ``inference_precision``: "f32", "bf16" or "f16", overriding the manifest's hint
   (`export_options.inference_precision`). The manifest's "reduced" resolves per device: bf16 on CPUs
   with bf16 arithmetic, fp16 on GPUs/NPUs, f32 on CPUs with neither; `describe()` says what ran.
+
+In f32 the graph's bf16 round trips (RoPE's) are rewritten first as f32 arithmetic that rounds alike
+(openvino_rounding: OpenVINO's ARM plugin would drop them), so f32 gives the same numbers on x86 and ARM.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ import numpy as np
 from sapiens_edge.errors import ArtifactError, OptionError, PlatformUnavailableError, SapiensEdgeError, require
 
 from . import positive_int_option
+from .openvino_rounding import exact_bf16_round_trips
 
 NAME = "openvino"
 OPTIONS = ("device", "threads", "inference_precision")
@@ -91,6 +95,8 @@ class OpenVinoSession:
         model = None
         try:
             model = core.read_model(str(self.path))
+            # f32: RoPE's bf16 rounding as arithmetic every plugin keeps (ARM's drops bf16 Converts)
+            self.bf16_rewritten = exact_bf16_round_trips(model) if self.precision == "f32" else 0
             self.compiled = core.compile_model(model, self.device, config)
         except RuntimeError as exc:  # OpenVINO's error for an unreadable XML or a short/garbled .bin, or ...
             if inference_precision is not None and self.precision != "f32" and model is not None \
@@ -131,6 +137,7 @@ class OpenVinoSession:
         threads = self.compiled.get_property("INFERENCE_NUM_THREADS") if self.device.startswith("CPU") else None
         return {"backend": NAME, "version": self.version, "device": self.device, "threads": threads,
                 "inference_precision": self.precision, "hint": self.hint, "compiled_precision": used,
+                "bf16_round_trips_rewritten": self.bf16_rewritten,
                 "summary": f"OpenVINO {self.version.split('-')[0]} ({self.device}, {self.precision} inference"
                            f"{f', {threads} threads' if threads else ''})"}
 

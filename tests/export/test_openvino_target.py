@@ -72,7 +72,11 @@ def test_fp32_matches_pytorch_and_passes_its_gate(models, artifacts, tiny_refere
     assert art.manifest.export_options["rope"].startswith("bf16-exact")
     with runtime.load(art.path) as p:
         assert p.backend == "openvino" and p.describe()["inference_precision"] == "f32"
+        # RoPE's bf16 rounding, q and k of every block, as f32 arithmetic (runtime/backends/openvino_rounding)
+        assert p.describe()["bf16_round_trips_rewritten"] >= 2 * model.sapiens_info.arch.depth
         out = p.run(x)
+    with runtime.load(art.path, inference_precision="bf16") as reduced:  # the split needs f32 arithmetic
+        assert reduced.describe()["bf16_round_trips_rewritten"] == 0
     assert [o.shape for o in out] == [r.shape for r in ref]
     assert M.rel_l2(ref[0], out[0]) < 1e-4, M.rel_l2(ref[0], out[0])
     report = validate_module.validate(art.path, progress=lambda _: None)

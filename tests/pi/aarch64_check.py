@@ -4,12 +4,14 @@
 
 1. The runtime wheel is built from this checkout; the cached arm64 root (aarch64_root: Debian bookworm, Python
    3.11, the wheel's device extras as aarch64 wheels, no torch) is built meanwhile if there is none.
-2. Tiny seg and pose models are exported here with the Pi's recipes: onnx and tflite, fp32 and int8.
+2. Tiny seg and pose models are exported here with the Pi's recipes: onnx, tflite and openvino, fp32 and int8
+   (and openvino-fp16, whose "reduced" hint is fp16 arithmetic on the emulated Cortex-A76, bf16 or f32 here).
 3. Each artifact runs here and in the emulated root, there through `sapiens-edge run` and `runtime.load(...).run`
    for the raw outputs: the first artifact by the installed console script in its own process, the others in
    one process (emulated_driver: the wheel's entry point; Python starts slowly under emulation).
-4. They are compared as the validation gate compares, the host's run being the reference: raw outputs (tensor
-   metrics) and the `run` results (task metrics), against each recipe's own thresholds (fp32: the tight ones).
+4. They are compared as the validation gate compares, the host's run being the reference (for openvino-fp16 and
+   -int8, the host's run of the fp32 artifact: REFERENCE_RECIPE): raw outputs (tensor metrics) and the `run`
+   results (task metrics), against each recipe's own thresholds (fp32: the tight ones).
 
 It proves that the runtime installs on aarch64 from wheels alone and that ARM's kernels give the numbers x86's
 give. It says nothing of speed: emulated seconds are not a Pi's. Exit status: 0 all agree, 1 some artifact
@@ -44,8 +46,19 @@ from sapiens_edge.validation.validate import make_checks, non_finite, resolve_th
 from tests.helpers import ASTRONAUT, REPO, TINY_EXPORT
 from tests.pi import aarch64_root as A
 
-RECIPES = ("onnx-fp32", "onnx-int8", "tflite-fp32", "tflite-int8")  # the Pi's engines, fp32 and int8
+# The Pi's engines, fp32 and int8; OpenVINO's fp16 too: its "reduced" hint is fp16 arithmetic on a Cortex-A76.
+RECIPES = ("onnx-fp32", "onnx-int8", "tflite-fp32", "tflite-int8", "openvino-fp32", "openvino-fp16", "openvino-int8")
 TASKS = ("seg", "pose")
+# Rows left out, measured (2026-12-07): on this tiny pose model OpenVINO's int8 and reduced precision miss the pose
+# limits against fp32 on x86 already (int8 1.89 heatmap px, PCK 0.88; bf16 0.84 px, as onnx-int8's 1.55 px), so
+# neither x86 nor fp32 is a reference they can be held to; ARM's int8 kernels also land one rounding step away from
+# x86's on the mirrored photo (rel L2 2.6e-2 there, 1.7e-6 on the photo), 1.54 px. Seg checks both recipes.
+LEFT_OUT = {("pose", "openvino-fp16"), ("pose", "openvino-int8")}
+ROWS = tuple((t, r) for t in TASKS for r in RECIPES if (t, r) not in LEFT_OUT)
+# The reference of a row is the host's run of the same artifact, but for openvino-fp16: f16 arithmetic on the
+# Cortex-A76, bf16 on this host (or f32). It is checked as the gate checks it, against the exact reference: the
+# host's run of the same model's fp32 artifact (the fp32 rows show that one equal on both).
+REFERENCE_RECIPE = {"openvino-fp16": "openvino-fp32"}
 # Three blocks: MHA at each end, GQA between (the export stand-in's block kinds, in the fewest blocks: the
 # tflite exports take most of the check's time).
 ARCH = dataclasses.replace(TINY_EXPORT, size="tiny-pi", depth=3)
@@ -99,7 +112,7 @@ def export_artifacts(folder: Path, say: A.Say) -> Iterator[tuple[str, Path]]:
 
     for task in TASKS:
         model = tiny_model(task, arch=ARCH, **WELL_CONDITIONED[task])
-        for recipe in RECIPES:
+        for recipe in (r for t, r in ROWS if t == task):
             t0 = time.perf_counter()
             art = core.export(model, recipe, folder / f"{task}-{recipe}", input_size=model.sapiens_info.input_hw,
                               calibration_limit=2, progress=lambda _: None)
@@ -164,6 +177,12 @@ def _task_metrics(task: str, art: Path, host: Path, emulated: Path) -> dict[str,
                           np.load(host / f"{stem}_scores.npy"), units_per_px=units)
 
 
+def reference_name(name: str) -> str:
+    """The host run a row is compared with: its own, or REFERENCE_RECIPE's of the same task (exported before it)."""
+    task, recipe = name.split("-", 1)
+    return f"{task}-{REFERENCE_RECIPE[recipe]}" if recipe in REFERENCE_RECIPE else name
+
+
 def compare(name: str, art: Path, host_raw: list[np.ndarray], emulated_raw: list[np.ndarray], host_run: Path,
             emulated_run: Path) -> Row:
     manifest = read_manifest(art)
@@ -209,7 +228,8 @@ def run_check(work: Path, *, cache: Path | None = None, extra_requirements: Sequ
             run_artifact(art, [ASTRONAUT], work / "host" / name, progress=lambda _: None)
         report, raw = emulated.driver(jobs, dict(list(arts.items())[1:]))
         script.result()
-        rows = [compare(name, art, host_raw[name], raw[name], work / "host" / name, work / "run" / name)
+        refs = {name: reference_name(name) for name in arts}
+        rows = [compare(name, art, host_raw[refs[name]], raw[name], work / "host" / refs[name], work / "run" / name)
                 for name, art in arts.items()]
     except BaseException:
         A.cancel()  # the root's build and the emulated run stop now, each removing what it half-made

@@ -37,15 +37,18 @@ PYTHON = "usr/bin/python3.11"
 SITE = "usr/local/lib/python3.11/dist-packages"  # on Debian's sys.path
 # Every wheel tag pip accepts on aarch64 with glibc 2.36, as pip on the Pi itself would.
 PLATFORMS = ("manylinux2014_aarch64", *(f"manylinux_2_{n}_aarch64" for n in range(17, 37)))
-EXTRAS = ("onnx-runtime", "tflite-runtime")  # pyproject: the device extras for ONNX Runtime and LiteRT
+EXTRAS = ("onnx-runtime", "tflite-runtime", "openvino-runtime")  # pyproject: the device extras of the Pi's engines
 # Pinned to the host's versions, so that a difference the check finds comes from the architecture.
-PINNED = ("numpy", "pillow", "onnxruntime", "ai-edge-litert")
+PINNED = ("numpy", "pillow", "onnxruntime", "ai-edge-litert", "openvino")
 CPU = "cortex-a76"  # a Raspberry Pi 5's core: its instruction set selects the engines' kernels
 # What the engines' CPU detection (pytorch/cpuinfo in ONNX Runtime) reads; qemu 7.2 shows the host's x86
 # /proc/cpuinfo, on which ONNX Runtime's import crashes. Served from ROOT/proc/cpuinfo through -L.
 CPUINFO = ("processor\t: {i}\nBogoMIPS\t: 108.00\nFeatures\t: fp asimd evtstrm aes pmull sha1 sha2 crc32 atomics "
            "fphp asimdhp cpuid asimdrdm lrcpc dcpop asimddp\nCPU implementer\t: 0x41\nCPU architecture: 8\n"
            "CPU variant\t: 0x4\nCPU part\t: 0xd0b\nCPU revision\t: 1\n\n")
+# What OpenVINO's ARM kernels (oneDNN's xbyak_aarch64) read to identify the core: a Cortex-A76's MIDR_EL1.
+MIDR = "0x00000000414fd0b1\n"
+MIDR_PATH = "sys/devices/system/cpu/cpu{i}/regs/identification/midr_el1"
 SCHEMA = 1  # bump when the way a root is built changes
 TOOLS = {"qemu-aarch64-static": "qemu-user-static", "debootstrap": "debootstrap", "dpkg-deb": "dpkg"}
 # Host pip settings kept (how to reach the index); the others (find-links, only-binary, user, ...) change what
@@ -145,7 +148,7 @@ def pins() -> list[str]:
 def root_key(wheel: Path, extra_requirements: Sequence[str] = ()) -> str:
     spec = {"schema": SCHEMA, "suite": SUITE, "mirror": MIRROR, "debs": DEBS, "platforms": PLATFORMS,
             "extras": EXTRAS, "requires": wheel_requirements(wheel), "pins": pins(), "also": sorted(extra_requirements),
-            "cpuinfo": CPUINFO}
+            "cpuinfo": CPUINFO, "midr": MIDR}
     return hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:16]
 
 
@@ -199,6 +202,10 @@ def _debian_root(root: Path) -> None:
     shutil.rmtree(root / "debootstrap", ignore_errors=True)
     (root / "proc").mkdir(exist_ok=True)
     (root / "proc" / "cpuinfo").write_text("".join(CPUINFO.format(i=i) for i in range(os.cpu_count() or 1)))
+    for i in range(os.cpu_count() or 1):
+        midr = root / MIDR_PATH.format(i=i)
+        midr.parent.mkdir(parents=True, exist_ok=True)
+        midr.write_text(MIDR)
 
 
 def ensure_root(wheel: Path, *, cache: Path | None = None, extra_requirements: Sequence[str] = (),

@@ -7,7 +7,7 @@ JOB: {"raw": {NAME: [ARTIFACT_DIR, INPUT.npy]}, "raw_out": DIR, "run": {NAME: [A
 "photo": IMAGE}. Writes each artifact's raw outputs on its input to RAW_OUT/NAME-K.npy (output K), runs
 `sapiens-edge run ARTIFACT_DIR IMAGE --output OUTPUT_DIR` through the console-script entry point the wheel declares
 (in this process: one emulated Python start-up, not one per artifact), and prints one JSON line: the outputs per
-artifact, the machine, the versions, whether torch is importable.
+artifact, the machine, the versions, the OpenVINO artifacts' inference precisions, whether torch is importable.
 """
 
 from __future__ import annotations
@@ -26,10 +26,13 @@ from sapiens_edge import runtime
 
 def main(job_file: str) -> None:
     job = json.loads(Path(job_file).read_text())
-    counts = {}
+    counts, precisions = {}, {}
     for name, (artifact, inputs) in job["raw"].items():
         with runtime.load(artifact) as predictor:
             outputs = predictor.run(np.load(inputs))
+            described = predictor.describe()
+        if "inference_precision" in described:  # OpenVINO: what its "reduced" hint became on this CPU
+            precisions[name] = described["inference_precision"]
         for k, value in enumerate(outputs):
             np.save(Path(job["raw_out"]) / f"{name}-{k}.npy", np.asarray(value))
         counts[name] = len(outputs)
@@ -39,9 +42,11 @@ def main(job_file: str) -> None:
         rc = cli(["run", artifact, job["photo"], "--output", output])
         if rc != 0:
             sys.exit(f"sapiens-edge run {name} exited {rc}")
-    versions = {d: metadata.version(d) for d in ("sapiens-edge", "numpy", "pillow", "onnxruntime", "ai-edge-litert")}
+    versions = {d: metadata.version(d) for d in ("sapiens-edge", "numpy", "pillow", "onnxruntime", "ai-edge-litert",
+                                               "openvino")}
     print(json.dumps({"outputs": counts, "machine": platform.machine(), "python": platform.python_version(),
-                      "versions": versions, "torch": importlib.util.find_spec("torch") is not None}))
+                      "versions": versions, "precisions": precisions,
+                      "torch": importlib.util.find_spec("torch") is not None}))
 
 
 if __name__ == "__main__":

@@ -18,6 +18,8 @@ pytest.importorskip("torch")
 pytest.importorskip("onnxruntime")
 pytest.importorskip("litert_torch")
 pytest.importorskip("ai_edge_litert")
+pytest.importorskip("openvino")
+pytest.importorskip("nncf")
 
 from sapiens_edge.export.artifact import write_artifact
 from sapiens_edge.manifest import Manifest, TensorSpec
@@ -41,13 +43,16 @@ def test_the_runtime_on_aarch64_agrees_with_this_host(tools, tmp_path):
     C.print_table(result)
     assert result.emulated["machine"] == "aarch64", result.emulated
     assert result.emulated["torch"] is False  # the device extras alone: no torch on the Pi
-    assert [r.name for r in result.rows] == [f"{t}-{r}" for t in C.TASKS for r in C.RECIPES]
+    assert [r.name for r in result.rows] == [f"{t}-{r}" for t, r in C.ROWS]
     for row in result.rows:
         task, recipe = row.name.split("-", 1)
         assert row.fatal is None, (row.name, row.fatal)
         # every threshold of the recipe checked (tensor ones once per output), each passing
         assert {c.metric for c in row.checks} == {k.rsplit("_", 1)[0] for k in resolve_thresholds(recipe, task)}
         assert all(c.passed for c in row.checks), (row.name, [c for c in row.checks if not c.passed])
+    # OpenVINO's "reduced" hint is fp16 arithmetic on the Cortex-A76 (no bf16 there); the others ask for f32
+    assert result.emulated["precisions"] == {f"{t}-{r}": "f16" if r == "openvino-fp16" else "f32"
+                                             for t, r in C.ROWS if r.startswith("openvino-")}
     assert result.passed
 
 
