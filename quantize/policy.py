@@ -30,6 +30,18 @@ KEEP_FLOAT_BY_TASK = {"seg": ("decode_head.",), "pose": ("decode_head.conv_layer
 NEVER_QUANTIZE = ("mean_sq", "rotation", "decoder")
 
 
+def first_blocks(count: int, depth: int) -> tuple[str, ...]:
+    """`--keep-float` patterns for the first `count` of a backbone's `depth` transformer blocks (`--keep-float-blocks`):
+    the int8 error of the large seg stand-ins sits mostly there (docs/design/export-memory.md#int8-of-the-large-models).
+    The trailing dot keeps `backbone.blocks.1.` from matching block 10."""
+    from sapiens_edge.errors import OptionError
+
+    if not 1 <= count <= depth:
+        raise OptionError(f"--keep-float-blocks {count}: the model has {depth} transformer blocks; "
+                          f"give a count from 1 to {depth}.")
+    return tuple(f"backbone.blocks.{i}." for i in range(count))
+
+
 def keep_float_keys(task: str | None, extra: tuple[str, ...] = ()) -> tuple[str, ...]:
     """Substrings of parameter / module names whose layers stay in float."""
     return KEEP_FLOAT + KEEP_FLOAT_BY_TASK.get(task or "", ()) + NEVER_QUANTIZE + tuple(extra)

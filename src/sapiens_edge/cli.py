@@ -152,9 +152,16 @@ def _cmd_export(args: argparse.Namespace) -> int:
     _need_weights(args, "export")
     from .export.core import export
 
+    keep_float = tuple(args.keep_float)
+    if args.keep_float_blocks is not None:
+        from sapiens_edge.quantize.policy import first_blocks
+
+        from .zoo import get_model_info
+
+        keep_float += first_blocks(args.keep_float_blocks, get_model_info(args.model).arch.depth)
     art = export(args.model, args.recipe, args.output, weights=args.weights, input_size=args.input_size,
                  calibration=args.calibration, calibration_limit=args.calibration_limit,
-                 calibration_method=args.calibration_method, keep_float=tuple(args.keep_float),
+                 calibration_method=args.calibration_method, keep_float=keep_float,
                  target_options=_key_values(args.target_option), force=args.force, decode=args.decode)
     size = sum((art.path / f).stat().st_size for f in art.manifest.files) / 2**20
     print(f"{art.path}: {art.manifest.recipe} {art.manifest.model_file} ({size:,.1f} MiB) in {art.seconds:.1f} s")

@@ -122,6 +122,10 @@ def build_parser(commands: Mapping[str, Callable[[argparse.Namespace], int]]) ->
     e.add_argument("--keep-float", action="append", default=[], metavar="PATTERN",
                    help="leave layers whose parameter names contain PATTERN unquantized in static int8 "
                         "(repeatable), e.g. --keep-float decode_head. for the whole task head")
+    e.add_argument("--keep-float-blocks", type=int, metavar="N",
+                   help="leave the first N transformer blocks unquantized in static int8 (adds --keep-float "
+                        "backbone.blocks.0. ... backbone.blocks.N-1.): the lever for a large seg model below its "
+                        "int8 gate")
     e.add_argument("--target-option", action="append", default=[], metavar="KEY=VALUE",
                    help="target-specific option (repeatable): " + "; ".join(
                        f"{t.name} {k}={'|'.join(v)} (default {v[0]})" for t in TARGETS.values()
