@@ -9,9 +9,9 @@ import pytest
 onnx = pytest.importorskip("onnx")
 pytest.importorskip("onnxruntime")
 
-from onnx import TensorProto, helper, numpy_helper
+from onnx import TensorProto, helper, numpy_helper  # noqa: E402
 
-from sapiens_edge.export import onnx as onnx_target
+from sapiens_edge.export import onnx as onnx_target  # noqa: E402
 
 
 def _linear(weight: np.ndarray) -> onnx.ModelProto:
