@@ -9,8 +9,8 @@
 3. Each artifact runs here and in the emulated root, there through `sapiens-edge run` and `runtime.load(...).run`
    for the raw outputs: the first artifact by the installed console script in its own process, the others in
    one process (emulated_driver: the wheel's entry point; Python starts slowly under emulation).
-4. They are compared as the validation gate compares, the host's run being the reference (for openvino-fp16 and
-   -int8, the host's run of the fp32 artifact: REFERENCE_RECIPE): raw outputs (tensor metrics) and the `run`
+4. They are compared as the validation gate compares, the host's run being the reference (for openvino-fp16,
+   which computes in f16 there, the host's run of the fp32 artifact: REFERENCE_RECIPE): raw outputs (tensor metrics) and the `run`
    results (task metrics), against each recipe's own thresholds (fp32: the tight ones).
 
 It proves that the runtime installs on aarch64 from wheels alone and that ARM's kernels give the numbers x86's
