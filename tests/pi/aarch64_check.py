@@ -10,8 +10,8 @@
    for the raw outputs: the first artifact by the installed console script in its own process, the others in
    one process (emulated_driver: the wheel's entry point; Python starts slowly under emulation).
 4. They are compared as the validation gate compares, the host's run being the reference (for openvino-fp16,
-   which computes in f16 there, the host's run of the fp32 artifact: REFERENCE_RECIPE): raw outputs (tensor metrics) and the `run`
-   results (task metrics), against each recipe's own thresholds (fp32: the tight ones).
+   which computes in f16 there, the host's run of the fp32 artifact: REFERENCE_RECIPE): raw outputs (tensor
+   metrics) and the `run` results (task metrics), against each recipe's own thresholds (fp32: the tight ones).
 
 It proves that the runtime installs on aarch64 from wheels alone and that ARM's kernels give the numbers x86's
 give. It says nothing of speed: emulated seconds are not a Pi's. Exit status: 0 all agree, 1 some artifact
