@@ -19,7 +19,9 @@ converter (`openvino.convert_model`) and `openvino.save_model`.
   float are NNCF's ignored scope; SmoothQuant off (it would rescale the weights off that grid). The float
   parts compute in fp32 (hint "f32"): in bf16 they took 0.1b seg from 98.8 % to 97.7 % pixel agreement,
   under the int8 gate (docs/targets/openvino.md#measured). openvino-int8-mixed is the same IR with the
-  "reduced" hint: its float parts in bf16/f16 but for the pinned output layers below.
+  "reduced" hint: its float parts in bf16/f16 but for the pinned output layers below. openvino-int8-hybrid
+  keeps the f32 hint but for attention and the transposed convolutions, which the runtime computes in the
+  device's reduced precision (REDUCED_OPS_BY_RECIPE); NNCF leaves its attention float.
 * Pinned f32 (every recipe; it only acts under a reduced hint): the output layers (the weighted ops nearest the
   model's outputs, such as seg's classifier conv) and every op after them carry OpenVINO's `precise` runtime
   attribute, which the CPU and GPU plugins honour by keeping the op in f32 whatever the hint, so the outputs
@@ -57,6 +59,13 @@ WEIGHTS_FILE = "model.bin"
 # backend's `inference_precision` overrides it).
 HINTS = {"fp32": "f32", "fp16": "reduced", "int8": "f32"}
 HINTS_BY_RECIPE = {"openvino-int8-mixed": "reduced"}
+# Op types a recipe computes in the device's reduced precision inside its f32 hint (the runtime backend converts
+# around them, runtime.backends.openvino_reduced): attention and the seg head's transposed convolutions, where
+# bf16 costs least agreement for most time (0.4b seg at 1024x768 on a Zen 4: 8.20 s against openvino-int8's 9.45 s,
+# 98.01 against 98.10 % pixel agreement; docs/targets/openvino.md#measured). Their attention is left float by NNCF
+# (its int8 Q/K/V gain nothing once attention runs in bf16).
+REDUCED_OPS_BY_RECIPE = {"openvino-int8-hybrid": ("ScaledDotProductAttention", "ConvolutionBackpropData")}
+FLOAT_ATTENTION = "ScaledDotProductAttention"
 # Never pinned f32 (pinned_ops): what has no arithmetic to pin.
 UNPINNED_TYPES = ("Constant", "Parameter", "Result", "FakeQuantize")
 # OpenVINO ops that carry a layer's weights: what NNCF quantizes and what the ignored scope names.
@@ -175,9 +184,10 @@ def _range_estimator(method: str) -> Any:
 
 
 def quantize(ov_model: Any, batches: Callable[[], Iterable[np.ndarray]], count: int, method: str,
-             ignored: list[str], progress: Callable[[str], None]) -> tuple[Any, dict[str, Any]]:
+             ignored: list[str], progress: Callable[[str], None],
+             ignored_types: tuple[str, ...] = ()) -> tuple[Any, dict[str, Any]]:
     """NNCF static int8 of `ov_model` on the calibration batches (activation ranges by `method`, one of
-    recipes.NNCF_METHODS), the ops `ignored` left float."""
+    recipes.NNCF_METHODS), the ops `ignored` and those of `ignored_types` left float."""
     import nncf
     from nncf.quantization.advanced_parameters import AdvancedQuantizationParameters, AdvancedSmoothQuantParameters
 
@@ -193,12 +203,13 @@ def quantize(ov_model: Any, batches: Callable[[], Iterable[np.ndarray]], count: 
     # And its statistics model runs each reduction beside the activation it reads, not after the whole network.
     with in_graph_quantiles(), statistics_beside_producers(ov_model):
         quantized = nncf.quantize(ov_model, dataset, model_type=nncf.ModelType.TRANSFORMER, subset_size=count,
-                                  ignored_scope=nncf.IgnoredScope(names=ignored), advanced_parameters=advanced)
+                                  ignored_scope=nncf.IgnoredScope(names=ignored, types=list(ignored_types)), advanced_parameters=advanced)
     fq = [op for op in quantized.get_ordered_ops() if op.get_type_name() == "FakeQuantize"]
     return quantized, {"quantizer": f"NNCF {nncf.__version__} post-training quantization (transformer model type)",
                        "weights": "int8 symmetric per output channel",
                        "activations": f"int8 per tensor, calibrated ({method})",
                        "fake_quantize_ops": len(fq), "kept_float": ignored,
+                       **({"kept_float_types": list(ignored_types)} if ignored_types else {}),
                        "seconds": round(time.perf_counter() - t0, 1)}
 
 
@@ -239,8 +250,10 @@ def lower(model: Any, recipe: Recipe, input_hw: tuple[int, int], workdir: Path,
         ops = weighted_ops(ov_model, layers)
         ignored = [name for name, layer in ops if any(k in layer for k in keep)]
         method = calibration.method or recipe.default_calibration_method
+        reduced = REDUCED_OPS_BY_RECIPE.get(recipe.name, ())
+        float_types = (FLOAT_ATTENTION,) if FLOAT_ATTENTION in reduced else ()
         ov_model, options["quantization"] = quantize(ov_model, calibration.batches, calibration.count, method,
-                                                     ignored, progress)
+                                                     ignored, progress, float_types)
         options["quantization"]["weighted_ops"] = len(ops)
     pinned = pinned_ops(ov_model)
     # save_model compresses float weights to fp16 unless told not to: fp16 only (on an int8 model OpenVINO
@@ -250,6 +263,8 @@ def lower(model: Any, recipe: Recipe, input_hw: tuple[int, int], workdir: Path,
                              "ops": pin_f32(workdir / MODEL_FILE, pinned)}
     options["weights_in_file"] = weight_types(ov.Core().read_model(str(workdir / MODEL_FILE)))
     options["inference_precision"] = HINTS_BY_RECIPE.get(recipe.name, HINTS[recipe.precision])
+    if recipe.name in REDUCED_OPS_BY_RECIPE:
+        options["reduced_ops"] = list(REDUCED_OPS_BY_RECIPE[recipe.name])
     options["conversion_seconds"] = round(time.perf_counter() - t0, 1)
     h, w = input_hw
     versions = {**tool_versions("torch", "openvino"), **(tool_versions("nncf") if static else {})}

@@ -300,6 +300,12 @@ RECIPES: dict[str, Recipe] = {r.name: r for r in [
             "classifier, pose's heatmap conv), pinned to fp32; faster than openvino-int8 where bf16/fp16 is, "
             "less accurate", INT8, rewrites=_ROTATE,
             weights=INT8_GPTQ_W, activations=Activations(ActivationKind.STATIC_INT8, NNCF_METHODS)),
+    _recipe("openvino-int8-hybrid", "openvino", "OpenVINO IR, NNCF static int8 linears as openvino-int8 (attention "
+            "left float, SwiGLU's projection split); fp32 inference but for attention and the head's transposed "
+            "convolutions, in the device's reduced precision (bf16 on CPUs with AVX512-BF16/AMX, fp16 on ARM64 CPUs "
+            "and Intel GPUs/NPUs, fp32 where neither)",
+            INT8, rewrites=("split_swiglu", *_ROTATE), weights=INT8_GPTQ_W,
+            activations=Activations(ActivationKind.STATIC_INT8, NNCF_METHODS)),
 ]}
 
 # The recipes `sapiens-edge report` exports when none are named.

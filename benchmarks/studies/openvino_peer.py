@@ -29,7 +29,7 @@ import numpy as np
 from .. import sysinfo
 from .recipe_sweep import bench_model, run_models, table
 
-DEFAULT_RECIPES = "onnx-int8,openvino-fp32,openvino-fp16,openvino-int8"
+DEFAULT_RECIPES = "onnx-int8,openvino-fp32,openvino-fp16,openvino-int8,openvino-int8-hybrid"
 # row key -> CSV column, as in the other results/ tables
 FIELDS = {"config": "config", "latency_s": "latency s", "speedup_vs_torch_fp32": "vs torch fp32",
           "file_mib": "file MiB", "export_s": "export s", "export_peak_rss_gib": "export peak GiB", "snr_db": "SNR dB",

@@ -10,6 +10,9 @@ Options:
   (`export_options.inference_precision`). The manifest's "reduced" resolves per device: bf16 on CPUs
   with bf16 arithmetic, fp16 on GPUs/NPUs, f32 on CPUs with neither; `describe()` says what ran.
 
+A recipe whose manifest lists `export_options.reduced_ops` (openvino-int8-hybrid) compiles in f32 with those op
+types alone in the device's reduced precision (openvino_reduced), unless `inference_precision` is given.
+
 In f32 the graph's bf16 round trips (RoPE's) are rewritten first as f32 arithmetic that rounds alike
 (openvino_rounding: OpenVINO's ARM plugin would drop them), so f32 gives the same numbers on x86 and ARM.
 """
@@ -24,6 +27,7 @@ import numpy as np
 from sapiens_edge.errors import ArtifactError, OptionError, PlatformUnavailableError, SapiensEdgeError, require
 
 from . import positive_int_option
+from .openvino_reduced import reduce_ops
 from .openvino_rounding import exact_bf16_round_trips
 
 NAME = "openvino"
@@ -97,6 +101,7 @@ class OpenVinoSession:
             model = core.read_model(str(self.path))
             # f32: RoPE's bf16 rounding as arithmetic every plugin keeps (ARM's drops bf16 Converts)
             self.bf16_rewritten = exact_bf16_round_trips(model) if self.precision == "f32" else 0
+            self.reduced_ops = self._reduce(model, inference_precision, caps)
             self.compiled = core.compile_model(model, self.device, config)
         except RuntimeError as exc:  # OpenVINO's error for an unreadable XML or a short/garbled .bin, or ...
             if inference_precision is not None and self.precision != "f32" and model is not None \
@@ -114,6 +119,17 @@ class OpenVinoSession:
         self.request = self.compiled.create_infer_request()
         self.threads = threads
         self.version = ov.get_version()
+
+    def _reduce(self, model: Any, asked: str | None, capabilities: list[str]) -> dict[str, Any] | None:
+        """The manifest's `reduced_ops` in the device's reduced precision, when compiling its f32 hint (an
+        explicit `inference_precision` applies to the whole model instead)."""
+        op_types = self.manifest.export_options.get("reduced_ops") or []
+        if not op_types or asked is not None or self.precision != "f32":
+            return None
+        precision = resolve_precision("reduced", self.device, capabilities)
+        if precision == "f32":  # no bf16/f16 arithmetic here: everything f32
+            return {"op_types": list(op_types), "precision": "f32", "ops": 0}
+        return {"op_types": list(op_types), "precision": precision, "ops": reduce_ops(model, op_types, precision)}
 
     def _check_io(self) -> None:
         graph_in = [n for port in self.compiled.inputs for n in port.get_names()]
@@ -137,9 +153,14 @@ class OpenVinoSession:
         threads = self.compiled.get_property("INFERENCE_NUM_THREADS") if self.device.startswith("CPU") else None
         return {"backend": NAME, "version": self.version, "device": self.device, "threads": threads,
                 "inference_precision": self.precision, "hint": self.hint, "compiled_precision": used,
-                "bf16_round_trips_rewritten": self.bf16_rewritten,
+                "bf16_round_trips_rewritten": self.bf16_rewritten, "reduced_ops": self.reduced_ops,
                 "summary": f"OpenVINO {self.version.split('-')[0]} ({self.device}, {self.precision} inference"
+                           f"{self._reduced_note()}"
                            f"{f', {threads} threads' if threads else ''})"}
+
+    def _reduced_note(self) -> str:
+        r = self.reduced_ops
+        return f" but {r['ops']} {'/'.join(r['op_types'])} ops in {r['precision']}" if r and r["ops"] else ""
 
     def close(self) -> None:
         self.request = None

@@ -23,13 +23,14 @@ from sapiens_edge.export import core
 from sapiens_edge.export.openvino import WEIGHTED_OPS, weight_types
 from sapiens_edge.quantize.gptq import round_to_grid
 from sapiens_edge.runtime.backends.openvino_backend import resolve_precision
+from sapiens_edge.runtime.backends.openvino_reduced import reduce_ops
 from sapiens_edge.validation import metrics as M
 from tests.export.shared import assert_passes_recipe_thresholds, photo_input, torch_outputs, wrecked_copy
 from tests.helpers import ASTRONAUT
 
 validate_module = importlib.import_module("sapiens_edge.validation.validate")
 QUIET = {"progress": lambda _: None}
-RECIPES = ("openvino-fp32", "openvino-fp16", "openvino-int8", "openvino-int8-mixed")
+RECIPES = ("openvino-fp32", "openvino-fp16", "openvino-int8", "openvino-int8-mixed", "openvino-int8-hybrid")
 
 
 @pytest.fixture(scope="module")
@@ -54,14 +55,16 @@ def test_ir_contract(artifacts, recipe):
     assert [p.get_any_name() for p in ir.inputs] == ["image"] and [p.get_any_name() for p in ir.outputs] == ["logits"]
     assert ir.inputs[0].get_partial_shape().is_static  # fixed input size: static shapes throughout
     expected = {"openvino-fp32": "f32", "openvino-fp16": "reduced", "openvino-int8": "f32",
-                "openvino-int8-mixed": "reduced"}[recipe]
+                "openvino-int8-mixed": "reduced", "openvino-int8-hybrid": "f32"}[recipe]
     assert m.export_options["inference_precision"] == expected
     # What the file stores, read from it: fp32 weights, fp16-compressed ones, int8 ones for the quantized layers.
     stored = weight_types(ir)
     assert m.export_options["weights_in_file"] == stored
     kinds = {k for per_op in stored.values() for k in per_op}
     assert kinds == {"openvino-fp32": {"f32"}, "openvino-fp16": {"f16"},
-                     "openvino-int8": {"i8", "f32"}, "openvino-int8-mixed": {"i8", "f32"}}[recipe], stored
+                     "openvino-int8": {"i8", "f32"}, "openvino-int8-mixed": {"i8", "f32"},
+                     "openvino-int8-hybrid": {"i8", "f32"}}[recipe], stored
+    assert ("reduced_ops" in m.export_options) == (recipe == "openvino-int8-hybrid")
 
 
 def test_fp32_matches_pytorch_and_passes_its_gate(models, artifacts, tiny_reference):
@@ -149,6 +152,58 @@ def test_output_layer_is_pinned_to_f32_under_a_reduced_hint(models, artifacts, t
         assert {ran[n] for n in [*convs[-3:-1], *deconvs]} == {"bf16"}, ran
     assert_passes_recipe_thresholds(validate_module.validate(art.path, progress=lambda _: None),
                                     "openvino-int8-mixed", "seg")
+
+
+def _quantized_before(op) -> bool:
+    """Whether a FakeQuantize lies on a path from the nearest MatMuls (or the input) up to `op`'s inputs."""
+    frontier, seen = [v.get_node() for v in op.input_values()], set()
+    while frontier:
+        node = frontier.pop()
+        if node.get_friendly_name() in seen or node.get_type_name() in ("MatMul", "Parameter", "Constant"):
+            continue
+        seen.add(node.get_friendly_name())
+        if node.get_type_name() == "FakeQuantize":
+            return True
+        frontier.extend(v.get_node() for v in node.input_values())
+    return False
+
+
+def test_hybrid_runs_attention_and_deconvs_reduced_and_passes_its_gate(models, artifacts, tiny_reference):
+    """openvino-int8-hybrid: int8 linears (SwiGLU split: 7 per block), attention left float by NNCF, and on a CPU
+    with bf16 the backend compiles f32 but for attention and the head's deconvs, in bf16; the int8 gate passes."""
+    art = artifacts["openvino-int8-hybrid"]
+    options = art.manifest.export_options
+    depth = models["seg"].sapiens_info.arch.depth
+    assert options["reduced_ops"] == ["ScaledDotProductAttention", "ConvolutionBackpropData"]
+    assert options["quantization"]["kept_float_types"] == ["ScaledDotProductAttention"]
+    stored = weight_types(_ir(art))
+    assert stored["MatMul"]["i8"] == 7 * depth and stored["MatMul"]["f32"] == depth, stored
+    for recipe, quantized in (("openvino-int8-hybrid", False), ("openvino-int8", True)):  # the check can fail
+        sdpa = [o for o in _ir(artifacts[recipe]).get_ordered_ops() if o.get_type_name() == "ScaledDotProductAttention"]
+        assert len(sdpa) == depth and {_quantized_before(o) for o in sdpa} == {quantized}, recipe
+    caps = list(ov.Core().get_property("CPU", "OPTIMIZATION_CAPABILITIES"))
+    reduced = resolve_precision("reduced", "CPU", caps)
+    with runtime.load(art.path) as p:
+        info = p.describe()
+    assert info["inference_precision"] == "f32"
+    assert info["reduced_ops"] == {"op_types": options["reduced_ops"], "precision": reduced,
+                                   "ops": 0 if reduced == "f32" else depth + 4}
+    with runtime.load(art.path, inference_precision="f32") as p:  # asked for: the whole model as asked
+        assert p.describe()["reduced_ops"] is None
+    if reduced == "bf16":  # what the plugin runs, read back from the compiled model
+        ir = _ir(art)
+        reduce_ops(ir, options["reduced_ops"], "bf16")
+        ran = _runtime_precisions(ov.Core().compile_model(ir, "CPU", {"INFERENCE_PRECISION_HINT": "f32"}))
+        by_type: dict[str, set[str]] = {}
+        for op in _ir(art).get_ordered_ops():
+            if op.get_friendly_name() in ran:
+                by_type.setdefault(op.get_type_name(), set()).add(ran[op.get_friendly_name()])
+        assert by_type["ScaledDotProductAttention"] == by_type["ConvolutionBackpropData"] == {"bf16"}, by_type
+        # Everything else f32, but the FakeQuantize after attention, which quantizes its bf16 output as it is.
+        others = {t: p for t, p in by_type.items() if t not in (*options["reduced_ops"], "FakeQuantize")}
+        assert by_type["Convolution"] == {"f32"} and not any("bf16" in p for p in others.values()), others
+    assert_passes_recipe_thresholds(validate_module.validate(art.path, progress=lambda _: None),
+                                    "openvino-int8-hybrid", "seg")
 
 
 def _int8_weight(ir, index: int) -> np.ndarray:

@@ -39,7 +39,7 @@ def test_labels_and_calibration_follow_from_the_parts():
     calibrated = {n for n, r in RECIPES.items() if r.needs_calibration}
     assert calibrated == {"onnx-int8", "executorch-xnnpack-int8", "executorch-xnnpack-int8-dynamic", "coreml-w8a8",
                           "coreml-palettized-6bit", "coreml-palettized-4bit", "tflite-int8", "tensorrt-int8",
-                          "openvino-int8", "openvino-int8-mixed"}
+                          "openvino-int8", "openvino-int8-mixed", "openvino-int8-hybrid"}
     # GPTQ alone makes a recipe calibrate: palettized weights on float activations.
     pal = get_recipe("coreml-palettized-6bit")
     assert pal.activations.kind is ActivationKind.FLOAT and pal.weights.rounding is Rounding.GPTQ

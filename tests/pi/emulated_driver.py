@@ -33,6 +33,8 @@ def main(job_file: str) -> None:
             described = predictor.describe()
         if "inference_precision" in described:  # OpenVINO: what its "reduced" hint became on this CPU
             precisions[name] = described["inference_precision"]
+            if described.get("reduced_ops"):  # openvino-int8-hybrid: f32, but attention and deconvs reduced
+                precisions[name] += "+" + described["reduced_ops"]["precision"]
         for k, value in enumerate(outputs):
             np.save(Path(job["raw_out"]) / f"{name}-{k}.npy", np.asarray(value))
         counts[name] = len(outputs)
