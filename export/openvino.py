@@ -203,7 +203,8 @@ def quantize(ov_model: Any, batches: Callable[[], Iterable[np.ndarray]], count: 
     # And its statistics model runs each reduction beside the activation it reads, not after the whole network.
     with in_graph_quantiles(), statistics_beside_producers(ov_model):
         quantized = nncf.quantize(ov_model, dataset, model_type=nncf.ModelType.TRANSFORMER, subset_size=count,
-                                  ignored_scope=nncf.IgnoredScope(names=ignored, types=list(ignored_types)), advanced_parameters=advanced)
+                                  ignored_scope=nncf.IgnoredScope(names=ignored, types=list(ignored_types)),
+                                  advanced_parameters=advanced)
     fq = [op for op in quantized.get_ordered_ops() if op.get_type_name() == "FakeQuantize"]
     return quantized, {"quantizer": f"NNCF {nncf.__version__} post-training quantization (transformer model type)",
                        "weights": "int8 symmetric per output channel",
