@@ -34,6 +34,7 @@ ENGINE_IMPORTS = {"sapiens_edge.runtime.backends.executorch_backend": {"executor
                   "sapiens_edge.runtime.backends.tflite_backend": {"ai_edge_litert", "tflite_runtime"},
                   "sapiens_edge.runtime.backends.tensorrt_cuda": {"cuda"},
                   "sapiens_edge.runtime.backends.openvino_rounding": {"openvino"},
+                  "sapiens_edge.runtime.backends.openvino_reduced": {"openvino"},
                   # ONNX Runtime's pieces (large models): the graph read with `onnx` to plan them
                   "sapiens_edge.runtime.backends.onnx_plan": {"onnx"},
                   "sapiens_edge.runtime.backends.onnx_pieces": {"onnx", "onnxruntime"},
