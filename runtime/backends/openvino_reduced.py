@@ -16,7 +16,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-TYPES = ("bf16", "f16")
+TYPES = ("bf16", "f16")  # the reduced precisions openvino_backend.resolve_precision picks
 
 
 def reduce_ops(model: Any, op_types: Iterable[str], precision: str) -> int:
@@ -25,8 +25,8 @@ def reduce_ops(model: Any, op_types: Iterable[str], precision: str) -> int:
     import openvino as ov
     from openvino import opset13 as ops
 
-    if precision not in TYPES:
-        raise ValueError(f"reduce_ops: precision {precision!r} is not one of {', '.join(TYPES)}")
+    if precision not in TYPES:  # the backend resolves the precision first: another one here is our bug
+        raise RuntimeError(f"reduce_ops: precision {precision!r} is not one of {', '.join(TYPES)}")
     wanted, reduced_type, count = set(op_types), {"bf16": ov.Type.bf16, "f16": ov.Type.f16}[precision], 0
     for op in model.get_ordered_ops():
         if op.get_type_name() not in wanted:
