@@ -60,7 +60,8 @@ class BenchRow:
     speedup: float | None = None  # baseline p50 / this p50
     peak_rss_mib: float | None = None
     gpu_mem_mib: float | None = None  # a GPU provider's device memory (nvidia-smi), with memory=True
-    placement: dict[str, Any] = field(default_factory=dict)  # ONNX Runtime: which provider ran each node
+    # ONNX Runtime: which provider ran each node; OpenVINO: the precision each op ran in
+    placement: dict[str, Any] = field(default_factory=dict)
     accuracy: dict[str, Any] = field(default_factory=dict)  # from a validation report
 
 
@@ -103,8 +104,9 @@ def bench(artifacts: Sequence[str | Path], *, threads: int | None = None, warmup
     `torch_baseline=(zoo model, weights)` adds the PyTorch eager row (on `torch_device`: "cpu" or
     "cuda"); `baseline` names the row the
     ratios refer to (default: the torch row if present, else the first row that ran);
-    `placement` profiles one more session per ONNX Runtime row after the rounds and records which
-    provider ran each node (default: on for rows on a provider other than the CPU's);
+    `placement` profiles one more session per ONNX Runtime or OpenVINO row after the rounds and records which
+    provider ran each node (default: on for rows on a provider other than the CPU's), or which precision each
+    OpenVINO op ran in (default: on);
     `validation`: artifact path or recipe -> validation report (JSON dict), for the accuracy column
     and plot.
 
@@ -122,7 +124,8 @@ def bench(artifacts: Sequence[str | Path], *, threads: int | None = None, warmup
         baseline: the row the speed ratios refer to: an artifact folder as passed, or a row name
             ("torch eager fp32", "onnx-int8", "onnx-fp16 (cuda)").
         memory: also measure each artifact's peak RSS in a fresh process.
-        placement: profile which provider runs each ONNX node (None: on for non-CPU providers).
+        placement: profile which provider runs each ONNX node and which precision each OpenVINO op runs in
+            (None: on for ONNX Runtime's non-CPU providers and for OpenVINO rows).
         validation: artifact path or recipe -> validation report dict, for the accuracy column.
         json_path: write the result there as JSON after every round (what was measured survives an
             interruption).
@@ -306,17 +309,23 @@ def _disambiguate(configs: Sequence[_Config]) -> None:
 
 
 def _record_placement(configs: Sequence[_Config], placement: bool | None, progress: Callable[[str], None]) -> None:
-    """Node placement of each ONNX Runtime row (auto: those on a provider other than the CPU's)."""
+    """Node placement of each ONNX Runtime row (auto: those on a provider other than the CPU's) and the precision
+    each op of an OpenVINO row ran in (auto: every OpenVINO row)."""
+    from .openvino_placement import measure_openvino_placement
     from .placement import measure_placement
 
     for cfg in configs:
         row, provider = cfg.row, cfg.options.get("provider")
-        wanted = placement if placement is not None else provider not in (None, "cpu")
-        if not (wanted and row.status == "ok" and row.backend == "onnxruntime" and cfg.input is not None):
+        if not (row.status == "ok" and row.backend in ("onnxruntime", "openvino") and cfg.input is not None):
             continue
-        progress(f"profiling which provider runs each node of {row.name} ...")
+        openvino = row.backend == "openvino"
+        if not (placement if placement is not None else openvino or provider not in (None, "cpu")):
+            continue
+        progress(f"profiling {'the precision of each op' if openvino else 'which provider runs each node'} "
+                 f"of {row.name} ...")
         try:
-            row.placement = measure_placement(row.artifact, cfg.input, **cfg.options)
+            measure = measure_openvino_placement if openvino else measure_placement
+            row.placement = measure(row.artifact, cfg.input, **cfg.options)
         except Exception as exc:  # the timings stand; the row says why placement is missing
             row.placement = {"error": f"{type(exc).__name__}: {exc}"}
 

@@ -105,8 +105,9 @@ def to_markdown(result: BenchResult) -> str:
     lines += ["| " + " | ".join(cells) + " |" for cells in table_rows(result)]
     notes = placement_notes(result)
     if notes:
-        lines += ["", "Node placement (ONNX Runtime profiler, one run; node time is host time, so a GPU node "
-                      "counts its launch only):", *notes]
+        lines += ["", "Node placement, one profiled run (ONNX Runtime: which provider ran each node, in host time, so "
+                      "a GPU node counts its launch only; OpenVINO: the share of its per-op time in each precision):",
+                  *notes]
     return "\n".join(lines) + "\n"
 
 

@@ -74,7 +74,11 @@ def measure_placement(artifact: str | Path, x: np.ndarray, **options: Any) -> di
 
 def placement_note(placement: dict[str, Any]) -> str:
     """One line for tables: how many nodes ran off the requested provider, on what, and their share of
-    the recorded node time."""
+    the recorded node time (an OpenVINO row's: the share of each precision, openvino_placement)."""
+    if placement.get("backend") == "openvino":
+        from .openvino_placement import openvino_placement_note
+
+        return openvino_placement_note(placement)
     short = placement["requested"].replace("ExecutionProvider", "")
     total = sum(p["nodes"] for p in placement["providers"].values())
     if not placement.get("off_requested_ops"):

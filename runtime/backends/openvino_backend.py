@@ -10,6 +10,9 @@ Options:
   (`export_options.inference_precision`). The manifest's "reduced" resolves per device: bf16 on CPUs
   with bf16 arithmetic, fp16 on GPUs/NPUs, f32 on CPUs with neither; `describe()` says what ran.
 
+- ``profile``: True to keep OpenVINO's per-op counters (``PERF_COUNT``); `op_profile()` then reads, after a
+  run, each op the plugin ran: its kernel, the precision it computed in and its time (benchmarks.openvino_placement).
+
 A recipe whose manifest lists `export_options.reduced_ops` (openvino-int8-hybrid) compiles in f32 with those op
 types alone in the device's reduced precision (openvino_reduced), unless `inference_precision` is given.
 
@@ -31,7 +34,7 @@ from .openvino_reduced import reduce_ops
 from .openvino_rounding import exact_bf16_round_trips
 
 NAME = "openvino"
-OPTIONS = ("device", "threads", "inference_precision")
+OPTIONS = ("device", "threads", "inference_precision", "profile")
 DEVICES = ("CPU", "GPU", "NPU")
 PRECISIONS = ("f32", "bf16", "f16")
 
@@ -75,7 +78,7 @@ def _compiles(core: Any, model: Any, device: str, config: dict[str, Any]) -> boo
 
 class OpenVinoSession:
     def __init__(self, manifest: Any, artifact_dir: Path, *, device: str | None = None, threads: int | None = None,
-                 inference_precision: str | None = None) -> None:
+                 inference_precision: str | None = None, profile: bool = False) -> None:
         ov = _openvino()
         self.manifest = manifest
         self.path = artifact_dir / manifest.model_file
@@ -96,6 +99,11 @@ class OpenVinoSession:
         config: dict[str, Any] = {"INFERENCE_PRECISION_HINT": self.precision}
         if threads is not None:
             config["INFERENCE_NUM_THREADS"] = threads
+        if not isinstance(profile, bool):
+            raise OptionError(f"profile must be True or False for the openvino backend, not {profile!r}.")
+        self.profile = profile
+        if profile:
+            config["PERF_COUNT"] = True
         model = None
         try:
             model = core.read_model(str(self.path))
@@ -147,6 +155,23 @@ class OpenVinoSession:
         result = self.request.infer({k: np.ascontiguousarray(v) for k, v in inputs.items()})
         by_name = {n: v for port, v in result.items() for n in port.get_names()}
         return [np.array(by_name[spec.name]) for spec in self.manifest.outputs]  # a copy: the request reuses its own
+
+    def op_profile(self) -> list[dict[str, Any]]:
+        """Each op the plugin ran in the last run, from the compiled model's runtime graph (one op there is often
+        several of the IR's, fused): name, type, kernel, the precision it computed in, and microseconds."""
+        if not self.profile:
+            raise OptionError("op_profile() needs the per-op counters: load the artifact with profile=True.")
+        if self.request is None:
+            raise SapiensEdgeError("This OpenVINO session is closed; load the artifact again.")
+        out = []
+        for op in self.compiled.get_runtime_model().get_ordered_ops():
+            info = {k: v.astype(str) for k, v in op.get_rt_info().items()}
+            us = info.get("execTimeMcs", "")
+            if us.isdigit():  # "not_executed": folded or a view
+                out.append({"name": op.get_friendly_name(), "type": info.get("layerType", op.get_type_name()),
+                            "kernel": info.get("primitiveType", ""), "precision": info.get("runtimePrecision", ""),
+                            "us": int(us)})
+        return out
 
     def describe(self) -> dict[str, Any]:
         used = self.compiled.get_property("INFERENCE_PRECISION_HINT").to_string()  # what OpenVINO compiled for

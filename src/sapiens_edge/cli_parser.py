@@ -212,8 +212,8 @@ def build_parser(commands: Mapping[str, Callable[[argparse.Namespace], int]]) ->
                    help="validation reports (.json from `validate --report`) for the accuracy column and plot")
     b.add_argument("--memory", action="store_true", help="also measure each artifact's peak RSS (fresh process)")
     b.add_argument("--placement", action=argparse.BooleanOptionalAction, default=None,
-                   help="profile which ONNX Runtime provider runs each node (default: on for providers other "
-                        "than cpu)")
+                   help="profile which ONNX Runtime provider runs each node, and the precision each OpenVINO op "
+                        "runs in (default: on for ONNX Runtime providers other than cpu, and for OpenVINO rows)")
     b.add_argument("--output", "-o", help="folder for bench.json, bench.csv, bench.md and the plots")
     b.add_argument("--no-plots", action="store_true", help="skip the plots (they need matplotlib)")
     b.add_argument("--force", action="store_true",
