@@ -55,6 +55,15 @@ def summarize_ops(ops: Iterable[dict[str, Any]], requested: str) -> dict[str, An
     return {"backend": "openvino", "requested": requested, "time_us": total, "precisions": ordered}
 
 
+def requested_precision(info: dict[str, Any]) -> str:
+    """What the session was compiled for, from its `describe()`: "f32", "bf16", ..., or for openvino-int8-hybrid
+    "f32 but ScaledDotProductAttention/ConvolutionBackpropData in bf16"."""
+    requested, reduced = info["inference_precision"], info.get("reduced_ops")
+    if reduced and reduced["ops"]:
+        requested += f" but {'/'.join(reduced['op_types'])} in {reduced['precision']}"
+    return requested
+
+
 def measure_openvino_placement(artifact: str | Path, x: np.ndarray, **options: Any) -> dict[str, Any]:
     """Open `artifact` with OpenVINO's per-op counters and `options` (device, threads, inference_precision), run
     `x` twice and summarize the second run by precision."""
@@ -64,11 +73,7 @@ def measure_openvino_placement(artifact: str | Path, x: np.ndarray, **options: A
     try:
         predictor.run(x)  # the first run pays for lazy kernel set-up
         predictor.run(x)
-        info = predictor.describe()
-        requested, reduced = info["inference_precision"], info.get("reduced_ops")
-        if reduced and reduced["ops"]:  # openvino-int8-hybrid: f32 but for these ops
-            requested += f" but {'/'.join(reduced['op_types'])} in {reduced['precision']}"
-        return summarize_ops(predictor.session.op_profile(), requested)
+        return summarize_ops(predictor.session.op_profile(), requested_precision(predictor.describe()))
     finally:
         predictor.close()
 

@@ -15,12 +15,10 @@ Threads: --threads for every engine, the peer included. --reuse times the artifa
 from __future__ import annotations
 
 import argparse
-import csv
 import platform
 import shlex
 import sys
 from collections.abc import Callable
-from datetime import date
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +26,7 @@ import numpy as np
 
 from .. import sysinfo
 from .recipe_sweep import bench_model, run_models, table
+from .study_csv import STANDIN_WEIGHTS, write_study_csv
 
 DEFAULT_RECIPES = "onnx-int8,openvino-fp32,openvino-fp16,openvino-int8,openvino-int8-hybrid"
 # row key -> CSV column, as in the other results/ tables
@@ -70,22 +69,14 @@ def write_csv(path: Path, rows: list[dict], command: str, threads: int, notes: s
     import openvino
     import torch
 
-    header = ["# title: OpenVINO recipes against OpenVINO's plain conversion and onnx-int8 (issue 24)",
-              f"# machine: {sysinfo.describe(sysinfo.system_info())}",
-              f"# threads: {threads}",
-              f"# versions: torch {torch.__version__}, openvino {openvino.get_version().split('-')[0]}, "
-              f"python {platform.python_version()}",
-              f"# date: {date.today():%Y-%m}", f"# command: {command}",
-              "# weights: stand-in (seeded random, confident classifier: docs/design/standin-weights.md)",
-              f"# notes: {notes}"]
-    tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "w", newline="") as f:
-        f.write("\n".join(header) + "\n")
-        writer = csv.writer(f)
-        writer.writerow(FIELDS.values())
-        for row in rows:
-            writer.writerow(f"{row[k]:.4g}" if isinstance(row.get(k), float) else row.get(k, "") for k in FIELDS)
-    tmp.replace(path)
+    header = {"title": "OpenVINO recipes against OpenVINO's plain conversion and onnx-int8 (issue 24)",
+              "machine": sysinfo.describe(sysinfo.system_info()), "threads": str(threads),
+              "versions": f"torch {torch.__version__}, openvino {openvino.get_version().split('-')[0]}, "
+                          f"python {platform.python_version()}",
+              "command": command, "weights": STANDIN_WEIGHTS, "notes": notes}
+    write_study_csv(path, header, list(FIELDS.values()),
+                    ([f"{row[k]:.4g}" if isinstance(row.get(k), float) else row.get(k, "") for k in FIELDS]
+                     for row in rows))
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -13,18 +13,17 @@ costliest op types. Same artifact, same input, one process: the settings compare
 from __future__ import annotations
 
 import argparse
-import csv
 import platform
 import shlex
 import statistics
 import sys
 import time
-from datetime import date
 from pathlib import Path
 from typing import Any
 
 from .. import sysinfo
-from ..openvino_placement import summarize_ops
+from ..openvino_placement import requested_precision, summarize_ops
+from .study_csv import STANDIN_WEIGHTS, write_study_csv
 
 FIELDS = ("setting", "latency s", "precision", "ops", "op time s", "share", "op types (by time)")
 
@@ -46,11 +45,7 @@ def profile(artifact: Path, setting: str, threads: int, runs: int) -> tuple[dict
             t0 = time.perf_counter()
             p.run(x)
             times.append(time.perf_counter() - t0)
-        info = p.describe()
-        requested, reduced = info["inference_precision"], info.get("reduced_ops")
-        if reduced and reduced["ops"]:
-            requested += f" but {'/'.join(reduced['op_types'])} in {reduced['precision']}"
-        return summarize_ops(p.session.op_profile(), requested), statistics.median(times)
+        return summarize_ops(p.session.op_profile(), requested_precision(p.describe())), statistics.median(times)
 
 
 def rows_of(setting: str, summary: dict[str, Any], latency: float) -> list[list[str]]:
@@ -63,19 +58,11 @@ def rows_of(setting: str, summary: dict[str, Any], latency: float) -> list[list[
 def write_csv(path: Path, rows: list[list[str]], artifact: Path, command: str, threads: int, notes: str) -> None:
     import openvino
 
-    header = [f"# title: Where the time of {artifact.name} goes, per precision (OpenVINO per-op counters)",
-              f"# machine: {sysinfo.describe(sysinfo.system_info())}", f"# threads: {threads}",
-              f"# versions: openvino {openvino.get_version().split('-')[0]}, python {platform.python_version()}",
-              f"# date: {date.today():%Y-%m}", f"# command: {command}",
-              "# weights: stand-in (seeded random, confident classifier: docs/design/standin-weights.md)",
-              f"# notes: {notes}"]
-    tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "w", newline="") as f:
-        f.write("\n".join(header) + "\n")
-        writer = csv.writer(f)
-        writer.writerow(FIELDS)
-        writer.writerows(rows)
-    tmp.replace(path)
+    header = {"title": f"Where the time of {artifact.name} goes, per precision (OpenVINO per-op counters)",
+              "machine": sysinfo.describe(sysinfo.system_info()), "threads": str(threads),
+              "versions": f"openvino {openvino.get_version().split('-')[0]}, python {platform.python_version()}",
+              "command": command, "weights": STANDIN_WEIGHTS, "notes": notes}
+    write_study_csv(path, header, FIELDS, rows)
 
 
 def main(argv: list[str] | None = None) -> int:
