@@ -22,7 +22,8 @@ TARGET_FILES = {
     "coreml": ("tests/export/test_coreml_target.py", "tests/export/test_coreml_rewrites.py",
                "tests/quantize/test_coreml_twin.py", "tests/benchmarks/studies/test_coreml_recipe_sweep.py"),
     "tflite": ("tests/export/test_tflite_target.py",),
-    "openvino": ("tests/export/test_openvino_target.py", "tests/benchmarks/studies/test_openvino_peer.py"),
+    "openvino": ("tests/export/test_openvino_target.py", "tests/export/test_openvino_bench.py",
+                 "tests/benchmarks/studies/test_openvino_peer.py"),
     "aarch64": ("tests/pi/test_aarch64_emulated.py",),
 }
 IMPORT_SKIP = "could not import"  # the reason pytest.importorskip gives
