@@ -294,7 +294,7 @@ def _artifact_config(path: Path, backend: str | None, options: dict[str, Any], c
     row.backend = predictor.backend
     row.backend_summary = predictor.describe().get("summary", "")
     row.input_hw = list(manifest.input_hw)
-    x = _photo(manifest.task, tuple(manifest.input_hw))
+    _, x = prepared_photo(manifest.task, tuple(manifest.input_hw))
     cfg = _Config(row, lambda: predictor.run(x), predictor.close)
     cfg.input = x
     return cfg
@@ -353,7 +353,7 @@ def _torch_config(model: str, weights: str | Path | None, *, threads: int | None
     row.task, row.backend_summary = net.sapiens_info.task, f"PyTorch {torch.__version__} eager fp32 ({device})"
     hw = tuple(input_hw or net.sapiens_info.input_hw)  # the artifacts' size: like for like
     row.input_hw = list(hw)
-    x = torch.from_numpy(_photo(net.sapiens_info.task, hw)).to(device)
+    x = torch.from_numpy(prepared_photo(net.sapiens_info.task, hw)[1]).to(device)
 
     def run() -> None:
         with torch.inference_mode():
@@ -364,12 +364,14 @@ def _torch_config(model: str, weights: str | Path | None, *, threads: int | None
     return _Config(row, run)
 
 
-def _photo(task: str, input_hw: tuple[int, int]) -> np.ndarray:
+def prepared_photo(task: str, input_hw: tuple[int, int]) -> tuple[Any, np.ndarray]:
+    """The bundled photo prepared for `task` at `input_hw`: (the processor's prepared input, its float32 array),
+    what every benchmark and study runs."""
     from sapiens_edge import runtime
     from sapiens_edge.metadata import bundled_photo
 
     prepared = runtime.get_processor(task).prepare(runtime.load_image(bundled_photo()), input_hw=input_hw)
-    return np.ascontiguousarray(prepared.inputs, np.float32)
+    return prepared, np.ascontiguousarray(prepared.inputs, np.float32)
 
 
 def _peak_memory(artifact: Path, threads: int | None, options: dict[str, Any] | None,

@@ -32,13 +32,13 @@ def profile(artifact: Path, setting: str, threads: int, runs: int) -> tuple[dict
     """(the precision summary of the last run, median latency) of `artifact` under `setting`."""
     from sapiens_edge import runtime
 
-    from .recipe_sweep import _photo
+    from ..bench import prepared_photo
 
     options: dict[str, Any] = {"threads": threads, "profile": True}
     if setting != "manifest":
         options["inference_precision"] = setting
     with runtime.load(artifact, "openvino", **options) as p:
-        _, x = _photo(p.manifest.task, tuple(p.manifest.inputs[0].shape[2:]))
+        _, x = prepared_photo(p.manifest.task, tuple(p.manifest.input_hw))
         p.run(x)
         times = []
         for _ in range(runs):

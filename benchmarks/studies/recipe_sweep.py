@@ -28,16 +28,8 @@ from typing import Any
 
 import numpy as np
 
+from ..bench import prepared_photo
 from ..sysinfo import describe, system_info
-
-
-def _photo(task: str, input_hw: tuple[int, int]) -> tuple[Any, np.ndarray]:
-    from sapiens_edge import runtime
-    from sapiens_edge.metadata import bundled_photo
-
-    proc = runtime.get_processor(task)
-    prepared = proc.prepare(runtime.load_image(bundled_photo()), input_hw=input_hw)
-    return prepared, np.ascontiguousarray(prepared.inputs, np.float32)
 
 
 def interleaved(fns: dict[str, Callable[[], object]], runs: int,
@@ -113,7 +105,7 @@ def standin(name: str, input_hw: tuple[int, int], workdir: Path) -> tuple[Path, 
     print(f"{name}: writing confident random weights ...", file=sys.stderr, flush=True)
     write_standin_weights(name, weights, input_hw)
     model = sapiens_edge.load_model(name, weights)
-    prepared, x = _photo(model.sapiens_info.task, input_hw)
+    prepared, x = prepared_photo(model.sapiens_info.task, input_hw)
     return weights, model, prepared, x
 
 

@@ -1,12 +1,15 @@
 """The CSV a study writes into results/: `# key: value` header lines (what docs/results.md shows above the
-table), then the table, written atomically (a temp file beside it, renamed)."""
+table), then the table, written atomically (fileio.atomic_write_bytes: nothing half-written on an interruption)."""
 
 from __future__ import annotations
 
 import csv
+import io
 from collections.abc import Iterable, Sequence
 from datetime import date
 from pathlib import Path
+
+from sapiens_edge.fileio import atomic_write_bytes
 
 STANDIN_WEIGHTS = "stand-in (seeded random, confident classifier: docs/design/standin-weights.md)"
 
@@ -15,15 +18,12 @@ def write_study_csv(path: Path, header: dict[str, str], columns: Sequence[str],
                     rows: Iterable[Sequence[object]]) -> None:
     """`header` (title, machine, threads, versions, command, weights, notes; `date`, this month, is added after
     versions) above the `columns` and `rows` at `path`."""
-    lines = []
+    out = io.StringIO(newline="")
     for key, value in header.items():
-        lines.append(f"# {key}: {value}")
+        out.write(f"# {key}: {value}\n")
         if key == "versions":
-            lines.append(f"# date: {date.today():%Y-%m}")
-    tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "w", newline="") as f:
-        f.write("\n".join(lines) + "\n")
-        writer = csv.writer(f)
-        writer.writerow(columns)
-        writer.writerows(rows)
-    tmp.replace(path)
+            out.write(f"# date: {date.today():%Y-%m}\n")
+    writer = csv.writer(out)
+    writer.writerow(columns)
+    writer.writerows(rows)
+    atomic_write_bytes(path, out.getvalue().encode("utf-8"))

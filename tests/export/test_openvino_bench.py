@@ -11,7 +11,7 @@ pytest.importorskip("nncf")
 import openvino as ov
 
 from sapiens_edge import runtime
-from sapiens_edge.errors import OptionError
+from sapiens_edge.errors import OptionError, SapiensEdgeError
 from sapiens_edge.export import core
 from sapiens_edge.runtime.backends.openvino_backend import resolve_precision
 
@@ -52,6 +52,10 @@ def test_bench_reports_the_precision_each_op_ran_in(artifacts):
     assert B.bench([artifacts["openvino-fp32"].path], runs=1, threads=1, placement=False).rows[0].placement == {}
     with runtime.load(artifacts["openvino-fp32"].path) as p, pytest.raises(OptionError, match="profile=True"):
         p.session.op_profile()
+    closed = runtime.load(artifacts["openvino-fp32"].path, profile=True)
+    closed.close()
+    with pytest.raises(SapiensEdgeError, match="closed; load the artifact again"):
+        closed.session.op_profile()
     with pytest.raises(OptionError, match="profile must be True or False"):
         runtime.load(artifacts["openvino-fp32"].path, profile="yes")
 
