@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import SapiensEdgeError
+from ..fileio import atomic_write_bytes
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS_DIR = ROOT / "results"
@@ -127,7 +128,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{PAGE} is stale: run python -m sapiens_edge.benchmarks.results_page", file=sys.stderr)
             return 1
         return 0
-    PAGE.write_text(page, encoding="utf-8")
+    atomic_write_bytes(PAGE, page.encode("utf-8"))
     print(f"wrote {PAGE}")
     return 0
 

@@ -17,6 +17,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from sapiens_edge.errors import SapiensEdgeError
+from sapiens_edge.fileio import atomic_write_bytes
 
 from .recipes import RECIPES, Recipe
 from .target_table import runs_on
@@ -101,7 +102,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if new != text:
             stale.append(path)
             if args.write:
-                path.write_text(new, encoding="utf-8")
+                atomic_write_bytes(path, new.encode("utf-8"))
     verb = "refreshed" if args.write else "stale (run with --write)"
     for path in stale:
         print(f"{verb}: {path}", file=sys.stderr)

@@ -29,6 +29,7 @@ from typing import Any
 import numpy as np
 
 from sapiens_edge import metadata
+from sapiens_edge.fileio import atomic_write_bytes
 
 from .decoded import decoded_normals, decoded_pose, decoded_seg_labels
 from .tasks import get_processor
@@ -180,7 +181,7 @@ def write(folder: str | Path) -> Path:
            "flip_indices": [int(i) for i in metadata.keypoints().flip_indices],
            "palette_rgb": metadata.seg().palette.tolist(), "cases": wr.cases}
     path = out / "cases.json"
-    path.write_text(json.dumps(doc, indent=1) + "\n", "utf-8")
+    atomic_write_bytes(path, (json.dumps(doc, indent=1) + "\n").encode("utf-8"))
     return path
 
 

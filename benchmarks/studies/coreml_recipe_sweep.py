@@ -18,6 +18,7 @@ import sys
 import time
 from pathlib import Path
 
+from ...fileio import atomic_write_json
 from ..sysinfo import describe, system_info
 
 DEFAULT_RECIPES = ("coreml-fp32", "coreml-fp16", "coreml-int8", "coreml-w8a8", "coreml-palettized-6bit",
@@ -112,7 +113,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"input {h}x{w}; task metrics of each recipe's torch twin vs torch fp32 (Core ML runs on Apple only)")
     print(table(rows))
     if args.json:
-        Path(args.json).write_text(json.dumps(rows, indent=2))
+        atomic_write_json(args.json, rows)
     return 0
 
 

@@ -20,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
+from sapiens_edge.fileio import atomic_write_bytes
 from sapiens_edge.manifest import Manifest
 
 RECIPE = "onnx-fp32"
@@ -81,7 +82,7 @@ def main(argv: list[str] | None = None) -> int:
                  f"(the app-side decoding a raw output still needs is not included); a shared machine",
     }
     text = "".join(f"# {k}: {val}\n" for k, val in head.items()) + "\n".join(lines) + "\n"
-    args.write.write_text(text, "utf-8")
+    atomic_write_bytes(args.write, text.encode("utf-8"))
     print(text)
     return 0
 

@@ -18,6 +18,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from ...fileio import atomic_write_json
+
 
 def _write_checkpoint(name: str, dtype: str, path: Path) -> None:
     import torch
@@ -142,7 +144,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"| {r['model']} | {r['input']} | {r['threads']} | {r['median_s']:.2f} | {r['mean_s']:.2f} | "
               f"{r['min_s']:.2f} | {r['median_s'] / base:.2f}x |")
     if args.json:
-        Path(args.json).write_text(json.dumps(rows, indent=2))
+        atomic_write_json(args.json, rows)
     return 0
 
 

@@ -28,6 +28,7 @@ from typing import Any
 
 import numpy as np
 
+from ...fileio import atomic_write_json
 from ..bench import prepared_photo
 from ..sysinfo import describe, system_info
 
@@ -241,7 +242,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"input {h}x{w}, batch 1, {args.threads} threads, median of {args.runs} runs; parity vs torch fp32")
     print(table(rows))
     if args.json:
-        Path(args.json).write_text(json.dumps(rows, indent=2))
+        atomic_write_json(args.json, rows)
     return 0
 
 
