@@ -9,7 +9,8 @@ STAMP := $(VENV)/.installed
 $(STAMP): pyproject.toml
 	$(PY) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
-	# torch 2.13.0 CPU build; a plain `torch` requirement could pull a multi-GB CUDA wheel.
+	# torch pinned first, so that no other requirement picks its version. PyPI's Linux wheel brings its CUDA
+	# libraries (~3.4 GB of nvidia-* packages); it runs on the CPU all the same, and the CPU-only index is not reachable.
 	$(BIN)/python -m pip install -q "torch==2.13.0"
 	$(BIN)/python -m pip install -q -e ".[dev]"
 	touch $(STAMP)

@@ -9,7 +9,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from sapiens_edge.errors import OutputExistsError, option
-from sapiens_edge.fileio import atomic_write_bytes, atomic_write_json
+from sapiens_edge.fileio import atomic_write_bytes, atomic_write_json, disk_full_as_error
 from sapiens_edge.manifest import MANIFEST_NAME, Manifest, sha256_file
 from sapiens_edge.scratch import make_scratch_dir, sweep_stale
 
@@ -34,17 +34,19 @@ def write_artifact(output: str | Path, build: Callable[[Path], Manifest], *, for
     check_output(output, force)
     output.parent.mkdir(parents=True, exist_ok=True)
     sweep_stale(output.parent, progress)
-    work = make_scratch_dir(output.parent, f".{output.name}.tmp")
-    try:
-        manifest = build(work)
-        atomic_write_bytes(work / "README.md", render_readme(manifest, work, output.name).encode("utf-8"))
-        manifest.files = {str(p.relative_to(work)): sha256_file(p) for p in sorted(work.rglob("*"))
-                          if p.is_file() and p.name != MANIFEST_NAME}
-        atomic_write_json(work / MANIFEST_NAME, manifest.to_json())
-        _swap_into_place(work, output, force)
-    except BaseException:
-        shutil.rmtree(work, ignore_errors=True)
-        raise
+    # A full disk, however the converter reports it, becomes a DiskFullError about `output`'s folder.
+    with disk_full_as_error(output.parent, f"choose {option('--output', 'an output')} on another disk"):
+        work = make_scratch_dir(output.parent, f".{output.name}.tmp")
+        try:
+            manifest = build(work)
+            atomic_write_bytes(work / "README.md", render_readme(manifest, work, output.name).encode("utf-8"))
+            manifest.files = {str(p.relative_to(work)): sha256_file(p) for p in sorted(work.rglob("*"))
+                              if p.is_file() and p.name != MANIFEST_NAME}
+            atomic_write_json(work / MANIFEST_NAME, manifest.to_json())
+            _swap_into_place(work, output, force)
+        except BaseException:
+            shutil.rmtree(work, ignore_errors=True)
+            raise
     return manifest
 
 

@@ -332,6 +332,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     except BrokenPipeError:  # e.g. `sapiens-edge models | head`
         sys.stderr.close()
         return 0
+    except Exception as exc:  # a full disk where no writer of ours named the folder (a converter's temp file)
+        from pathlib import Path
+
+        from .fileio import disk_full_error, is_disk_full
+
+        if not is_disk_full(exc):
+            raise
+        where = getattr(exc, "filename", None)
+        print(f"error: {disk_full_error(Path(where).parent, cleaned=False)}" if where else
+              f"error: the disk filled up ({exc}). Free space (`df -h` shows which disk) and run again.",
+              file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

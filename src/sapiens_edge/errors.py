@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
+import errno
 from collections.abc import Iterator
 
 # Set by the CLI while it runs a command, so messages name flags (--force) instead of keywords (force=True).
@@ -130,6 +131,17 @@ class InsufficientMemoryError(PlatformUnavailableError, MemoryError):
     def __init__(self, message: str, *, phase: str = "", needed: int = 0, available: int = 0):
         super().__init__(message)
         self.phase, self.needed, self.available = phase, needed, available
+
+
+class DiskFullError(SapiensEdgeError, OSError):
+    """The disk filled up (or the user's quota ran out) while writing: what was being written was removed,
+    nothing half-written is left. Free space there or write to another disk. Attributes: `path` (the
+    folder being written) and `free` (bytes free there now; None where unknown)."""
+
+    def __init__(self, message: str, *, path: str = "", free: int | None = None):
+        super().__init__(message)
+        self.errno = errno.ENOSPC  # still an OSError callers can test the usual way
+        self.path, self.free = path, free
 
 
 class EngineCacheError(SapiensEdgeError):

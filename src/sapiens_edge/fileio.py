@@ -2,18 +2,21 @@
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import io
 import json
 import math
 import os
+import shutil
 import tempfile
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from .errors import OutputExistsError, option
+from .errors import DiskFullError, OutputExistsError, option
 
 
 def current_umask() -> int:
@@ -37,18 +40,73 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
     artifacts are shared with other users and containers."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            os.fchmod(f.fileno(), 0o666 & ~current_umask())
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with disk_full_as_error(path.parent):
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        try:
+            with os.fdopen(fd, "wb") as f:
+                os.fchmod(f.fileno(), 0o666 & ~current_umask())
+                f.write(data)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
     return path
+
+
+# ENOSPC / EDQUOT, and how converters that wrap the OSError in their own type spell it (safetensors'
+# SafetensorError: "... No space left on device (os error 28)"; OpenVINO's and protobuf's RuntimeErrors).
+_DISK_FULL_ERRNOS = (errno.ENOSPC, errno.EDQUOT)
+_DISK_FULL_TEXT = ("no space left on device", "disk quota exceeded", "os error 28")
+
+
+def is_disk_full(exc: BaseException) -> bool:
+    """Whether `exc`, or an exception it was raised from or during, is the disk filling up."""
+    seen: set[int] = set()
+    cur: BaseException | None = exc
+    while cur is not None and id(cur) not in seen:
+        seen.add(id(cur))
+        if isinstance(cur, OSError) and cur.errno in _DISK_FULL_ERRNOS:
+            return True
+        if any(t in str(cur).lower() for t in _DISK_FULL_TEXT):
+            return True
+        cur = cur.__cause__ or cur.__context__
+    return False
+
+
+def free_bytes(path: str | Path) -> int | None:
+    """Bytes free on the disk holding `path` (its nearest existing parent); None where it cannot be read."""
+    p = Path(path).absolute()
+    while not p.exists() and p != p.parent:
+        p = p.parent
+    try:
+        return shutil.disk_usage(p).free
+    except OSError:
+        return None
+
+
+def disk_full_error(path: str | Path, hint: str = "", *, cleaned: bool = True) -> DiskFullError:
+    """The typed error for a write into `path` that filled its disk; `cleaned`: the writer removed its
+    partial files first (so the free space is measured without them)."""
+    free = free_bytes(path)
+    now = f"{free / 2**30:.2f} GiB free there now" if free is not None else "free space unknown"
+    if cleaned:
+        now += ", with the partial files removed; nothing half-written is left"
+    return DiskFullError(f"the disk filled up while writing to {path} ({now}). Free space there"
+                         f"{', or ' + hint if hint else ''}, and run again.", path=str(path), free=free)
+
+
+@contextlib.contextmanager
+def disk_full_as_error(path: str | Path, hint: str = "") -> Iterator[None]:
+    """Within this block, an exception that is the disk filling up becomes a `DiskFullError` about `path`
+    (the cause kept). Clean up inside the block, so the message's free space counts what was removed."""
+    try:
+        yield
+    except Exception as exc:  # an inner DiskFullError too: the outer block knows the folder the user named
+        if is_disk_full(exc):
+            raise disk_full_error(path, hint) from exc
+        raise
 
 
 def jsonable(obj: Any) -> Any:
