@@ -8,8 +8,8 @@ import shutil
 from collections.abc import Callable
 from pathlib import Path
 
-from sapiens_edge.errors import OutputExistsError, option
-from sapiens_edge.fileio import atomic_write_bytes, atomic_write_json, disk_full_as_error
+from sapiens_edge.errors import DiskFullError, OutputExistsError, option
+from sapiens_edge.fileio import atomic_write_bytes, atomic_write_json, disk_full_as_error, free_bytes
 from sapiens_edge.manifest import MANIFEST_NAME, Manifest, sha256_file
 from sapiens_edge.scratch import make_scratch_dir, sweep_stale
 
@@ -22,6 +22,17 @@ def check_output(output: Path, force: bool) -> None:
         raise OutputExistsError(
             f"{output} exists and is not a sapiens-edge artifact; refusing to replace it even with "
             f"{option('--force', 'force=True')}.")
+
+
+def check_disk(output: Path, weight_bytes: int, what: str) -> None:
+    """Refuse, before any work, an export whose weights alone cannot fit beside `output`: a lower bound
+    (the export writes more), so nothing that could succeed is refused."""
+    free = free_bytes(output.parent)
+    if free is not None and free < weight_bytes:
+        raise DiskFullError(
+            f"{what} writes at least {weight_bytes / 2**30:.2f} GiB of weights into {output.parent}, and "
+            f"{free / 2**30:.2f} GiB is free there. Free space there, or choose {option('--output', 'an output')} "
+            f"on another disk.", path=str(output.parent), free=free)
 
 
 def write_artifact(output: str | Path, build: Callable[[Path], Manifest], *, force: bool = False,

@@ -21,7 +21,7 @@ from sapiens_edge.memory import process_rss, require_memory
 from sapiens_edge.runtime.preprocess import check_input_hw
 from sapiens_edge.signals import unwinds_on_terminate
 
-from .artifact import check_output, write_artifact
+from .artifact import check_disk, check_output, write_artifact
 from .calibration import calibration_data
 from .recipes import Recipe, get_recipe, require_available
 from .target_table import TARGETS, check_request
@@ -88,6 +88,7 @@ def export(model, recipe: str | Recipe, output: str | Path, *, weights: str | Pa
     input_hw = tuple(input_size) if input_size is not None else info.input_hw
     check_input_hw(input_hw)
     require_available(rec, info, input_hw)
+    check_disk(output, int(info.params * rec.weights.bytes_per_weight), f"{rec.name} of {info.name}")
     target_options = check_request(rec, calibration_method, tuple(keep_float), target_options, decode)
     if decode:
         from .decode import check_decode

@@ -87,6 +87,13 @@ class Weights:
     def label(self) -> str:
         return f"palettized-{self.bits}bit" if self.dtype is WeightDtype.PALETTIZED else self.dtype.value
 
+    @property
+    def bytes_per_weight(self) -> float:
+        """The fewest bytes an artifact stores per weight (layers kept float and LUTs only add to it)."""
+        if self.dtype is WeightDtype.PALETTIZED:
+            return (self.bits or 8) / 8
+        return {WeightDtype.FP32: 4.0, WeightDtype.FP16: 2.0, WeightDtype.INT8: 1.0}[self.dtype]
+
 
 @dataclass(frozen=True)
 class Activations:

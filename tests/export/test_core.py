@@ -160,3 +160,34 @@ def test_keep_float_must_fit_the_recipe_and_match_a_layer(fake, tiny_seg, tmp_pa
     core.export(tiny_seg, "onnx-int8", tmp_path / "c", input_size=(128, 96), keep_float=("blocks.0.",),
                 progress=lambda _: None)
     assert fake.calls
+
+
+class _Loaded(Exception):
+    """Raised by a stand-in load_model: the export got past every check made before the weights load."""
+
+
+@pytest.mark.parametrize(("recipe", "refused"), [("onnx-fp32", True), ("onnx-int8", False)])
+def test_an_export_whose_weights_cannot_fit_on_the_disk_is_refused_before_the_model_loads(monkeypatch, tmp_path,
+                                                                                          recipe, refused):
+    import shutil
+
+    from sapiens_edge.errors import DiskFullError
+
+    params = get_model_info("sapiens2-0.4b-seg").params
+    free = int(params * 1.5)  # room for int8 weights (1 byte each), not for fp32 (4 bytes)
+    monkeypatch.setattr(shutil, "disk_usage", lambda _p: shutil._ntuple_diskusage(10 * free, 9 * free, free))
+
+    def load_model(*_a, **_k):
+        raise _Loaded
+
+    monkeypatch.setattr("sapiens_edge.loading.load_model", load_model)
+    out = tmp_path / "exports" / "a"
+    if refused:
+        with pytest.raises(DiskFullError) as info:
+            core.export("sapiens2-0.4b-seg", recipe, out, calibration_limit=1, progress=lambda _m: None)
+        assert info.value.path == str(out.parent) and info.value.free == free
+        assert f"{params * 4 / 2**30:.2f} GiB of weights" in str(info.value)
+        assert not out.parent.exists()  # refused before anything was written
+    else:
+        with pytest.raises(_Loaded):
+            core.export("sapiens2-0.4b-seg", recipe, out, calibration_limit=1, progress=lambda _m: None)
