@@ -55,8 +55,8 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
     return path
 
 
-# ENOSPC / EDQUOT, and how converters that wrap the OSError in their own type spell it (safetensors'
-# SafetensorError: "... No space left on device (os error 28)"; OpenVINO's and protobuf's RuntimeErrors).
+# ENOSPC / EDQUOT, and the text of a converter that wraps the OSError in its own type without chaining it
+# (safetensors' SafetensorError: "... No space left on device (os error 28)"); a chained one is found by its cause.
 _DISK_FULL_ERRNOS = (errno.ENOSPC, errno.EDQUOT)
 _DISK_FULL_TEXT = ("no space left on device", "disk quota exceeded", "os error 28")
 
