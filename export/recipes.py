@@ -91,7 +91,9 @@ class Weights:
     def bytes_per_weight(self) -> float:
         """The fewest bytes an artifact stores per weight (layers kept float and LUTs only add to it)."""
         if self.dtype is WeightDtype.PALETTIZED:
-            return (self.bits or 8) / 8
+            if self.bits is None:  # our bug: every palettized recipe names its LUT size
+                raise RuntimeError("palettized Weights without bits")
+            return self.bits / 8
         return {WeightDtype.FP32: 4.0, WeightDtype.FP16: 2.0, WeightDtype.INT8: 1.0}[self.dtype]
 
 

@@ -166,3 +166,19 @@ def test_write_refreshes_between_the_markers(tmp_path):
     (tmp_path / "e.md").write_text("no markers\n", encoding="utf-8")
     with pytest.raises(Exception, match="has no <!-- recipes-table:start -->"):
         recipe_table.main(["--write", str(tmp_path / "e.md")])
+
+
+@pytest.mark.parametrize("recipe", sorted(recipes.RECIPES))
+def test_bytes_per_weight_follows_the_precision_label(recipe):
+    """The export's disk check (the fewest bytes an artifact can hold) agrees with each recipe's precision label."""
+    rec = recipes.RECIPES[recipe]
+    label = rec.precision
+    expected = (int(label.split("-")[1].removesuffix("bit")) / 8 if label.startswith("palettized-")
+                else {"fp32": 4, "fp16": 2}.get(label, 1 if label.startswith("int8") else None))
+    assert expected is not None, f"{recipe}: unknown precision label {label!r}"
+    assert rec.weights.bytes_per_weight == expected
+
+
+def test_palettized_weights_without_bits_are_our_bug():
+    with pytest.raises(RuntimeError, match="without bits"):
+        _ = recipes.Weights(recipes.WeightDtype.PALETTIZED).bytes_per_weight
